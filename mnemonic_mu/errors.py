@@ -1,0 +1,36 @@
+"""Exception types raised by the kit.
+
+Every error a user can trigger by bad input derives from :class:`MnemonicError`
+and carries one message that says what was wrong and how to fix it.  The CLI
+prints that message (without a stack trace) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class MnemonicError(Exception):
+    """Base class of every error the kit raises on purpose."""
+
+
+class ConfigError(MnemonicError, ValueError):
+    """A setting is out of range, unknown or of the wrong type."""
+
+
+class DataError(MnemonicError):
+    """A dataset is missing, truncated or in the wrong format."""
+
+
+class CheckpointError(MnemonicError):
+    """A checkpoint or artifact is corrupted, tampered with or does not fit."""
+
+
+class DeviceError(MnemonicError):
+    """The requested device is not available on this machine."""
+
+
+class StageOrderError(MnemonicError):
+    """A notebook stage ran before the stage that produces its input."""
+
+
+class ModelStateError(MnemonicError):
+    """The model is unusable (for example its weights contain NaN or inf)."""

@@ -1,0 +1,364 @@
+"""One-shot forgetting with mnemonic codes (Eq. 5-7, Algorithm 2) and a calibrated step.
+
+Paper step (``step="paper"``)
+    1. Code Fisher per class (Eq. 6); f_F = mean over forget classes, f_R = mean
+       over remaining classes.
+    2. eta_i = f_F,i / f_R,i (Eq. 7) with guards: both Fishers floored at a tiny
+       value, NaN -> 0, +inf -> the largest finite eta of that tensor.
+    3. Per tensor l: alpha_l = min(lambda1, lambda2 / max_i eta_l,i).
+    4. Candidates w + alpha*eta and w - alpha*eta (one sign for the whole
+       model, Eq. 5); keep the one with the larger A_R + E_F on the codes alone.
+       If both score the same (a *tie*), the sign whose forget codes lose more
+       log-probability relative to the remaining codes wins, and the record
+       says the test tied.
+
+Calibrated step (``step="calibrated"``, this kit's extension, see README)
+    Same direction ``alpha*eta``, but the step size is chosen per request from
+    the codes alone: the scale k of ``w +- k*alpha*eta`` grows geometrically
+    until every forget code (and jittered views of it) is misclassified with a
+    log-probability margin, while every remaining code (and its views) keeps its
+    class.  The sign reaching that with the smaller k wins.  No training, test or
+    validation data is touched.
+
+Both return a *new* model (the input is left untouched) and a :class:`ForgetRecord`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError, ModelStateError
+from .fisher import Fisher, code_fisher, mean_fisher, trainable
+from .metrics import check_forget_classes
+
+STEPS = ("paper", "calibrated")
+
+
+@dataclass
+class ForgetRecord:
+    """What one forgetting step did; everything a reader needs to trust or doubt it."""
+
+    step: str  # "paper" or "calibrated"
+    forget_classes: list[int]
+    sign: str  # "+" or "-"
+    sign_tie: bool  # both signs scored the same A_R + E_F on the codes
+    lambda1: float
+    lambda2: float
+    scale: float  # multiplier k of the paper's step (1.0 for the paper step)
+    alpha: dict[str, float]  # per-tensor alpha_l
+    code_scores: dict[str, dict[str, float]]  # per sign: A_R / E_F on the codes (%) and margins
+    forget_code_predicted: bool  # after the step, a forget code still predicts its own class
+    retain_codes_kept: bool  # after the step, every remaining code keeps its class
+    backward_passes: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------
+# The pieces of Eq. 5-7
+
+
+def fisher_ratio(f_forget: Fisher, f_retain: Fisher, floor: float | None = None) -> Fisher:
+    """eta = f_F / f_R (Eq. 7), guarded.
+
+    Both Fishers are floored at ``floor`` (default: the dtype's smallest normal
+    number) before dividing; NaN becomes 0 and +inf the largest finite value of
+    that tensor (0 if it has none).
+    """
+    eta = {}
+    for n, ff in f_forget.items():
+        fr = f_retain[n]
+        lo = torch.finfo(ff.dtype).tiny if floor is None else floor
+        r = ff.clamp_min(lo) / fr.clamp_min(lo)
+        r = torch.nan_to_num(r, nan=0.0, posinf=float("inf"), neginf=0.0)
+        finite = torch.isfinite(r)
+        if not bool(finite.all()):
+            top = float(r[finite].max()) if bool(finite.any()) else 0.0
+            r = torch.where(finite, r, torch.full_like(r, top))
+        eta[n] = r
+    return eta
+
+
+def layer_alphas(eta: Fisher, lambda1: float, lambda2: float) -> dict[str, float]:
+    """alpha_l = min(lambda1, lambda2 / max_i eta_l,i) for every tensor l."""
+    out = {}
+    for n, e in eta.items():
+        top = float(e.max()) if e.numel() else 0.0
+        out[n] = float(lambda1) if top <= 0 else min(float(lambda1), float(lambda2) / top)
+    return out
+
+
+def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float, scale: float = 1.0) -> nn.Module:
+    """A copy of ``model`` with ``w + sign * scale * alpha_l * eta_l`` (Eq. 5)."""
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in trainable(new).items():
+            p.add_(eta[n], alpha=sign * scale * alpha[n])
+    return new
+
+
+@torch.no_grad()
+def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, forget_classes: Iterable[int]) -> dict[str, float]:
+    """Scores of ``model`` on code inputs (and their views) with their class labels.
+
+    ``A_R``/``E_F``: accuracy on remaining-class codes and error on forget-class
+    codes (%).  ``forget_margin``: the largest (log p_true - max other log p)
+    over forget codes (negative = all misclassified).  ``retain_margin``: the
+    smallest such margin over remaining codes (positive = all kept).
+    ``log_p_gap``: mean log p_true of remaining codes minus that of forget codes
+    (the tie-break: larger = more selective).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logp = F.log_softmax(model(codes.to(device)).float(), 1).cpu()
+    model.train(was_training)
+    labels = labels.cpu()
+    forget = torch.isin(labels, torch.tensor(list(forget_classes)))
+    true = logp.gather(1, labels[:, None]).squeeze(1)
+    other = logp.scatter(1, labels[:, None], float("-inf")).max(1).values
+    margin = true - other
+    correct = margin > 0
+    return {
+        "A_R": 100.0 * float(correct[~forget].float().mean()),
+        "E_F": 100.0 * (1.0 - float(correct[forget].float().mean())),
+        "forget_margin": float(margin[forget].max()),
+        "retain_margin": float(margin[~forget].min()),
+        "log_p_gap": float(true[~forget].mean() - true[forget].mean()),
+    }
+
+
+def code_views(codes: torch.Tensor, n_views: int, jitter: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each code plus ``n_views`` copies with Gaussian noise of std ``jitter * std(codes)``."""
+    labels = torch.arange(len(codes))
+    if n_views <= 0 or jitter <= 0:
+        return codes, labels
+    gen = torch.Generator().manual_seed(int(seed))
+    sd = float(codes.std()) * jitter
+    noisy = codes.unsqueeze(1) + sd * torch.randn((len(codes), n_views, *codes.shape[1:]), generator=gen)
+    views = torch.cat([codes.unsqueeze(1), noisy], 1)
+    return views.flatten(0, 1), labels.repeat_interleave(n_views + 1)
+
+
+# --------------------------------------------------------------------------
+# Input checks
+
+
+def check_model_finite(model: nn.Module) -> None:
+    """Refuse a model whose parameters contain NaN or inf (a diverged training run)."""
+    for n, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise ModelStateError(
+                f"parameter '{n}' of the model contains NaN or inf (training diverged?); "
+                "retrain with a smaller learning rate before forgetting."
+            )
+
+
+def check_codes_fit(model: nn.Module, codes: torch.Tensor) -> None:
+    """Refuse codes whose shape the model cannot take or whose count differs from its classes."""
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            out = model(codes[:1].to(device))
+            model.train(was)
+    except RuntimeError:
+        raise ConfigError(
+            f"codes of shape {tuple(codes.shape[1:])} do not fit the model's input; load the "
+            "codes saved with this model's checkpoint."
+        ) from None
+    if out.shape[-1] != len(codes):
+        raise ConfigError(
+            f"{len(codes)} codes for a model with {out.shape[-1]} classes; load the codes saved "
+            "with this model's checkpoint."
+        )
+
+
+def _check_lambdas(lambda1: float, lambda2: float) -> None:
+    for name, v in (("lambda1", lambda1), ("lambda2", lambda2)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ConfigError(f"{name} must be a positive number, got {v!r} (paper MNIST: 1e-3 and 10)")
+
+
+# --------------------------------------------------------------------------
+# The step
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Settings of the calibrated step (codes only; defaults chosen as in README)."""
+
+    margin: float = 2.0  # forget codes must trail the best other class by this many nats
+    retain_margin: float = 0.0  # remaining codes must keep their class by at least this margin
+    n_views: int = 4  # jittered copies of each code checked besides the code itself
+    jitter: float = 0.1  # noise std of a view, relative to the codes' std
+    growth: float = 2.0 ** 0.5  # geometric factor between tried scales
+    min_scale: float = 2.0**-6  # smallest scale tried (1.0 = the paper's step)
+    max_scale: float = 2.0**20  # largest scale tried
+    seed: int = 0  # views' noise
+
+
+def forget(
+    model: nn.Module,
+    codes: torch.Tensor,
+    forget_classes: Iterable[int],
+    lambda1: float = 1e-3,
+    lambda2: float = 10.0,
+    step: str = "paper",
+    calibration: Calibration | None = None,
+    fisher_method: str = "loop",
+    per_class_fisher: list[Fisher] | None = None,
+) -> tuple[nn.Module, ForgetRecord]:
+    """Forget ``forget_classes`` in one shot from the codes alone.
+
+    ``per_class_fisher`` may pass precomputed code Fishers (one per class) to
+    skip step 1; ``fisher_method`` chooses the loop or the vectorised path.
+    Returns ``(new_model, record)``; ``model`` is not modified.
+    """
+    if step not in STEPS:
+        raise ConfigError(f"unknown step {step!r}; choose 'paper' or 'calibrated'")
+    _check_lambdas(lambda1, lambda2)
+    num_classes = len(codes)
+    forget_classes = check_forget_classes(forget_classes, num_classes)
+    check_model_finite(model)
+    check_codes_fit(model, codes)
+    device = next(model.parameters()).device
+    codes = codes.to(device)
+
+    start = time.perf_counter()
+    fishers = per_class_fisher if per_class_fisher is not None else code_fisher(model, codes, method=fisher_method)
+    retain_classes = [c for c in range(num_classes) if c not in forget_classes]
+    eta = fisher_ratio(
+        mean_fisher(fishers[c] for c in forget_classes), mean_fisher(fishers[c] for c in retain_classes)
+    )
+    alpha = layer_alphas(eta, lambda1, lambda2)
+    labels = torch.arange(num_classes)
+    warnings: list[str] = []
+
+    if step == "paper":
+        scale = 1.0
+        candidates = {s: perturbed(model, eta, alpha, sgn) for s, sgn in (("+", 1.0), ("-", -1.0))}
+        scores = {s: code_report(m, codes, labels, forget_classes) for s, m in candidates.items()}
+        total = {s: v["A_R"] + v["E_F"] for s, v in scores.items()}
+        tie = total["+"] == total["-"]
+        if tie:
+            sign = "+" if scores["+"]["log_p_gap"] >= scores["-"]["log_p_gap"] else "-"
+        else:
+            sign = "+" if total["+"] > total["-"] else "-"
+        new = candidates[sign]
+    else:
+        cal = calibration or Calibration()
+        views, view_labels = code_views(codes.cpu(), cal.n_views, cal.jitter, cal.seed)
+        views = views.to(device)
+        new, sign, scale, scores, tie = _calibrate(model, eta, alpha, views, view_labels, forget_classes, cal, warnings)
+
+    seconds = time.perf_counter() - start
+    final = code_report(new, codes, labels, forget_classes)
+    record = ForgetRecord(
+        step=step,
+        forget_classes=list(forget_classes),
+        sign=sign,
+        sign_tie=bool(tie),
+        lambda1=float(lambda1),
+        lambda2=float(lambda2),
+        scale=float(scale),
+        alpha=alpha,
+        code_scores=scores,
+        forget_code_predicted=final["forget_margin"] > 0,
+        retain_codes_kept=final["retain_margin"] > 0,
+        backward_passes=num_classes,
+        seconds=seconds,
+        warnings=warnings,
+    )
+    if record.sign_tie:
+        record.warnings.append(
+            "sign test tied: both signs scored the same A_R + E_F on the codes; "
+            "the sign was chosen by the log-probability gap"
+        )
+    if record.forget_code_predicted:
+        record.warnings.append(
+            "a forget code is still predicted as its own class: the step was too small for "
+            "this request (try step='calibrated')"
+        )
+    if not record.retain_codes_kept:
+        record.warnings.append("a remaining-class code lost its class: the step may have damaged retained classes")
+    return new, record
+
+
+def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibration, warnings):
+    """Grow the scale of the paper's direction until the code criterion holds (see module doc)."""
+    scales = []
+    k = cal.min_scale
+    while k <= cal.max_scale * (1 + 1e-9):
+        scales.append(k)
+        k *= cal.growth
+    base = {n: p.detach().clone() for n, p in trainable(model).items()}
+    work = copy.deepcopy(model)
+    params = trainable(work)
+    found: dict[str, tuple[float, dict]] = {}
+    best_fallback: dict[str, tuple[tuple, float, dict]] = {}
+    for s, sgn in (("+", 1.0), ("-", -1.0)):
+        for k in scales:
+            with torch.no_grad():
+                for n, p in params.items():
+                    torch.add(base[n], eta[n], alpha=sgn * k * alpha[n], out=p)
+            rep = code_report(work, views, labels, forget_classes)
+            retain_ok = rep["retain_margin"] > cal.retain_margin
+            if not retain_ok:
+                break  # larger steps only damage more: stop this sign here
+            key = (-rep["forget_margin"],)
+            if s not in best_fallback or key > best_fallback[s][0]:
+                best_fallback[s] = (key, k, rep)
+            if rep["forget_margin"] < -cal.margin:
+                found[s] = (k, rep)
+                break
+    scores = {s: best_fallback[s][2] if s in best_fallback else {} for s in ("+", "-")}
+    for s, (k, rep) in found.items():
+        scores[s] = rep
+    tie = False
+    if found:
+        if len(found) == 2 and found["+"][0] == found["-"][0]:
+            tie = True
+            sign = "+" if found["+"][1]["log_p_gap"] >= found["-"][1]["log_p_gap"] else "-"
+        else:
+            sign = min(found, key=lambda s: found[s][0])
+        scale = found[sign][0]
+    elif best_fallback:
+        sign = max(best_fallback, key=lambda s: best_fallback[s][0])
+        scale = best_fallback[sign][1]
+        warnings.append(
+            f"calibration did not reach a {cal.margin}-nat margin on the forget codes before a "
+            f"remaining code lost its class; using the largest safe scale {scale:g}"
+        )
+    else:
+        sign, scale = "+", 0.0
+        warnings.append("calibration found no scale that keeps the remaining codes; the model is unchanged")
+    sgn = 1.0 if sign == "+" else -1.0
+    return perturbed(model, eta, alpha, sgn, scale), sign, scale, scores, tie
+
+
+__all__ = [
+    "Calibration",
+    "ForgetRecord",
+    "STEPS",
+    "check_codes_fit",
+    "check_model_finite",
+    "code_report",
+    "code_views",
+    "fisher_ratio",
+    "forget",
+    "layer_alphas",
+    "perturbed",
+]

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny synthetic data and a tiny model trained with codes (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+from mnemonic_mu.codes import generate_codes  # noqa: E402
+from mnemonic_mu.data import load_dataset  # noqa: E402
+from mnemonic_mu.models import build_model  # noqa: E402
+from mnemonic_mu.train import TrainConfig, train_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """4 classes of 1x8x8 prototypes + noise: 60 samples per class."""
+    return load_dataset("synthetic", num_classes=4, shape=(1, 8, 8), n_per_class=60, split_seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_dataset):
+    """(model, codes): an MLP trained 30 epochs with t_mix 0.2 on ``tiny_dataset``."""
+    codes = generate_codes(tiny_dataset.num_classes, tiny_dataset.input_shape, "normal", seed=0)
+    model = build_model("mlp", tiny_dataset.input_shape, tiny_dataset.num_classes, seed=0)
+    train_model(model, tiny_dataset, codes, TrainConfig(epochs=30, batch_size=32, lr=0.05, t_mix=0.2, seed=0))
+    return model, codes
