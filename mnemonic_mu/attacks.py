@@ -1,0 +1,415 @@
+"""Membership-style attacks on a forget request (EVALUATION.md, "Membership-style attacks").
+
+Five recipes, each a pure function of arrays with input checks, named exactly
+as in EVALUATION.md.  Notation: member = 1.  Every random split is seeded.
+
+================== ============================================ ===========================================
+name               what it reports                              direction
+================== ============================================ ===========================================
+entropy-LR         share of D_f predicted member by an LR fit   lower = more forgotten; target = retrain's
+                   on softmax entropy, D_r (1) vs D_t (0)       value (near 0 for a forgotten class)
+loss-LR-CV         5-fold shuffle-split accuracy of an LR on    target = retrain's value; 0.5 = cannot tell,
+                   per-sample loss, D_f (1) vs forget-test (0)  below 0.5 is not "better"
+confidence-SVC     share of D_f predicted non-member by an      higher = more forgotten; target = retrain's
+                   RBF SVC on p(true class), D_r (1) vs D_t (0) value (near 1 for a forgotten class)
+epsilon-vs-retrain best epsilon of a threshold test telling the lower = closer to retrain;
+                   unlearned model's forget-test confidences    0 = indistinguishable
+                   from retrain's
+linear probe       forget-test accuracy of an LR probe on the   target = retrain's value; high while E_F is
+                   model's penultimate features                 100 = hidden at the head, not removed
+================== ============================================ ===========================================
+
+All shares and accuracies are fractions in [0, 1] (multiply by 100 for
+percent).  Sanity behaviour (tests/test_attacks.py): separable inputs give
+about 1.0, inputs drawn from one distribution give about 0.5 (for the probe:
+chance, 0.5 with two classes; for epsilon-vs-retrain the analogue is about 0
+for identical distributions and the largest value the sample size allows,
+about log n, for separable ones).
+
+:func:`run_attacks` computes the per-sample statistics from two models and a
+dataset and runs all five.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .metrics import check_forget_classes, predict_logits
+
+DELTA = 1e-5  # delta of epsilon-vs-retrain (EVALUATION.md)
+
+
+# --------------------------------------------------------------------------
+# Input checks
+
+
+def _as_1d(name: str, values, min_len: int = 1) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ConfigError(f"{name} must be a 1-D array of per-sample values, got shape {arr.shape}")
+    if len(arr) < min_len:
+        raise ConfigError(f"{name} needs at least {min_len} samples, got {len(arr)}")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} contains NaN or inf; clip losses / confidences before attacking")
+    return arr
+
+
+def _as_2d(name: str, values, min_len: int = 1) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ConfigError(f"{name} must be a (samples, features) array, got shape {arr.shape}")
+    if len(arr) < min_len:
+        raise ConfigError(f"{name} needs at least {min_len} samples, got {len(arr)}")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _as_labels(name: str, values, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ConfigError(f"{name} must be a 1-D array of {n} labels, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _subsample(arr: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if len(arr) <= n:
+        return arr
+    return arr[np.sort(rng.choice(len(arr), size=n, replace=False))]
+
+
+# --------------------------------------------------------------------------
+# The five recipes
+
+
+def entropy_lr(
+    entropy_retain: np.ndarray, entropy_test: np.ndarray, entropy_forget: np.ndarray
+) -> float:
+    """entropy-LR (as in Selective Synaptic Dampening, Foster et al. AAAI 2024).
+
+    Fit ``LogisticRegression(class_weight="balanced")`` on the softmax entropy
+    of D_r (member, 1) vs D_t (non-member, 0); return the share of D_f
+    predicted member.  Lower = more forgotten; retrain is near 0 for a
+    forgotten class.  Deterministic (no random split).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    r = _as_1d("entropy_retain", entropy_retain, 2)
+    t = _as_1d("entropy_test", entropy_test, 2)
+    f = _as_1d("entropy_forget", entropy_forget, 1)
+    x = np.concatenate([r, t])[:, None]
+    members = np.concatenate([np.ones(len(r)), np.zeros(len(t))])
+    clf = LogisticRegression(class_weight="balanced").fit(x, members)
+    return float(clf.predict(f[:, None]).mean())
+
+
+def loss_lr_cv(
+    losses_forget_train: np.ndarray,
+    losses_forget_test: np.ndarray,
+    seed: int = 0,
+    n_splits: int = 5,
+    test_size: float = 0.2,
+) -> tuple[float, float]:
+    """loss-LR-CV (as in SCRUB, Kurmanji et al. NeurIPS 2023, and the NeurIPS 2023 starting kit).
+
+    Per-sample cross-entropy of D_f (member, 1) vs the forget-class samples of
+    D_t (0); the larger side is subsampled (seeded) to the size of the smaller;
+    ``n_splits``-fold ``StratifiedShuffleSplit`` (``test_size`` held out,
+    seeded) accuracy of a ``LogisticRegression``.  Returns ``(mean, std)``.
+    0.5 = cannot tell; the target is retrain's value, and below 0.5 is not
+    "better".
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
+    a = _as_1d("losses_forget_train", losses_forget_train, 5)
+    b = _as_1d("losses_forget_test", losses_forget_test, 5)
+    rng = np.random.default_rng(int(seed))
+    n = min(len(a), len(b))
+    a, b = _subsample(a, n, rng), _subsample(b, n, rng)
+    x = np.concatenate([a, b])[:, None]
+    members = np.concatenate([np.ones(n), np.zeros(n)])
+    cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=int(seed))
+    scores = cross_val_score(LogisticRegression(), x, members, cv=cv, scoring="accuracy")
+    return float(scores.mean()), float(scores.std())
+
+
+def confidence_svc(
+    confidence_retain: np.ndarray,
+    confidence_test: np.ndarray,
+    confidence_forget: np.ndarray,
+    seed: int = 0,
+) -> float:
+    """confidence-SVC "MIA-efficacy" (as in SalUn, Fan et al. ICLR 2024, and
+    sparsity-aware unlearning, Jia et al. NeurIPS 2023).
+
+    Feature: probability of the true class.  ``SVC(C=3, gamma="auto",
+    kernel="rbf")`` fit on |D_t| samples of D_r (member, 1, seeded draw) vs D_t
+    (0); return the share of D_f predicted non-member.  Higher = more
+    forgotten; retrain is near 1 (100 %) for a forgotten class.
+    """
+    from sklearn.svm import SVC
+
+    r = _as_1d("confidence_retain", confidence_retain, 2)
+    t = _as_1d("confidence_test", confidence_test, 2)
+    f = _as_1d("confidence_forget", confidence_forget, 1)
+    rng = np.random.default_rng(int(seed))
+    r = _subsample(r, len(t), rng)
+    x = np.concatenate([r, t])[:, None]
+    members = np.concatenate([np.ones(len(r)), np.zeros(len(t))])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, members)
+    return float(1.0 - clf.predict(f[:, None]).mean())
+
+
+def logit_confidence(probs_true: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Logit-scaled confidence ``log p_y - log(1 - p_y)`` (clipped away from 0 and 1)."""
+    p = np.clip(np.asarray(probs_true, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def epsilon_vs_retrain(
+    scores_unlearned: np.ndarray, scores_retrain: np.ndarray, delta: float = DELTA
+) -> float:
+    """epsilon-vs-retrain (single-model analogue of the NeurIPS 2023 unlearning score).
+
+    Inputs: per forget-test sample, the logit-scaled confidence
+    (:func:`logit_confidence`) under the unlearned model and under retrain.
+    Every threshold between pooled scores is tried as a test "unlearned"
+    vs "retrain", in both directions; at each,
+    ``epsilon = max(log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR)``
+    (a term whose ``1 - delta - rate`` is not positive is skipped).  Returns the
+    best (largest) epsilon, floored at 0; 0 = indistinguishable.  Error rates
+    are floored at ``1 / n`` of their side (a zero count counts as one error),
+    so the value is finite: at most about ``log n``.
+    """
+    u = _as_1d("scores_unlearned", scores_unlearned, 2)
+    r = _as_1d("scores_retrain", scores_retrain, 2)
+    if not 0 <= delta < 1:
+        raise ConfigError(f"delta must lie in [0, 1), got {delta}")
+    thresholds = np.unique(np.concatenate([u, r, [-np.inf]]))
+    # test "score > t => unlearned": false positives are retrain scores above t,
+    # false negatives unlearned scores at or below t
+    fpr = 1.0 - np.searchsorted(np.sort(r), thresholds, side="right") / len(r)
+    fnr = np.searchsorted(np.sort(u), thresholds, side="right") / len(u)
+    best = 0.0
+    for a, b in ((fpr, fnr), (1.0 - fpr, 1.0 - fnr)):  # both directions of the test
+        a = np.maximum(a, 1.0 / len(r))
+        b = np.maximum(b, 1.0 / len(u))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e1 = np.where(1 - delta - a > 0, np.log(np.clip(1 - delta - a, 1e-300, None)) - np.log(b), -np.inf)
+            e2 = np.where(1 - delta - b > 0, np.log(np.clip(1 - delta - b, 1e-300, None)) - np.log(a), -np.inf)
+        best = max(best, float(np.max(e1)), float(np.max(e2)))
+    return best
+
+
+def linear_probe(
+    features_train: np.ndarray,
+    labels_train: np.ndarray,
+    features_forget_test: np.ndarray,
+    labels_forget_test: np.ndarray,
+    seed: int = 0,
+    max_train: int = 10_000,
+) -> float:
+    """linear probe (class-wise leakage of the penultimate features).
+
+    Fit a standardised multinomial ``LogisticRegression`` on penultimate
+    features of train data of all classes (a seeded draw of at most
+    ``max_train`` samples); return its accuracy on forget-test.  If it stays
+    high while E_F is 100, the class was hidden at the head, not removed from
+    the features.  Compare with the same probe on retrain.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xtr = _as_2d("features_train", features_train, 2)
+    ytr = _as_labels("labels_train", labels_train, len(xtr))
+    xf = _as_2d("features_forget_test", features_forget_test, 1)
+    yf = _as_labels("labels_forget_test", labels_forget_test, len(xf))
+    if xf.shape[1] != xtr.shape[1]:
+        raise ConfigError(f"probe features have {xtr.shape[1]} dims on train but {xf.shape[1]} on forget-test")
+    if len(np.unique(ytr)) < 2:
+        raise ConfigError("the linear probe needs train samples of at least two classes")
+    if len(xtr) > max_train:
+        keep = np.sort(np.random.default_rng(int(seed)).choice(len(xtr), size=max_train, replace=False))
+        xtr, ytr = xtr[keep], ytr[keep]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+    probe.fit(xtr, ytr)
+    return float((probe.predict(xf) == yf).mean())
+
+
+# --------------------------------------------------------------------------
+# Registry and the model-level convenience
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One recipe: its exact name, how to read it, and what it needs."""
+
+    name: str
+    direction: str
+    recipe: str
+    scale: str = "fraction"
+
+
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in (
+        Attack(
+            "entropy-LR",
+            "lower = more forgotten; target = retrain's value (near 0 for a forgotten class)",
+            "LR(class_weight=balanced) on softmax entropy, D_r (1) vs D_t (0); share of D_f predicted member",
+        ),
+        Attack(
+            "loss-LR-CV",
+            "target = retrain's value; 0.5 = cannot tell, below 0.5 is not better",
+            "LR on per-sample CE, D_f (1) vs forget-class D_t (0), balanced by subsampling; "
+            "5-fold stratified shuffle-split accuracy, mean +- std",
+        ),
+        Attack(
+            "confidence-SVC",
+            "higher = more forgotten; target = retrain's value (near 1 for a forgotten class)",
+            "SVC(C=3, gamma=auto, rbf) on p(true class), |D_t| samples of D_r (1) vs D_t (0); "
+            "share of D_f predicted non-member (MIA-efficacy)",
+        ),
+        Attack(
+            "epsilon-vs-retrain",
+            "lower = closer to retrain; 0 = indistinguishable",
+            "threshold test on forget-test logit confidences, unlearned vs retrain; "
+            "best epsilon with delta = 1e-5",
+            scale="nats",
+        ),
+        Attack(
+            "linear probe",
+            "target = retrain's value; high while E_F = 100 means hidden at the head, not removed",
+            "standardised LR probe on penultimate features of train data (all classes); "
+            "accuracy on forget-test",
+        ),
+    )
+}
+
+
+@torch.no_grad()
+def sample_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-sample ``entropy``, ``loss`` (cross-entropy), ``confidence`` (p_true)
+    and ``logit_confidence`` of ``model`` on ``(x, y)``."""
+    logits = predict_logits(model, x).double()
+    y = y.cpu().long()
+    logp = F.log_softmax(logits, 1)
+    p = logp.exp()
+    logp_true = logp.gather(1, y[:, None]).squeeze(1)
+    # log(1 - p_y) computed stably as logsumexp over the other classes
+    log_rest = logp.scatter(1, y[:, None], float("-inf")).logsumexp(1)
+    return {
+        "entropy": (-(p * logp.clamp_min(-1e30)).sum(1)).numpy(),
+        "loss": (-logp_true).clamp_max(1e4).numpy(),
+        "confidence": logp_true.exp().numpy(),
+        "logit_confidence": (logp_true - log_rest).clamp(-1e4, 1e4).numpy(),
+    }
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+    """``model.features(x)`` in eval mode, as a float64 numpy array."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model.features(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    model.train(was)
+    return torch.cat(out).double().numpy()
+
+
+def _entry(name: str, value: float, std: float | None = None) -> dict:
+    return {"value": float(value), "std": None if std is None else float(std), "direction": ATTACKS[name].direction}
+
+
+def run_attacks(
+    model: nn.Module,
+    retrain_model: nn.Module | None,
+    dataset,
+    forget_classes: Iterable[int],
+    seed: int = 0,
+    attacks: Iterable[str] | None = None,
+    probe_max_train: int = 10_000,
+) -> dict[str, dict]:
+    """Run the attacks on ``model`` for a forget request; returns
+    ``{name: {"value", "std" (None unless cross-validated), "direction"}}``.
+
+    D_r / D_f are the train samples of the remaining / forget classes, D_t the
+    whole test split.  ``retrain_model`` is needed only by epsilon-vs-retrain
+    (its value is NaN without it).  ``attacks`` restricts the recipes run.
+    """
+    names = list(ATTACKS) if attacks is None else list(attacks)
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)}")
+    forget_classes = check_forget_classes(forget_classes, dataset.num_classes)
+    fc = torch.tensor(forget_classes)
+    x_tr, y_tr = dataset.split("train")
+    x_te, y_te = dataset.split("test")
+    f_tr, f_te = torch.isin(y_tr, fc), torch.isin(y_te, fc)
+    if not bool(f_tr.any()) or not bool(f_te.any()):
+        raise ConfigError(f"forget classes {list(forget_classes)} have no train or no test samples")
+    train = sample_statistics(model, x_tr, y_tr)
+    test = sample_statistics(model, x_te, y_te)
+    ftr, fte = f_tr.numpy(), f_te.numpy()
+    out: dict[str, dict] = {}
+    for name in names:
+        if name == "entropy-LR":
+            out[name] = _entry(name, entropy_lr(train["entropy"][~ftr], test["entropy"], train["entropy"][ftr]))
+        elif name == "loss-LR-CV":
+            out[name] = _entry(name, *loss_lr_cv(train["loss"][ftr], test["loss"][fte], seed=seed))
+        elif name == "confidence-SVC":
+            value = confidence_svc(
+                train["confidence"][~ftr], test["confidence"], train["confidence"][ftr], seed=seed
+            )
+            out[name] = _entry(name, value)
+        elif name == "epsilon-vs-retrain":
+            if retrain_model is None:
+                out[name] = _entry(name, math.nan)
+            else:
+                ref = sample_statistics(retrain_model, x_te[f_te], y_te[f_te])
+                out[name] = _entry(
+                    name, epsilon_vs_retrain(test["logit_confidence"][fte], ref["logit_confidence"])
+                )
+        elif name == "linear probe":
+            value = linear_probe(
+                penultimate_features(model, x_tr),
+                y_tr.numpy(),
+                penultimate_features(model, x_te[f_te]),
+                y_te[f_te].numpy(),
+                seed=seed,
+                max_train=probe_max_train,
+            )
+            out[name] = _entry(name, value)
+    return out
+
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "DELTA",
+    "confidence_svc",
+    "entropy_lr",
+    "epsilon_vs_retrain",
+    "linear_probe",
+    "logit_confidence",
+    "loss_lr_cv",
+    "penultimate_features",
+    "run_attacks",
+    "sample_statistics",
+]
