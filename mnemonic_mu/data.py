@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -159,7 +160,7 @@ def _open_maybe_gz(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
             f"could not read {path}: {exc}. The file is truncated or not in the "
             "expected format; delete it and download the dataset again."
@@ -233,7 +234,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         labels = entry.get("labels", entry.get(b"labels"))
         data = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(labels, dtype=np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError) as exc:
+    except Exception as exc:  # a damaged pickle can fail in many ways (LookupError, ...)
         raise DataError(
             f"could not read CIFAR-10 batch {path}: {exc}. The file is truncated or "
             "not in the CIFAR-10 python format; delete the folder and download again."
