@@ -136,6 +136,8 @@ def verify_manifest(folder: str | os.PathLike) -> dict:
     try:
         manifest = json.loads(mpath.read_text())
         files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{mpath} is corrupted; delete {folder} and run the stage again.") from None
     for name, digest in files.items():
