@@ -100,13 +100,20 @@ def load_checkpoint(
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint at {folder}; train a model first (mnemonic-mu experiment)")
-    verify_manifest(folder)
+    listed = verify_manifest(folder)["files"]
+    unlisted = [name for name in (MODEL_FILE, CODES_FILE) if name not in listed]
+    if unlisted:
+        raise CheckpointError(
+            f"the manifest of {folder} does not record the sha256 of {', '.join(unlisted)}, so it "
+            "cannot be trusted; delete the folder and train again."
+        )
     payload = _safe_load(folder / MODEL_FILE)
     codes = _safe_load(folder / CODES_FILE)
     try:
         config = json.loads(payload["config_json"])
         state = payload["state_dict"]
-    except (KeyError, TypeError, ValueError):
+        config["model"], config["num_classes"], tuple(config["input_shape"])
+    except (KeyError, IndexError, TypeError, ValueError):
         raise CheckpointError(f"{folder / MODEL_FILE} lacks its config or weights; train again.") from None
     for key, want in (expect or {}).items():
         if config.get(key) != want:
@@ -114,7 +121,12 @@ def load_checkpoint(
                 f"checkpoint {folder} was made with {key}={config.get(key)!r}, not {want!r}; "
                 "point to a checkpoint of the right model and dataset."
             )
-    model = build_model(config["model"], tuple(config["input_shape"]), config["num_classes"])
+    try:
+        model = build_model(config["model"], tuple(config["input_shape"]), config["num_classes"])
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        raise CheckpointError(
+            f"checkpoint {folder} records a model the kit cannot build ({exc}); train again."
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
