@@ -10,6 +10,7 @@ reproducible whatever the program did before.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -44,12 +45,12 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not float(self.lr) > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 < float(self.lr) < math.inf:
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
         if not 0 <= float(self.momentum) < 1:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if float(self.weight_decay) < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= float(self.weight_decay) < math.inf:
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         check_t_mix(self.t_mix)
         object.__setattr__(self, "exclude_classes", tuple(sorted(int(c) for c in self.exclude_classes)))
 
