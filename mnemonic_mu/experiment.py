@@ -9,6 +9,7 @@ cached the same way (its key includes the excluded classes).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import platform
 import time
@@ -84,6 +85,7 @@ class ExperimentConfig:
     no_codes: bool = False  # also train/evaluate the same recipe with t_mix = 0
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.model not in MODELS:
@@ -100,7 +102,36 @@ class ExperimentConfig:
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name} must be a positive number, got {v} (paper MNIST: 1e-3 and 10)")
         object.__setattr__(self, "forget", tuple(int(c) for c in self.forget))
+        for name in ("seed", "split_seed"):
+            if not 0 <= getattr(self, name) < 2**63:
+                raise ConfigError(f"{name} must be an integer in [0, 2**63), got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = OMP_NUM_THREADS or torch's default), got {self.threads}")
         self.train_config()  # validates epochs, batch size, lr ...
+
+    def _check_types(self) -> None:
+        """Every field must have its default's type (an int is accepted for a float).
+
+        Settings arrive from the CLI, YAML profiles and notebook parameters; a
+        string where a number belongs is refused here, never converted or evaluated.
+        """
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in value
+                )
+                want = "a list of class numbers"
+            elif isinstance(default, bool):
+                ok, want = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, want = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok, want = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+            else:
+                ok, want = isinstance(value, (str, os.PathLike)), "a string"
+            if not ok:
+                raise ConfigError(f"setting {f.name} must be {want}, got {value!r} ({type(value).__name__})")
 
     def train_config(self, exclude: tuple[int, ...] = (), t_mix: float | None = None) -> TrainConfig:
         return TrainConfig(
