@@ -65,6 +65,7 @@ def _experiment_parser(sub) -> None:
 
 def _cmd_experiment(args) -> int:
     from .artifacts import write_json
+    from .errors import ConfigError
     from .experiment import ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig(
@@ -95,6 +96,8 @@ def _cmd_experiment(args) -> int:
     )
     name = f"{cfg.dataset}_{cfg.model}_forget{'-'.join(map(str, cfg.forget))}_seed{cfg.seed}_{cfg.step}"
     out = Path(args.out) if args.out else Path("reports/experiments") / f"{name}.json"
+    if out.is_dir():  # checked before training, not after
+        raise ConfigError(f"--out {out} is a folder; give a file path such as {out / (name + '.json')}")
     result = run_experiment(cfg, progress=args.progress)
     write_json(out, result)
     o, m = result["original"], result["mnemonic"]
@@ -150,7 +153,8 @@ def _register_optional_commands() -> None:
             if exc.name != f"mnemonic_mu.{module}":
                 raise
             continue
-        _EXTRA_COMMANDS.append(mod.add_subcommand)
+        if mod.add_subcommand not in _EXTRA_COMMANDS:  # main() may run twice in one process
+            _EXTRA_COMMANDS.append(mod.add_subcommand)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MnemonicError as exc:
         print(f"mnemonic-mu: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # an unwritable --out or --cache-dir, a full disk ...
+        print(f"mnemonic-mu: error: {exc}; check the path, its permissions and free space", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mnemonic-mu: interrupted; completed artifacts are intact", file=sys.stderr)
