@@ -1,0 +1,77 @@
+import json
+
+import pytest
+import torch
+
+from mnemonic_mu.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
+from mnemonic_mu.codes import generate_codes
+from mnemonic_mu.errors import CheckpointError, ConfigError
+from mnemonic_mu.metrics import evaluate
+from mnemonic_mu.models import build_model
+from mnemonic_mu.train import TrainConfig, train_model
+
+
+def _config(ds):
+    return {"model": "mlp", "input_shape": list(ds.input_shape), "num_classes": ds.num_classes, "dataset": ds.name}
+
+
+def test_checkpoint_round_trip_and_tamper_detection(tmp_path, tiny_trained, tiny_dataset):
+    model, codes = tiny_trained
+    folder = save_checkpoint(tmp_path / "ck", model, codes, _config(tiny_dataset), {"train": tiny_dataset.train_index})
+    ck = load_checkpoint(folder, expect={"dataset": "synthetic"})
+    for (n, a), b in zip(model.state_dict().items(), ck.model.state_dict().values()):
+        assert torch.equal(a, b), n
+    assert torch.equal(ck.codes, codes)
+    assert torch.equal(ck.splits["train"], tiny_dataset.train_index)
+    assert (folder / CODES_FILE).stat().st_mode & 0o777 == 0o600
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {MODEL_FILE, CODES_FILE}
+
+    with pytest.raises(CheckpointError, match="dataset"):
+        load_checkpoint(folder, expect={"dataset": "mnist"})
+    # flip one byte of the weights: the sha256 check must refuse the file
+    blob = bytearray((folder / MODEL_FILE).read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (folder / MODEL_FILE).write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(folder)
+
+
+def test_training_is_deterministic_and_learns(tiny_dataset):
+    def run():
+        codes = generate_codes(4, tiny_dataset.input_shape, "uniform", seed=1)
+        m = build_model("mlp", tiny_dataset.input_shape, 4, seed=1)
+        res = train_model(m, tiny_dataset, codes, TrainConfig(epochs=10, batch_size=32, lr=0.01, t_mix=0.3, seed=1))
+        return m, res
+
+    (m1, r1), (m2, r2) = run(), run()
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert r1.history["loss"] == r2.history["loss"]
+    assert r1.history["loss"][-1] < r1.history["loss"][0]
+    assert abs(r1.replaced_fraction - 0.3) < 0.08
+    assert evaluate(m1, tiny_dataset, [0])["test_accuracy"] > 60
+
+
+def test_retrain_reference_never_sees_excluded_class(tiny_dataset):
+    codes = generate_codes(4, tiny_dataset.input_shape, "normal", seed=0)
+    m = build_model("mlp", tiny_dataset.input_shape, 4, seed=0)
+    cfg = TrainConfig(epochs=15, batch_size=32, lr=0.05, t_mix=0.1, exclude_classes=(2,))
+    res = train_model(m, tiny_dataset, codes, cfg)
+    assert res.n_train == int((tiny_dataset.y_train != 2).sum())
+    ev = evaluate(m, tiny_dataset, [2])
+    assert ev["E_F"] == 100.0 and ev["A_R"] > 80
+
+
+def test_cnn_and_resnet_train_step(tiny_dataset):
+    for name in ("cnn", "resnet18"):
+        m = build_model(name, (1, 8, 8), 4, seed=0)
+        codes = generate_codes(4, (1, 8, 8), "normal", 0)
+        res = train_model(m, tiny_dataset, codes, TrainConfig(epochs=1, batch_size=64, t_mix=0.3, eval_every=0))
+        assert len(res.history["loss"]) == 1 and res.history["loss"][0] > 0
+
+
+@pytest.mark.parametrize("kw", [dict(epochs=0), dict(t_mix=1.5), dict(lr=0.0), dict(batch_size=0)])
+def test_train_config_validation(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)
