@@ -1,0 +1,88 @@
+"""Every registered method runs on a tiny model through the same call and leaves its input untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnemonic_mu import methods as M
+from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.metrics import evaluate
+from mnemonic_mu.train import TrainConfig
+
+# small grids / epochs so the whole file runs in seconds
+FAST = {
+    "mnemonic": {"lambda1_grid": (1e-3, 1e-1), "lambda2_grid": (10.0, 1e3)},
+    "ours_with_data": {"lambda1_grid": (1e-3, 1e-1), "lambda2_grid": (10.0, 1e3)},
+    "finetune": {"epochs": 2},
+    "neggrad": {"epochs": 2},
+    "neggrad_plus": {"epochs": 2},
+    "random_label": {"epochs": 2},
+    "ssd": {"alphas": (1.0, 10.0)},
+    "fisher_forgetting": {"scales": (1e-3, 1e-2)},
+}
+
+
+@pytest.fixture(scope="module")
+def request_data(tiny_dataset):
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, t_mix=0.2, seed=0)
+    return M.UnlearnData.from_dataset(tiny_dataset, [0], train_config=cfg)
+
+
+def test_registry_complete():
+    for name in ("mnemonic", "retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd",
+                 "fisher_forgetting", "ours_with_data"):
+        assert name in M.METHODS and M.METHODS[name].__doc__
+    assert M.INPUT_MODEL["ours_with_data"] == "no_codes"
+
+
+@pytest.mark.parametrize("name", list(M.METHODS))
+def test_every_method_same_call(name, tiny_trained, tiny_dataset, request_data):
+    model, codes = tiny_trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = M.unlearn(name, model, codes, [0], request_data, seed=0, **FAST.get(name, {}))
+    assert isinstance(result, M.MethodResult)
+    assert result.model is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"{name} changed the input ({k})"
+    assert result.seconds > 0 and result.backward_passes > 0
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    ev = evaluate(result.model, tiny_dataset, [0], splits=("test",))
+    assert 0 <= ev["A_R"] <= 100 and 0 <= ev["E_F"] <= 100
+    if name.startswith("mnemonic"):
+        assert result.backward_passes == len(codes)
+
+
+def test_selection_uses_validation_and_forgets(tiny_trained, tiny_dataset, request_data):
+    model, codes = tiny_trained
+    result = M.unlearn("finetune", model, codes, [0], request_data, seed=0, epochs=2)
+    assert len(result.search) == 4 and result.chosen["lr"] in (0.01, 0.05)
+    best = max(s["val_score"] for s in result.search)
+    assert M.val_score(result.model, request_data, [0]) == pytest.approx(best)
+    ng = M.unlearn("neggrad", model, codes, [0], request_data, seed=0, epochs=3, lrs=(0.1,))
+    assert ng.chosen["lr"] == 0.1 and 1 <= ng.chosen["epochs"] <= 3 and len(ng.search) <= 3
+
+
+def test_data_free_and_bad_input(tiny_trained):
+    model, codes = tiny_trained
+    result = M.unlearn("mnemonic_paper", model, codes, [1], None)
+    assert result.chosen == {"lambda1": 1e-3, "lambda2": 10.0, "step": "paper"}
+    with pytest.raises(ConfigError):
+        M.unlearn("finetune", model, codes, [1], None)
+    with pytest.raises(ConfigError):
+        M.unlearn("no-such-method", model, codes, [1], None)
+    with pytest.raises(ConfigError):
+        M.unlearn("mnemonic_paper", model, codes, [7], None)
+
+
+def test_linear_fisher_matches_reference(tiny_trained, tiny_dataset):
+    from mnemonic_mu.fisher import data_fisher
+
+    model, _ = tiny_trained
+    x, y = tiny_dataset.x_train[:50], tiny_dataset.y_train[:50]
+    fast, ref = M.linear_fisher(model, x, y, batch_size=16), data_fisher(model, x, y)
+    assert set(fast) == set(ref)
+    for n in ref:
+        torch.testing.assert_close(fast[n], ref[n], rtol=1e-4, atol=1e-10)
+    with pytest.raises(ConfigError):
+        M.sample_fisher(model, x[:0], y[:0])
