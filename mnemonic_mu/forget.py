@@ -200,7 +200,8 @@ def _check_lambdas(lambda1: float, lambda2: float) -> None:
 class Calibration:
     """Settings of the calibrated step (codes only; defaults chosen as in README)."""
 
-    margin: float = 2.0  # forget codes must trail the best other class by this many nats
+    margin: float = 2.0  # forget codes must trail the best other class by at least this many nats ...
+    mirror: bool = True  # ... and by as much as they originally led it, when that is more
     retain_margin: float = 0.0  # remaining codes must keep their class by at least this margin
     n_views: int = 4  # jittered copies of each code checked besides the code itself
     jitter: float = 0.1  # noise std of a view, relative to the codes' std
@@ -304,6 +305,9 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     while k <= cal.max_scale * (1 + 1e-9):
         scales.append(k)
         k *= cal.growth
+    target = cal.margin
+    if cal.mirror:
+        target = max(target, code_report(model, views, labels, forget_classes)["forget_margin"])
     base = {n: p.detach().clone() for n, p in trainable(model).items()}
     work = copy.deepcopy(model)
     params = trainable(work)
@@ -321,7 +325,7 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
             key = (-rep["forget_margin"],)
             if s not in best_fallback or key > best_fallback[s][0]:
                 best_fallback[s] = (key, k, rep)
-            if rep["forget_margin"] < -cal.margin:
+            if rep["forget_margin"] < -target:
                 found[s] = (k, rep)
                 break
     scores = {s: best_fallback[s][2] if s in best_fallback else {} for s in ("+", "-")}
@@ -339,7 +343,7 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
         sign = max(best_fallback, key=lambda s: best_fallback[s][0])
         scale = best_fallback[sign][1]
         warnings.append(
-            f"calibration did not reach a {cal.margin}-nat margin on the forget codes before a "
+            f"calibration did not reach a {target:.3g}-nat margin on the forget codes before a "
             f"remaining code lost its class; using the largest safe scale {scale:g}"
         )
     else:
