@@ -8,8 +8,8 @@ to :data:`CASES` (with a ``setup`` if it needs files on disk).
 
 The numbers in the case ids follow the issue's list:
 1 forget set, 2 settings, 3 missing data / failed download, 4 damaged data
-files, 5 damaged or mismatched checkpoints and codes, 6-7 report parameters
-and stage order (see ``REPORT_CASES`` at the end), 8 NaN/inf weights,
+files, 5 damaged or mismatched checkpoints and codes, 6 report parameters and
+7 stage order (``REPORT_CASES``, after the main table), 8 NaN/inf weights,
 9 a CUDA device that is not there.  "sec" cases check that nothing given as
 data is ever executed.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import gzip
 import io
 import os
@@ -51,6 +52,7 @@ from mnemonic_mu.errors import (
     DataError,
     DeviceError,
     ModelStateError,
+    StageOrderError,
 )
 from mnemonic_mu.experiment import ExperimentConfig, resolve_device
 from mnemonic_mu.forget import forget
@@ -425,8 +427,62 @@ CASES: list[Case] = [
     Case("sec-cli-forget-not-evaluated", SystemExit, "invalid int value", argv=cli("--forget", EVIL), check=marker_absent),
 ]
 
-# 6 and 7 (report parameters, notebook order) are appended below when
-# mnemonic_mu.report exists; see REPORT_CASES.
+
+
+# -- 6 and 7: report parameters and stage order (mnemonic_mu.report / stages) ------
+# Imported lazily so a problem there fails these cases, not the whole battery.
+
+
+@functools.lru_cache(maxsize=1)
+def _declared() -> dict:
+    from mnemonic_mu.report import declared_parameters, notebook_dir
+
+    return declared_parameters(notebook_dir())
+
+
+def report_params(**overrides) -> Callable:
+    def call(env):
+        from mnemonic_mu.report import resolve_parameters
+
+        return resolve_parameters("ci", overrides, _declared(), env.tmp)
+
+    return call
+
+
+def stage_before_upstream(stage: str) -> Callable:
+    def call(env):
+        from mnemonic_mu.stages import StageConfig, load_stage
+
+        return load_stage(StageConfig(cache_dir=str(env.tmp / "cache")), stage)
+
+    return call
+
+
+def report(*extra: str) -> tuple[str, ...]:
+    return ("report", "--profile", "ci", "--reports-dir", "{tmp}/reports", *extra)
+
+
+REPORT_CASES: list[Case] = [
+    Case("6-unknown-parameter-lib", ConfigError, "unknown parameter 'epoch': no notebook declares it", report_params(epoch=3)),
+    Case("6-wrong-type-lib", ConfigError, "parameter epochs must be an integer", report_params(epochs="three")),
+    Case("6-wrong-type-list-lib", ConfigError, "forget_classes must be a list of integers", report_params(forget_classes=[1.5])),
+    Case("6-unknown-parameter-cli", ConfigError, "unknown parameter 'epoch'", argv=report("-p", "epoch=3")),
+    Case("6-wrong-type-cli", ConfigError, "parameter epochs must be an integer", argv=report("-p", "epochs=three")),
+    Case("6-unreadable-value-cli", ConfigError, "cannot read the value of 'epochs'", argv=report("-p", "epochs=[1")),
+    Case("6-not-key-value-cli", ConfigError, "is not of the form key=value", argv=report("-p", "epochs")),
+    Case("6-runner-parameter-cli", ConfigError, "is set by the runner", argv=report("-p", "run_dir=/tmp")),
+    Case("6-bad-value-cli", ConfigError, "t_mix must lie in [0, 1]", argv=report("-p", "t_mix=2")),
+    Case("6-unknown-profile-cli", ConfigError, "unknown profile 'fast'", argv=("report", "--profile", "fast")),
+    Case("6-run-name-cli", ConfigError, "may only hold letters", argv=report("--run", "../escape")),
+    Case("7-fisher-before-training", StageOrderError, "run notebooks/02_training.ipynb first", stage_before_upstream("02_training")),
+    Case("7-membership-before-unlearning", StageOrderError, "run notebooks/04_unlearning.ipynb first",
+         stage_before_upstream("04_unlearning")),
+    Case("sec-report-yaml-tag-not-constructed", ConfigError, "cannot read the value of 'dataset'",
+         argv=report("-p", "dataset=!!python/object/apply:os.system ['touch {tmp}/PWNED']"), check=marker_absent),
+    Case("sec-report-code-string-not-evaluated", ConfigError, "unknown dataset",
+         argv=report("-p", "dataset=" + EVIL), check=marker_absent),
+]
+CASES += REPORT_CASES
 
 
 # --------------------------------------------------------------------------
