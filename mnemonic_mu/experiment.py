@@ -296,7 +296,21 @@ def environment(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+    env["packages"] = _package_versions(("torchvision", "scikit-learn", "mlxtend", "papermill"))
     return env
+
+
+def _package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Installed versions (None when absent), read from metadata without importing the packages."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 __all__ = [
