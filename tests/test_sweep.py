@@ -1,0 +1,73 @@
+"""A tiny sweep end to end: rows for every method and reference, the summary, the tables, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mnemonic_mu import sweep as S
+from mnemonic_mu.attacks import ATTACKS
+from mnemonic_mu.cli import main
+from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.experiment import ExperimentConfig
+
+METHODS = ("mnemonic_paper", "finetune", "ssd", "ours_with_data", "retrain")
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    base = ExperimentConfig(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"))
+    cfg = S.SweepConfig(base=base, methods=METHODS, classes=(0, 1), seeds=(0,), probe_max_train=300,
+                        out_dir=str(tmp / "out"))
+    result = S.run_sweep(cfg)
+    return cfg, result
+
+
+def test_rows_and_summary(tiny_sweep):
+    cfg, result = tiny_sweep
+    names = {r["method"] for r in result["rows"]}
+    assert names == set(METHODS) | set(S.REFERENCES)
+    assert len(result["rows"]) == 2 * (len(METHODS) - 1 + len(S.REFERENCES))
+    for r in result["rows"]:
+        assert set(r["attacks"]) == set(ATTACKS)
+        assert r["gap"] >= 0 and r["seconds"] > 0
+    retrain = [r for r in result["rows"] if r["method"] == "retrain"]
+    assert all(r["gap"] == 0 and r["attacks"]["epsilon-vs-retrain"]["value"] == 0 for r in retrain)
+    s = result["summary"]["mnemonic_paper"]
+    assert s["n_runs"] == 2
+    for metric in ("A_R", "E_F", "A_R_train", "E_F_train", "gap", "seconds", *ATTACKS):
+        assert {"mean", "std", "worst_class", "worst"} <= set(s[metric])
+    assert s["A_R"]["worst"] == min(s["A_R"]["per_class"].values())
+    # a second run finds every trained model in the cache
+    assert all(t["kind"] in ("original", "no_codes", "retrain") for t in result["trained"])
+
+
+def test_tables_and_files(tiny_sweep, tmp_path):
+    cfg, result = tiny_sweep
+    js, md = S.write_sweep(result, tmp_path)
+    text = md.read_text()
+    for name in (*ATTACKS, "gap to retrain", "ssd", "*retrain*", "Worst class"):
+        assert name in text
+    assert json.loads(js.read_text())["summary"]["ssd"]["n_runs"] == 2
+
+
+def test_bad_config():
+    with pytest.raises(ConfigError):
+        S.SweepConfig(methods=("nope",))
+    with pytest.raises(ConfigError):
+        S.SweepConfig(seeds=())
+    with pytest.raises(ConfigError):
+        S.SweepConfig(classes=(1, 1))
+
+
+def test_cli_sweep_parallel(tmp_path, capsys):
+    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--methods", "mnemonic_paper",
+               "--classes", "3", "--seeds", "0", "1", "--jobs", "2", "--probe-max-train", "300",
+               "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")])
+    assert rc == 0
+    out = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert out["summary"]["mnemonic_paper"]["n_runs"] == 2
+    assert "wall time" in capsys.readouterr().out
+    assert main(["sweep", "--methods", "nope"]) == 2
