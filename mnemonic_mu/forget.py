@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, ModelStateError
-from .fisher import Fisher, code_fisher, mean_fisher, trainable
+from .fisher import Fisher, code_fisher_means, mean_fisher, trainable
 from .metrics import check_forget_classes
 
 STEPS = ("paper", "calibrated")
@@ -106,6 +106,14 @@ def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: floa
         for n, p in trainable(new).items():
             p.add_(eta[n], alpha=sign * scale * alpha[n])
     return new
+
+
+@torch.no_grad()
+def _write_step(target: nn.Module, model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float) -> None:
+    """Set ``target``'s trainable weights to ``model``'s ``w + sign * alpha_l * eta_l`` (Eq. 5), in place."""
+    base = trainable(model)
+    for n, p in trainable(target).items():
+        torch.add(base[n], eta[n], alpha=sign * 1.0 * alpha[n], out=p)
 
 
 @torch.no_grad()
@@ -225,7 +233,8 @@ def forget(
     """Forget ``forget_classes`` in one shot from the codes alone.
 
     ``per_class_fisher`` may pass precomputed code Fishers (one per class) to
-    skip step 1; ``fisher_method`` chooses the loop or the vectorised path.
+    skip step 1; ``fisher_method`` chooses the loop, the vectorised or the
+    batched path (see :func:`~mnemonic_mu.fisher.code_fisher_means`).
     Returns ``(new_model, record)``; ``model`` is not modified.
     """
     if step not in STEPS:
@@ -239,26 +248,34 @@ def forget(
     codes = codes.to(device)
 
     start = time.perf_counter()
-    fishers = per_class_fisher if per_class_fisher is not None else code_fisher(model, codes, method=fisher_method)
     retain_classes = [c for c in range(num_classes) if c not in forget_classes]
-    eta = fisher_ratio(
-        mean_fisher(fishers[c] for c in forget_classes), mean_fisher(fishers[c] for c in retain_classes)
-    )
+    if per_class_fisher is not None:
+        f_forget = mean_fisher(per_class_fisher[c] for c in forget_classes)
+        f_retain = mean_fisher(per_class_fisher[c] for c in retain_classes)
+    else:  # f_F, f_R of Eq. 6; "batched" never stores the per-class Fishers
+        f_forget, f_retain = code_fisher_means(model, codes, [forget_classes, retain_classes], fisher_method)
+    eta = fisher_ratio(f_forget, f_retain)
     alpha = layer_alphas(eta, lambda1, lambda2)
     labels = torch.arange(num_classes)
     warnings: list[str] = []
 
     if step == "paper":
         scale = 1.0
-        candidates = {s: perturbed(model, eta, alpha, sgn) for s, sgn in (("+", 1.0), ("-", -1.0))}
-        scores = {s: code_report(m, codes, labels, forget_classes) for s, m in candidates.items()}
+        # one copy for both candidates: w +- alpha*eta is written from the input's weights
+        # (the same arithmetic as perturbed(), so the result is bit-identical)
+        new = copy.deepcopy(model)
+        scores = {}
+        for s, sgn in (("+", 1.0), ("-", -1.0)):
+            _write_step(new, model, eta, alpha, sgn)
+            scores[s] = code_report(new, codes, labels, forget_classes)
         total = {s: v["A_R"] + v["E_F"] for s, v in scores.items()}
         tie = total["+"] == total["-"]
         if tie:
             sign = "+" if scores["+"]["log_p_gap"] >= scores["-"]["log_p_gap"] else "-"
         else:
             sign = "+" if total["+"] > total["-"] else "-"
-        new = candidates[sign]
+        if sign == "+":
+            _write_step(new, model, eta, alpha, 1.0)
     else:
         cal = calibration or Calibration()
         views, view_labels = code_views(codes.cpu(), cal.n_views, cal.jitter, cal.seed)
