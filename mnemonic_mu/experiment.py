@@ -35,12 +35,22 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"device {name!r} was requested but this machine has no usable CUDA GPU; "
                 "use --device cpu (or auto)"
             )
-        return torch.device(name)
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"device {name!r} was requested but this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}; use one of those, cuda, or --device cpu"
+            )
+        return device
     if name != "cpu":
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
     return torch.device("cpu")
