@@ -304,6 +304,11 @@ def no_cuda(env):
     env.monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
+def one_gpu(env):
+    env.monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    env.monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
 def file_in_the_way(env):
     (env.tmp / "afile").write_text("not a folder")
 
@@ -421,6 +426,9 @@ CASES: list[Case] = [
     Case("9-cuda-index-lib", DeviceError, "'cuda:1' was requested", lambda e: resolve_device("cuda:1"), setup=no_cuda),
     Case("9-cuda-cli", DeviceError, "no usable CUDA GPU", argv=cli("--device", "cuda"), setup=no_cuda),
     Case("9-device-unknown-cli", ConfigError, "unknown device 'gpu'", argv=cli("--device", "gpu")),
+    Case("9-device-malformed-lib", ConfigError, "unknown device 'cuda:x'", lambda e: resolve_device("cuda:x")),
+    Case("9-gpu-index-absent-lib", DeviceError, "has 1 CUDA GPU(s), cuda:0 to cuda:0", lambda e: resolve_device("cuda:3"),
+         setup=one_gpu),
     # sec. parameters are data, never code
     Case("sec-config-string-not-evaluated", ConfigError, "t_mix must be a number", lambda e: ExperimentConfig(t_mix=EVIL),
          check=marker_absent),
