@@ -126,7 +126,7 @@ def _scores(model, retrain_model, dataset, forget_classes, seed, probe_max_train
     row = {k: ev[k] for k in ACCURACY_METRICS}
     row["per_class_accuracy"] = ev["per_class_accuracy"]
     attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=seed, probe_max_train=probe_max_train)
-    row["attacks"] = {name: {"value": a["value"], "std": a["std"]} for name, a in attacks.items()}
+    row["attacks"] = {name: {k: v for k, v in a.items() if k != "direction"} for name, a in attacks.items()}
     return row
 
 
@@ -331,6 +331,11 @@ def markdown_tables(result: dict) -> str:
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values()]
+    nulls = [r["attacks"]["epsilon-vs-retrain"].get("null") for r in result.get("rows", [])]
+    nulls = [v for v in nulls if v is not None]
+    if nulls:
+        lines += [f"- epsilon-vs-retrain of two samples of one distribution at this sample size "
+                  f"(finite-sample floor): {np.mean(nulls):.2f}."]
     if "retrain" in summary:
         rt = summary["retrain"]["seconds"]["mean"]
         ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
