@@ -341,6 +341,11 @@ def markdown_tables(result: dict) -> str:
         ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
                            if not summary[m]["reference"] and rt > 0)
         lines += ["", f"Time as a fraction of retrain's training time (same run): {ratios}."]
+    if "original" in summary and "original-without-codes" in summary:
+        with_codes = summary["original"]["seconds"]["mean"]
+        without = summary["original-without-codes"]["seconds"]["mean"]
+        lines += [f"Training with codes took {with_codes:.1f} s against {without:.1f} s without "
+                  f"(ratio {with_codes / without:.2f}; times recorded when each cached model was trained)."]
     if cfg["base"]["dataset"] in ("mnist", "mnist5k"):
         paper = ", ".join(f"{m} {a:.1f} / {f:.1f}" for m, (a, f) in PAPER_MNIST.items())
         lines += ["", f"Paper (full MNIST, 200 epochs, forget class 0, test-set-tuned lambdas), A_R / E_F: {paper}."]
