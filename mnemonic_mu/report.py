@@ -76,10 +76,22 @@ def parse_overrides(items: list[str]) -> dict:
         if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
             raise ConfigError(f"parameter {item!r} is not of the form key=value (for example -p epochs=5)")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = _numbers(yaml.safe_load(raw)) if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"cannot read the value of {key!r}: {raw!r}") from None
     return out
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value):
+    """YAML 1.1 reads ``1e-4`` as a string; read such strings as floats (lists too)."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def notebook_dir() -> Path:
@@ -184,10 +196,17 @@ def _execute(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) 
         ) from None
 
 
-def _html(executed: Path) -> str:
-    from nbconvert import HTMLExporter
+_EXPORTER = None
 
-    body, _ = HTMLExporter(template_name="lab").from_filename(str(executed))
+
+def _html(executed: Path) -> str:
+    """One HTML page with code visible (nbconvert's lab template; the exporter is reused)."""
+    global _EXPORTER
+    if _EXPORTER is None:
+        from nbconvert import HTMLExporter
+
+        _EXPORTER = HTMLExporter(template_name="lab")
+    body, _ = _EXPORTER.from_filename(str(executed))
     return body
 
 
@@ -253,6 +272,7 @@ def run_report(
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(root / f"{run}.failed", ignore_errors=True)  # an earlier failure is history now
     return final / "index.html"
 
 

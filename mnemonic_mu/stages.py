@@ -71,8 +71,22 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "03_fisher": ("fisher_samples", "fisher_repeats", "lambda1", "lambda2"),
     "04_unlearning": ("lambda1", "lambda2", "step", "lambda1_grid", "lambda2_grid", "tune_lambdas"),
     "05_membership_evaluation": (),
-    "06_report": (),
+    "06_report": ("baselines",),
 }
+
+# Baselines of mnemonic_mu.methods run by 06_report (retrain and the paper step
+# already have their rows; registry "mnemonic", the validation-tuned variant, is
+# shown as "mnemonic (registry)" since the row "mnemonic" is stage 04's result).
+DEFAULT_BASELINES = (
+    "mnemonic",
+    "mnemonic_calibrated",
+    "ours_with_data",
+    "finetune",
+    "neggrad_plus",
+    "random_label",
+    "ssd",
+    "fisher_forgetting",
+)
 
 _COMMON = ("data_root", "download", "cache_dir", "run_dir")
 _RUNTIME = ("device", "threads", "compute_upstream")
@@ -131,6 +145,7 @@ class StageConfig:
     lambda1_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # validation sweep of lambda1
     lambda2_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # validation sweep of lambda2
     tune_lambdas: bool = False  # use the validation-best (lambda1, lambda2) instead of the given pair
+    baselines: tuple[str, ...] = DEFAULT_BASELINES  # methods of mnemonic_mu.methods shown beside ours in 06
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int = 0  # torch threads; 0: OMP_NUM_THREADS or the torch default
     cache_dir: str = "data/cache"  # trained models and stage artifacts
@@ -146,8 +161,13 @@ class StageConfig:
                     value = [value]  # one class given as a number
                 if not isinstance(value, (list, tuple)):
                     raise ConfigError(f"{f.name} must be a list, got {value!r}")
-                inner = int if f.name in ("forget_classes", "fisher_samples") else float
-                if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+                if isinstance(value, str):
+                    value = [value]
+                inner = {"forget_classes": int, "fisher_samples": int, "baselines": str}.get(f.name, float)
+                if inner is str:
+                    if not all(isinstance(v, str) for v in value):
+                        raise ConfigError(f"{f.name} must be a list of names, got {value!r}")
+                elif any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
                     raise ConfigError(f"{f.name} must be a list of numbers, got {value!r}")
                 if inner is int and any(float(v) != int(v) for v in value):
                     raise ConfigError(f"{f.name} must be a list of integers, got {value!r}")
@@ -169,6 +189,12 @@ class StageConfig:
             raise ConfigError("lambda1_grid and lambda2_grid need at least one value each")
         if any(not (math.isfinite(v) and v > 0) for v in self.lambda1_grid + self.lambda2_grid):
             raise ConfigError("lambda grids must hold positive numbers")
+        if baselines_available():
+            from .methods import METHODS
+
+            unknown = [b for b in self.baselines if b not in METHODS]
+            if unknown:
+                raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
         self.experiment()  # validates dataset, model, code_dist, step, t_mix, lambdas, training
@@ -704,6 +730,13 @@ def sample_groups(dataset: Dataset, forget_classes) -> dict[str, tuple[torch.Ten
     return out
 
 
+def baselines_available() -> bool:
+    """True when the kit has the baseline registry ``mnemonic_mu.methods``."""
+    import importlib.util
+
+    return importlib.util.find_spec("mnemonic_mu.methods") is not None
+
+
 def attacks_available() -> bool:
     import importlib.util
 
@@ -745,13 +778,6 @@ def compute_membership(cfg: StageConfig, dataset: Dataset | None = None) -> Stag
     return art
 
 
-COMPUTE: dict[str, Callable[[StageConfig], StageArtifact]] = {
-    "01_mnemonic_codes": compute_codes,
-    "02_training": compute_training,
-    "03_fisher": compute_fisher,
-    "04_unlearning": compute_unlearning,
-    "05_membership_evaluation": compute_membership,
-}
 
 
 # --------------------------------------------------------------------------
@@ -822,26 +848,44 @@ def add_gaps(methods: dict[str, dict]) -> None:
         row["gap_to_retrain"] = float(np.mean(diffs)) if diffs else None
 
 
-def baselines_available() -> bool:
-    """True when the kit has the baseline registry ``mnemonic_mu.methods``."""
-    import importlib.util
+def run_baselines(cfg: StageConfig, dataset: Dataset, device="cpu") -> dict[str, dict]:
+    """One summary row per method of ``cfg.baselines`` (registry ``mnemonic_mu.methods``).
 
-    return importlib.util.find_spec("mnemonic_mu.methods") is not None
-
-
-def add_baselines(cfg: StageConfig, summary: dict, dataset: Dataset | None, device="cpu") -> dict:
-    """Add a row per baseline of ``mnemonic_mu.methods.METHODS`` (when present) to ``summary``.
-
-    Baselines run on the original model of stage 02 with the retain/forget
-    training data; their rows carry the same metrics as the others.
+    Each method starts from the trained model it expects (``INPUT_MODEL``),
+    sees only retain/forget training data and the validation split (never
+    the test split), and is evaluated like the others.  Attacks are not run
+    for baselines (see 07_comparison for the full comparison).
     """
-    if not baselines_available() or dataset is None:
-        return summary
-    return _run_baselines(cfg, summary, dataset, device)
+    if not baselines_available() or not cfg.baselines:
+        return {}
+    from .methods import INPUT_MODEL, UnlearnData, unlearn
+
+    forget_classes = check_forget_classes(cfg.forget_classes, dataset.num_classes)
+    checkpoints = load_models(cfg, load_stage(cfg, "02_training"), device=device)
+    data = UnlearnData.from_dataset(dataset, forget_classes, cfg.experiment().train_config())
+    rows = {}
+    for name in cfg.baselines:
+        start = checkpoints[INPUT_MODEL[name]]
+        res = unlearn(name, start.model, checkpoints["original"].codes, forget_classes, data, seed=cfg.seed)
+        key = f"{name} (registry)" if name in MODEL_ROLES + ("mnemonic",) else name
+        rows[key] = brief(evaluate(res.model, dataset, forget_classes)) | {
+            "seconds": res.seconds,
+            "backward_passes": res.backward_passes,
+            "chosen": res.chosen,
+            "input_model": INPUT_MODEL[name],
+        }
+    return rows
 
 
-def _run_baselines(cfg: StageConfig, summary: dict, dataset: Dataset, device) -> dict:
-    return summary
+def compute_report(cfg: StageConfig, dataset: Dataset | None = None) -> StageArtifact:
+    """Stage 06: :func:`build_summary` plus the baseline rows (saved, so a rerun is instant)."""
+    start = time.perf_counter()
+    device = cfg.setup()
+    summary = build_summary(cfg)
+    if baselines_available() and cfg.baselines:
+        summary["methods"] |= run_baselines(cfg, dataset or load_data(cfg), device)
+        add_gaps(summary["methods"])
+    return save_stage(cfg, "06_report", summary, device, time.perf_counter() - start)
 
 
 def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train", "gap_to_retrain")):
@@ -905,6 +949,16 @@ def per_class_bars(ax, per_class: dict[str, list[float]], forget_classes) -> Non
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+COMPUTE: dict[str, Callable[[StageConfig], StageArtifact]] = {
+    "01_mnemonic_codes": compute_codes,
+    "02_training": compute_training,
+    "03_fisher": compute_fisher,
+    "04_unlearning": compute_unlearning,
+    "05_membership_evaluation": compute_membership,
+    "06_report": compute_report,
+}
 
 
 __all__ = [

@@ -10,6 +10,7 @@ profile) and the config cell that validates them.  Outputs are never written.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _field_comments() -> dict[str, str]:
 
 
 def _literal(value) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    return json.dumps(value) if isinstance(value, (str, list)) else repr(value)
 
 
 def parameters_cell(notebook: str):
@@ -775,12 +776,18 @@ from IPython.display import Image, display
 
 from mnemonic_mu import stages""",
     [
-        md("## The summary\n`metrics/summary.json` of the run (the report's index page shows the same table)."),
+        md(
+            """
+## The summary
+`compute_report` collects the results of stages 02, 04 and 05 and runs the baselines named in
+`baselines` from the same trained models (each chooses its hyperparameters on the validation
+split; their time includes that search). It becomes `metrics/summary.json` of the run; the
+report's index page shows the same table."""
+        ),
         code(
             """
-summary = stages.build_summary(cfg)
-data = stages.load_data(cfg) if stages.baselines_available() else None
-summary = stages.add_baselines(cfg, summary, data, device)
+art = stages.compute_report(cfg)
+summary = art.result
 stages.write_metrics(cfg, "summary", summary)
 stages.summary_table(summary)"""
         ),

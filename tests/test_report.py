@@ -1,0 +1,133 @@
+"""``mnemonic-mu report``: the whole notebook sequence through papermill (ci profile).
+
+One session fixture runs the six notebooks once; the tests assert on the
+metrics they wrote.  Parameter checks run before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from mnemonic_mu import stages
+from mnemonic_mu.cli import main
+from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.report import NotebookFailed, declared_parameters, notebook_dir, parse_overrides
+from mnemonic_mu.report import resolve_parameters, run_report
+
+
+@pytest.fixture(scope="session")
+def ci_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    index = run_report("ci", run="ci-test", reports_dir=root, overrides={"cache_dir": str(root / "cache")})
+    return index.parent
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_report_writes_every_part(ci_report):
+    for nb in stages.NOTEBOOKS:
+        assert (ci_report / f"{nb}.ipynb").is_file()
+        page = (ci_report / f"{nb}.html").read_text()
+        assert "StageConfig" in page and "compute_" in page  # code is visible
+        assert (ci_report / "metrics" / f"{nb}.json").is_file()
+    index = (ci_report / "index.html").read_text()
+    assert all(f"href='{nb}.html'" in index for nb in stages.NOTEBOOKS)
+    assert index.count("<img src='figures/") == len(list((ci_report / "figures").glob("*.png"))) >= 10
+    params = yaml.safe_load((ci_report / "params.yaml").read_text())
+    assert params["profile"] == "ci" and params["parameters"]["dataset"] == "digits"
+    assert not list(ci_report.parent.glob(".ci-test.*"))  # no staging folder left behind
+
+
+def test_executed_notebooks_have_no_errors(ci_report):
+    for nb in stages.NOTEBOOKS:
+        cells = nbformat.read(ci_report / f"{nb}.ipynb", as_version=4).cells
+        errors = [o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{nb}: {errors[0]['ename']}"
+        injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and "dataset = \"digits\"" in injected[0].source.replace("'", '"')
+
+
+def test_summary_metrics_are_meaningful(ci_report):
+    summary = _json(ci_report / "metrics" / "summary.json")
+    assert summary["dataset"] == "digits" and summary["forget_classes"] == [0] and summary["seed"] == 0
+    m = summary["methods"]
+    original, mnemonic, retrain = m["original"], m["mnemonic"], m["retrain"]
+    # percentages, not fractions
+    assert 85 <= original["A_R"] <= 100 and original["E_F"] <= 15
+    assert retrain["E_F"] == 100.0 and retrain["A_R"] >= 85
+    # the one-shot step forgets class 0 and keeps most of the rest (paper lambdas, no data)
+    assert mnemonic["E_F"] >= 95 and mnemonic["A_R"] >= 70
+    assert mnemonic["backward_passes"] == 10 and mnemonic["forget_seconds"] < 5
+    assert mnemonic["gap_to_retrain"] < original["gap_to_retrain"]
+    assert retrain["gap_to_retrain"] == 0
+    if stages.baselines_available():
+        assert "ssd" in m and 0 <= m["ssd"]["A_R"] <= 100
+    if stages.attacks_available():
+        assert 0 <= mnemonic["attacks"]["entropy-LR"]["value"] <= 1
+
+
+def test_stage_metrics_are_consistent(ci_report):
+    codes = _json(ci_report / "metrics" / "01_mnemonic_codes.json")
+    rep = codes["replacement"]
+    assert abs(rep["measured"] - 0.1) < 5 * rep["std_error"]
+    training = _json(ci_report / "metrics" / "02_training.json")
+    assert abs(training["models"]["original"]["replaced_fraction"] - 0.1) < 0.02
+    assert training["models"]["no_codes"]["replaced_fraction"] == 0
+    fisher = _json(ci_report / "metrics" / "03_fisher.json")
+    assert fisher["code_backward_passes"] == 10 and 0 < fisher["code_distance"] < 2
+    assert set(fisher["sample_distances"]) == {"1", "10"}
+    unlearning = _json(ci_report / "metrics" / "04_unlearning.json")
+    assert len(unlearning["sweep"]["A_R"]) == 3 and unlearning["sweep"]["split"] == "val"
+    assert unlearning["after"]["E_F"] == _json(ci_report / "metrics" / "summary.json")["methods"]["mnemonic"]["E_F"]
+
+
+def test_parameters_are_checked_before_anything_runs(tmp_path):
+    declared = declared_parameters(notebook_dir())
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch'"):
+        run_report("ci", reports_dir=tmp_path, overrides={"epoch": 3})
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        run_report("ci", reports_dir=tmp_path, overrides={"epochs": 2.5})
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        run_report("ci", reports_dir=tmp_path, overrides={"dataset": "imagenet"})
+    with pytest.raises(ConfigError, match="set by the runner"):
+        run_report("ci", reports_dir=tmp_path, overrides={"run_dir": "x"})
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+    params = resolve_parameters("ci", {"lambda1": 1, "forget_classes": 3, "data_root": "d"}, declared, tmp_path)
+    assert params["lambda1"] == 1.0 and params["forget_classes"] == [3]
+    assert params["data_root"] == str(tmp_path / "d")
+
+
+def test_overrides_are_parsed_safely():
+    got = parse_overrides(["epochs=5", "forget_classes=[1, 2]", "cosine=true", "lambda1=1e-4", "x=__import__('os')"])
+    assert got == {"epochs": 5, "forget_classes": [1, 2], "cosine": True, "lambda1": 1e-4, "x": "__import__('os')"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_cli_reports_a_bad_parameter_in_one_line(capsys, tmp_path):
+    assert main(["report", "--profile", "ci", "--reports-dir", str(tmp_path), "-p", "bogus=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown parameter 'bogus'" in err[0]
+    assert main(["report", "--profile", "nope", "--reports-dir", str(tmp_path)]) == 2
+
+
+def test_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_path):
+    with pytest.raises(NotebookFailed, match=r"01_mnemonic_codes\.ipynb failed in cell \d+.*DataError") as err:
+        run_report(
+            "ci",
+            run="broken",
+            reports_dir=tmp_path,
+            overrides={"dataset": "mnist", "data_root": str(tmp_path / "nowhere"), "cache_dir": str(tmp_path / "c")},
+        )
+    partial = tmp_path / "broken.failed" / "01_mnemonic_codes.ipynb"
+    assert str(partial) in str(err.value)
+    cells = nbformat.read(partial, as_version=4).cells
+    assert any(o.output_type == "error" for c in cells if c.cell_type == "code" for o in c.outputs)
+    assert not (tmp_path / "broken").exists() and not (tmp_path / "broken.failed" / "02_training.ipynb").exists()
