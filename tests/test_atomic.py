@@ -101,8 +101,9 @@ def test_sigkill_mid_write_leaves_old_or_nothing(kind, tmp_path):
     target = tmp_path / ("report.json" if kind == "report" else "ck")
     write_time = _time_one_write(kind, target)  # version 0: the old complete artifact
     rng = random.Random(6)
-    seen, torn = set(), 0
-    for _ in range(TRIALS):
+    seen, torn, trials = set(), 0, 0
+    while trials < TRIALS or (torn < 3 and trials < 4 * TRIALS):  # until some kills landed mid-write
+        trials += 1
         hidden_before = {p.name for p in tmp_path.iterdir() if p.name.startswith(".")}
         ready = FORK.Event()
         child = FORK.Process(target=_write_forever, args=(kind, str(target), ready), daemon=True)
@@ -156,6 +157,25 @@ def _die_at(point: str, folder: str) -> None:
 
         artifacts.os.replace = replace
     save_version(Path(folder), 1)
+
+
+def _die_before_rename(target: str) -> None:
+    """Write a report but SIGKILL ourselves after the data is on disk, before the rename."""
+    os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+    write_json(target, report_obj(1))
+
+
+def test_kill_before_a_report_is_renamed_keeps_the_old_one(tmp_path):
+    target = tmp_path / "report.json"
+    write_json(target, report_obj(0))
+    child = FORK.Process(target=_die_before_rename, args=(str(target),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert check_report(target) == 0
+    leftovers = [p for p in tmp_path.iterdir() if p != target]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".report.json.")
+    assert check_report(leftovers[0]) == 1  # complete, but under a name nothing reads
 
 
 @pytest.mark.parametrize("point, survivor", [("before_manifest", 0), ("between_renames", None)])
