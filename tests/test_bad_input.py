@@ -25,6 +25,7 @@ import copy
 import functools
 import gzip
 import io
+import json
 import os
 import pickle
 import socket
@@ -120,8 +121,7 @@ def make_mnist_root(root: Path, folder: str = "MNIST", gz: bool = False) -> Path
 
 def cifar_batch_bytes(n: int = 10, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
-    entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "labels": list(np.arange(n) % 10)}
-    entry["labels"] = [int(c) for c in entry["labels"]]
+    entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "labels": [i % 10 for i in range(n)]}
     return pickle.dumps(entry, protocol=2)
 
 
@@ -241,7 +241,7 @@ def saved_checkpoint(env, **over) -> Path:
 
 def rehash(folder: Path) -> None:
     """Rewrite the manifest so the sha256s match the (damaged) files: tests the next line of defence."""
-    manifest = __import__("json").loads((folder / MANIFEST).read_text())
+    manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
     write_json(folder / MANIFEST, manifest)
 
@@ -564,7 +564,7 @@ SUBPROCESS_CASES = [
 @pytest.mark.parametrize("argv, match", [c[1:] for c in SUBPROCESS_CASES], ids=[c[0] for c in SUBPROCESS_CASES])
 def test_bad_input_in_a_real_process(argv, match, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--cache-dir", str(tmp_path / "cache")]
-    envvars = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "no_proxy": "*"}
+    envvars = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mnemonic_mu", *argv], cwd=tmp_path, env=envvars,
         capture_output=True, text=True, timeout=120,
