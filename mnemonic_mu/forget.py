@@ -241,9 +241,9 @@ def forget(
         raise ConfigError(f"unknown step {step!r}; choose 'paper' or 'calibrated'")
     _check_lambdas(lambda1, lambda2)
     num_classes = len(codes)
-    forget_classes = check_forget_classes(forget_classes, num_classes)
     check_model_finite(model)
-    check_codes_fit(model, codes)
+    check_codes_fit(model, codes)  # before the class check: a wrong code count would mislead it
+    forget_classes = check_forget_classes(forget_classes, num_classes)
     device = next(model.parameters()).device
     codes = codes.to(device)
 

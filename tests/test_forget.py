@@ -140,3 +140,9 @@ def test_codes_that_do_not_fit(tiny_trained):
         forget(model, torch.randn(4, 1, 5, 5), [0])
     with pytest.raises(ConfigError, match="codes for a model"):
         forget(model, torch.randn(3, 1, 8, 8), [0])
+
+
+def test_too_few_codes_named_before_class_range(tiny_trained):
+    model, codes = tiny_trained
+    with pytest.raises(ConfigError, match="3 codes for a model with 4 classes"):
+        forget(model, codes[:3], [3])
