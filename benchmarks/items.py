@@ -1,0 +1,308 @@
+"""The benchmark items: each sets up its inputs, then times one operation.
+
+``ITEMS[name](quick)`` returns a dict with the timing (see
+:func:`benchmarks.common.timed`) plus what was measured.  ``run.py`` runs
+every item in its own child process, so each item's peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from mnemonic_mu.codes import generate_codes
+from mnemonic_mu.data import Dataset, load_dataset
+from mnemonic_mu.experiment import ExperimentConfig, train_or_load
+from mnemonic_mu.fisher import code_fisher_means
+from mnemonic_mu.forget import forget
+from mnemonic_mu.models import build_model
+from mnemonic_mu.train import TrainConfig, train_model
+
+from .common import load_average, timed
+
+ROOT = Path(__file__).resolve().parents[1]
+FORGET = [0]  # the paper's forget class
+MLP_EPOCHS = 200  # the paper's MNIST recipe (the original and the retrain reference)
+MNIST_ROOT = os.environ.get("MNEMONIC_MU_MNIST_ROOT", "/root/datasets")  # torchvision root with MNIST/raw
+
+
+def _reps(quick: bool, full: tuple[int, int], fast: tuple[int, int]) -> dict:
+    warmup, reps = fast if quick else full
+    return {"warmup": warmup, "reps": reps}
+
+
+# --------------------------------------------------------------------------
+# Models
+
+
+def mnist5k_mlp():
+    """The paper's MNIST recipe on the embedded mnist5k data: (cfg, dataset, checkpoint)."""
+    cfg = ExperimentConfig(dataset="mnist5k", model="mlp", epochs=MLP_EPOCHS, cache_dir=str(ROOT / "data/cache"))
+    dataset = load_dataset("mnist5k", split_seed=cfg.split_seed)
+    ck, _ = train_or_load(cfg, dataset, cfg.train_config(), torch.device("cpu"))
+    return cfg, dataset, ck
+
+
+def resnet18_cifar(device: str = "cpu"):
+    """ResNet-18 (CIFAR stem) with non-trivial BatchNorm statistics, and its 10 codes.
+
+    The cost of the forgetting step does not depend on what the weights
+    learned, so an untrained network stands in for a CIFAR-10 model (no
+    CIFAR-10 offline here, and training it on 2 cores takes hours).
+    """
+    model = build_model("resnet18", (3, 32, 32), 10, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(32, 3, 32, 32, generator=gen) * 1.5 + 0.2)
+    model.eval()
+    return model.to(device), generate_codes(10, (3, 32, 32), "normal", seed=0).to(device)
+
+
+# --------------------------------------------------------------------------
+# 1-2. Forgetting step and code Fisher
+
+
+def _forget_item(model, codes, method: str, rep: dict, sync=None) -> dict:
+    out = timed(lambda: forget(model, codes, FORGET, 1e-3, 10.0, fisher_method=method), **rep, sync=sync)
+    _, record = forget(model, codes, FORGET, 1e-3, 10.0, fisher_method=method)
+    out.update(fisher_method=method, sign=record.sign, backward_passes=record.backward_passes)
+    return out
+
+
+def forget_mlp(method: str):
+    def item(quick: bool) -> dict:
+        _, _, ck = mnist5k_mlp()
+        out = _forget_item(ck.model, ck.codes, method, _reps(quick, (3, 30), (2, 10)))
+        return out | {"what": f"forget class 0, mnist5k MLP 784-1000-10 (200 epochs), Fisher '{method}'"}
+
+    return item
+
+
+def forget_resnet18(method: str):
+    def item(quick: bool) -> dict:
+        model, codes = resnet18_cifar()
+        out = _forget_item(model, codes, method, _reps(quick, (2, 7), (1, 2)))
+        return out | {"what": f"forget class 0, ResNet-18 CIFAR stem, 10 codes 3x32x32, Fisher '{method}'"}
+
+    return item
+
+
+def forget_cuda(model_name: str):
+    """The same step on CUDA (only run when a GPU is present; not exercised on the CPU machine)."""
+
+    def item(quick: bool) -> dict:
+        dev = torch.device("cuda")
+        if model_name == "mlp":
+            _, _, ck = mnist5k_mlp()
+            model, codes = ck.model.to(dev), ck.codes.to(dev)
+        else:
+            model, codes = resnet18_cifar("cuda")
+        torch.cuda.reset_peak_memory_stats()
+        out = _forget_item(model, codes, "batched", _reps(quick, (5, 30), (2, 10)), sync=torch.cuda.synchronize)
+        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return out | {"what": f"forget class 0, {model_name}, CUDA, Fisher 'batched'"}
+
+    return item
+
+
+def fisher(model_name: str, method: str):
+    """f_F and f_R of Eq. 6 from the 10 codes (the Fisher part of the step)."""
+
+    def item(quick: bool) -> dict:
+        if model_name == "mlp":
+            _, _, ck = mnist5k_mlp()
+            model, codes = ck.model, ck.codes
+            rep = _reps(quick, (3, 20), (2, 5))
+        else:
+            model, codes = resnet18_cifar()
+            rep = _reps(quick, (1, 3) if method == "vmap" else (2, 5), (1, 1) if method == "vmap" else (1, 2))
+        groups = [FORGET, [c for c in range(len(codes)) if c not in FORGET]]
+        out = timed(lambda: code_fisher_means(model, codes, groups, method), **rep)
+        return out | {"what": f"f_F, f_R from 10 codes, {model_name}, '{method}'", "backward_passes": len(codes)}
+
+    return item
+
+
+# --------------------------------------------------------------------------
+# 3. SSD and retrain on the same model and data
+
+
+def ssd_mlp(quick: bool) -> dict:
+    from mnemonic_mu.methods import UnlearnData, ssd
+
+    cfg, dataset, ck = mnist5k_mlp()
+    data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
+    out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data), **_reps(quick, (1, 3), (1, 1)))
+    res = ssd(ck.model, ck.codes, FORGET, data)
+    return out | {
+        "what": "methods.ssd (data Fisher on forget + all train data, alpha chosen on validation), mnist5k MLP",
+        "backward_passes": res.backward_passes,
+        "chosen": res.chosen,
+    }
+
+
+def ssd_fisher_mlp(quick: bool) -> dict:
+    """SSD's dominant cost alone: the per-sample data Fishers it needs (no selection)."""
+    from mnemonic_mu.methods import UnlearnData, sample_fisher
+
+    cfg, dataset, ck = mnist5k_mlp()
+    data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
+    x_all = torch.cat([data.x_retain, data.x_forget])
+    y_all = torch.cat([data.y_retain, data.y_forget])
+
+    def run():
+        sample_fisher(ck.model, data.x_forget, data.y_forget)
+        sample_fisher(ck.model, x_all, y_all)
+
+    out = timed(run, **_reps(quick, (1, 5), (1, 2)))
+    return out | {"what": "SSD's data Fishers only (methods.sample_fisher on forget and all train data)",
+                  "backward_passes": len(data.y_forget) + len(y_all)}
+
+
+def retrain_mlp(quick: bool) -> dict:
+    """Retrain from scratch on the retain data, the original's recipe (quick: 10 epochs, scaled)."""
+    from mnemonic_mu.methods import UnlearnData, retrain
+
+    cfg, dataset, ck = mnist5k_mlp()
+    train_cfg = cfg.train_config()
+    epochs = 10 if quick else train_cfg.epochs
+    data = UnlearnData.from_dataset(dataset, FORGET, replace(train_cfg, epochs=epochs))
+    out = timed(lambda: retrain(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
+    scale = train_cfg.epochs / epochs
+    for k in ("median_s", "min_s", "max_s"):
+        out[k] *= scale
+    return out | {
+        "what": f"methods.retrain, mnist5k MLP, {train_cfg.epochs} epochs"
+        + (f" (quick: {epochs} epochs measured, scaled x{scale:g})" if quick else ""),
+        "epochs_measured": epochs,
+        "extrapolated": quick,
+    }
+
+
+# --------------------------------------------------------------------------
+# 4. One training epoch: kit loop vs per-item DataLoader
+
+
+def _mnist60k():
+    """The 60,000 official MNIST training images as uint8 and as the kit's float tensors."""
+    from mnemonic_mu.data import read_idx  # the kit's own IDX reader (raw or .gz)
+
+    raw = Path(MNIST_ROOT) / "MNIST" / "raw"
+
+    def find(stem: str) -> Path:
+        for path in (raw / stem, raw / f"{stem}.gz"):
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"{stem} not found in {raw}; set MNEMONIC_MU_MNIST_ROOT to a torchvision data root")
+
+    images = torch.from_numpy(read_idx(find("train-images-idx3-ubyte")).copy())
+    labels = torch.from_numpy(read_idx(find("train-labels-idx1-ubyte")).astype("int64"))
+    return images, labels
+
+
+def _kit_dataset(images: torch.Tensor, labels: torch.Tensor) -> Dataset:
+    x = (images.float() / 255.0).unsqueeze(1)  # the same values as load_dataset("mnist") gives
+    idx = torch.arange(len(labels))
+    return Dataset("mnist60k", x, labels, x[:10], labels[:10], x[:10], labels[:10], 10, idx, idx[:10], idx[:10])
+
+
+def epoch_kit(t_mix: float):
+    def item(quick: bool) -> dict:
+        images, labels = _mnist60k()
+        ds = _kit_dataset(images, labels)
+        del images
+        codes = generate_codes(10, (1, 28, 28), "normal", seed=0)
+        model = build_model("mlp", (1, 28, 28), 10, seed=0)
+        cfg = TrainConfig(epochs=1, t_mix=t_mix, eval_every=0)
+        out = timed(lambda: train_model(model, ds, codes, cfg), **_reps(quick, (1, 3), (1, 1)))
+        return out | {"what": f"train_model, one epoch, 60k MNIST, MLP, batch 128, t_mix {t_mix}", "n": len(labels)}
+
+    return item
+
+
+def epoch_dataloader(quick: bool) -> dict:
+    from .pipelines import MNISTItems, dataloader_epoch, make_loader, make_optimizer
+
+    images, labels = _mnist60k()
+    codes = generate_codes(10, (1, 28, 28), "normal", seed=0)
+    model = build_model("mlp", (1, 28, 28), 10, seed=0)
+    cfg = TrainConfig(epochs=1, t_mix=0.1, eval_every=0)
+    gen = torch.Generator().manual_seed(0)
+    loader = make_loader(MNISTItems(images, labels), cfg.batch_size, gen, num_workers=0)
+    opt = make_optimizer(model, cfg)
+    out = timed(lambda: dataloader_epoch(model, loader, codes, opt, cfg.t_mix, gen), **_reps(quick, (1, 3), (1, 1)))
+    return out | {
+        "what": "per-item torchvision-style pipeline (uint8 -> PIL -> ToTensor, DataLoader, 0 workers), "
+        "one epoch, 60k MNIST, MLP, batch 128, t_mix 0.1",
+        "n": len(labels),
+    }
+
+
+# --------------------------------------------------------------------------
+# 5. End-to-end laptop report
+
+
+def laptop_report(quick: bool) -> dict:
+    """``mnemonic-mu report --profile laptop`` from a cold cache (every model trained)."""
+    if not (ROOT / "mnemonic_mu" / "report.py").exists():
+        return {"skipped": "mnemonic_mu/report.py does not exist yet"}
+    out_dir = ROOT / "reports" / "bench" / "laptop_report"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    exe = Path(sys.executable).with_name("mnemonic-mu")
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "mnemonic_mu"])]
+    cmd += ["report", "--profile", "laptop", "--reports-dir", str(out_dir), "-p", f"cache_dir={cache}"]
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    load_before = load_average()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(cache, ignore_errors=True)
+    import resource
+
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out = {
+        "median_s": seconds, "min_s": seconds, "max_s": seconds, "reps": 1, "warmup": 0,
+        "load_before": load_before, "load_after": load_average(),
+        "peak_rss_mb": round(child_peak, 1), "peak_extra_mb": round(child_peak, 1), "rss_before_mb": 0.0,
+        "what": "mnemonic-mu report --profile laptop, cold model cache, "
+        f"OMP_NUM_THREADS={torch.get_num_threads()} (peak = largest child process)",
+        "command": " ".join(cmd),
+        "returncode": proc.returncode,
+    }
+    if proc.returncode != 0:
+        out["error"] = (proc.stderr or proc.stdout)[-800:]
+    return out
+
+
+ITEMS = {
+    "forget_mlp_batched": forget_mlp("batched"),
+    "forget_mlp_loop": forget_mlp("loop"),
+    "forget_mlp_vmap": forget_mlp("vmap"),
+    "forget_resnet18_batched": forget_resnet18("batched"),
+    "forget_resnet18_loop": forget_resnet18("loop"),
+    "fisher_mlp_loop": fisher("mlp", "loop"),
+    "fisher_mlp_vmap": fisher("mlp", "vmap"),
+    "fisher_mlp_batched": fisher("mlp", "batched"),
+    "fisher_resnet18_loop": fisher("resnet18", "loop"),
+    "fisher_resnet18_vmap": fisher("resnet18", "vmap"),
+    "fisher_resnet18_batched": fisher("resnet18", "batched"),
+    "ssd_mlp": ssd_mlp,
+    "ssd_fisher_mlp": ssd_fisher_mlp,
+    "retrain_mlp": retrain_mlp,
+    "epoch_kit": epoch_kit(0.1),
+    "epoch_kit_no_codes": epoch_kit(0.0),
+    "epoch_dataloader": epoch_dataloader,
+    "laptop_report": laptop_report,
+}
+CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": forget_cuda("resnet18")}
