@@ -38,8 +38,10 @@ def load_average() -> list[float]:
 def timed(fn: Callable[[], object], warmup: int, reps: int, sync: Callable[[], None] | None = None) -> dict:
     """Run ``fn`` ``warmup`` times untimed, then ``reps`` times timed; seconds and memory.
 
-    Returns ``median_s``, ``min_s``, ``max_s``, ``reps``, ``warmup``, the
-    load average before and after, and memory figures (see module doc).
+    Returns ``median_s``, ``min_s``, ``max_s`` (wall clock), ``cpu_median_s``
+    (process CPU time: on a busy machine it stays close to the unloaded time
+    while the wall clock does not), ``reps``, ``warmup``, the load average
+    before and after, and memory figures (see module doc).
     """
     sync = sync or (lambda: None)
     rss_before = rss_mb()
@@ -47,18 +49,20 @@ def timed(fn: Callable[[], object], warmup: int, reps: int, sync: Callable[[], N
         fn()
         sync()
     load_before = load_average()
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         sync()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     peak = peak_rss_mb()
     out = {
         "median_s": statistics.median(times),
         "min_s": min(times),
         "max_s": max(times),
+        "cpu_median_s": statistics.median(cpu),  # CPU time of all threads of this process
         "reps": reps,
         "warmup": warmup,
         "load_before": load_before,
@@ -106,6 +110,7 @@ def hardware(threads: int) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch_threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(library default)"),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "cuda": torch.cuda.is_available(),
     }

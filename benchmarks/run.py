@@ -56,6 +56,11 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", default=None, help="run only these items (names as in bench.json)")
     p.add_argument("--skip", nargs="+", default=[], help="skip these items")
     p.add_argument("--no-report", action="store_true", help="skip the end-to-end laptop report")
+    p.add_argument("--retrain-epochs", type=int, default=None,
+                   help="measure this many retrain epochs and scale to the recipe's 200 (default: all 200; 10 with --quick)")
+    p.add_argument("--omp-wait-policy", default="PASSIVE",
+                   help="OMP_WAIT_POLICY of the items (default PASSIVE: idle OpenMP threads sleep instead of "
+                   "spinning, which keeps shared cores usable; one item is always also run with ACTIVE)")
     p.add_argument("--item", default=None, help=argparse.SUPPRESS)  # child process: run one item
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -84,7 +89,10 @@ def _run_item(name: str, args) -> dict:
     result.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--item", name, "--result", str(result),
            "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore",
+                        "OMP_WAIT_POLICY": "ACTIVE" if name.endswith("_spinwait") else args.omp_wait_policy}
+    if args.retrain_epochs:
+        env["MNEMONIC_MU_BENCH_RETRAIN_EPOCHS"] = str(args.retrain_epochs)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -112,6 +120,7 @@ def summarise(items: dict) -> tuple[dict, dict]:
     fig = {
         "forget_ms_mlp_cpu": ms("forget_mlp_batched"),
         "forget_ms_mlp_cpu_loop": ms("forget_mlp_loop"),
+        "forget_ms_mlp_cpu_spinwait": ms("forget_mlp_batched_spinwait"),
         "forget_ms_mlp_cpu_vmap": ms("forget_mlp_vmap"),
         "forget_ms_resnet18_cpu": ms("forget_resnet18_batched"),
         "forget_ms_resnet18_cpu_loop": ms("forget_resnet18_loop"),
@@ -125,6 +134,7 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "fisher_ms_resnet18_batched": ms("fisher_resnet18_batched"),
         "ssd_s_mlp_cpu": s("ssd_mlp"),
         "ssd_fisher_s_mlp_cpu": s("ssd_fisher_mlp"),
+        "ssd_generic_s_mlp_cpu": s("ssd_mlp_generic"),
         "retrain_s_mlp_cpu": s("retrain_mlp"),
         "epoch_s_mlp_cpu": s("epoch_kit"),
         "epoch_s_mlp_cpu_no_codes": s("epoch_kit_no_codes"),
@@ -144,11 +154,13 @@ def summarise(items: dict) -> tuple[dict, dict]:
     rat = {
         "forget_vs_ssd": _ratio(s("ssd_mlp"), forget_s),
         "forget_vs_ssd_fisher_only": _ratio(s("ssd_fisher_mlp"), forget_s),
+        "forget_vs_ssd_generic_fisher": _ratio(s("ssd_mlp_generic"), forget_s),
         "forget_vs_retrain": _ratio(s("retrain_mlp"), forget_s),
         "forget_vs_retrain_full_mnist_estimated": _ratio(fig.get("retrain_s_mlp_full_mnist_estimated"), forget_s),
         "epoch_vs_dataloader": _ratio(s("epoch_dataloader"), s("epoch_kit")),
         "code_training_overhead": _ratio(s("epoch_kit"), s("epoch_kit_no_codes")),
         "forget_mlp_loop_vs_batched": _ratio(s("forget_mlp_loop"), forget_s),
+        "forget_mlp_spinwait_vs_passive": _ratio(s("forget_mlp_batched_spinwait"), forget_s),
         "forget_resnet18_loop_vs_batched": _ratio(s("forget_resnet18_loop"), s("forget_resnet18_batched")),
         "fisher_mlp_loop_vs_vmap": _ratio(s("fisher_mlp_loop"), s("fisher_mlp_vmap")),
         "fisher_mlp_loop_vs_batched": _ratio(s("fisher_mlp_loop"), s("fisher_mlp_batched")),
@@ -185,17 +197,17 @@ def markdown(report: dict) -> str:
         f"torch {hw['torch']}, {hw['torch_threads']} torch threads; "
         f"load average {report['load']['start'][0]} at start, {report['load']['end'][0]} at end.",
         "",
-        "| item | median | min | reps | peak RSS MiB (+ over start) | what |",
-        "|---|---|---|---|---|---|",
+        "| item | median | min | CPU-time median | reps | peak RSS MiB (+ over start) | what |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, it in items.items():
         if "median_s" not in it:
-            lines.append(f"| {name} | n/a | | | | {it.get('skipped') or it.get('error', '')[:120]} |")
+            lines.append(f"| {name} | n/a | | | | | {it.get('skipped') or it.get('error', '')[:120]} |")
             continue
         unit = (1e3, " ms") if it["median_s"] < 2 else (1.0, " s")
         lines.append(
             f"| {name} | {_fmt(it['median_s'] * unit[0], unit[1])} | {_fmt(it['min_s'] * unit[0], unit[1])} | "
-            f"{it['reps']} | {_fmt(it['peak_rss_mb'])} (+{_fmt(it['peak_extra_mb'])}) | {it.get('what', '')} |"
+            f"{_fmt(it['cpu_median_s'] * unit[0], unit[1]) if 'cpu_median_s' in it else ''} | {it['reps']} | {_fmt(it['peak_rss_mb'])} (+{_fmt(it['peak_extra_mb'])}) | {it.get('what', '')} |"
         )
     lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
     tg = report["targets"]
@@ -232,10 +244,12 @@ def main(argv=None) -> int:
         "settings": {
             "quick": args.quick,
             "threads": args.threads,
+            "omp_wait_policy": args.omp_wait_policy,
+            "retrain_epochs": args.retrain_epochs,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join([Path(sys.executable).name, "benchmarks/run.py", *(argv or sys.argv[1:])]),
         },
-        "hardware": hardware(args.threads),
+        "hardware": hardware(args.threads) | {"omp_wait_policy": args.omp_wait_policy},
         "load": {"start": load_average()},
         "items": {},
     }
