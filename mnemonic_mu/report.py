@@ -230,6 +230,7 @@ def run_report(
     root.mkdir(parents=True, exist_ok=True)
     final = root / run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
     timings: dict[str, float] = {}
     start = time.perf_counter()
     try:

@@ -141,8 +141,9 @@ A code looks like noise to us; to the trained model it is an unmistakable exampl
 first = torch.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
 rows = {"sample": first, "normal code": codes["normal"], "uniform code": codes["uniform"]}
 fig, axes = plt.subplots(3, data.num_classes, figsize=(1.1 * data.num_classes, 3.6), squeeze=False)
-for axes_row, (label, images) in zip(axes, rows.items()):
-    stages.image_grid(axes_row, images, titles=[f"{label}\\nclass {c}" if c == 0 else f"class {c}" for c in range(data.num_classes)])
+for k, (axes_row, (label, images)) in enumerate(zip(axes, rows.items())):
+    stages.image_grid(axes_row, images, titles=[f"class {c}" for c in range(data.num_classes)] if k == 0 else None)
+    axes_row[0].set_ylabel(label, fontsize=8)
 stages.savefig(fig, cfg, "01_mnemonic_codes_gallery")
 plt.show()"""
         ),
@@ -280,7 +281,13 @@ pd.DataFrame(
      for role, m in models.items()}
 ).T"""
         ),
-        md("## Learning curves\nTraining loss and validation accuracy per epoch (the validation split, never the test split)."),
+        md(
+            """
+## Learning curves
+Training loss and validation accuracy per epoch (the validation split, never the test split).
+The validation split holds every class, including the one `retrain` never saw: its curve
+plateaus that class's share lower."""
+        ),
         code(
             """
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -581,7 +588,7 @@ through the chosen pair (the paper's Figs. 6-7)."""
             """
 sw = r["sweep"]
 a_r, e_f = np.array(sw["A_R"]), np.array(sw["E_F"])
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
 for ax, values, title in ((axes[0], a_r, "validation A_R (%)"), (axes[1], e_f, "validation E_F (%)")):
     im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis", origin="lower")
     ax.set_xticks(range(len(sw["lambda2_grid"])), [f"{v:g}" for v in sw["lambda2_grid"]])
@@ -696,9 +703,10 @@ fig, axes = plt.subplots(len(features), len(models), figsize=(4 * len(models), 2
 for col, role in enumerate(models):
     for row, feat in enumerate(features):
         ax = axes[row, col]
-        for g, values in stats[role].items():
-            v = np.log10(values[feat] + 1e-8) if feat != "confidence" else values[feat]
-            ax.hist(v, bins=40, density=True, histtype="step", label=g)
+        shown = {g: np.log10(v[feat] + 1e-8) if feat != "confidence" else v[feat] for g, v in stats[role].items()}
+        bins = np.histogram_bin_edges(np.concatenate(list(shown.values())), bins=40)  # shared by the groups
+        for g, v in shown.items():
+            ax.hist(v, bins=bins, density=True, histtype="step", label=g)
         ax.set_xlabel(f"log10 {feat}" if feat != "confidence" else feat, fontsize=8)
         if row == 0:
             ax.set_title(role)
