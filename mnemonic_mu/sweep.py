@@ -24,6 +24,7 @@ count per worker.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -180,6 +181,21 @@ def _request_job(cfg: SweepConfig, seed: int, cls: int) -> list[dict]:
     return rows
 
 
+def _request_job_cached(cfg: SweepConfig, seed: int, cls: int) -> list[dict]:
+    """:func:`_request_job`, its rows kept in ``<out>/rows/`` (reused when the sweep config matches)."""
+    path = cfg.folder() / "rows" / f"seed{seed}_class{cls}.json"
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("key") == cfg.key():
+                return saved["rows"]
+        except (OSError, ValueError):
+            pass  # unreadable: run again
+    rows = _request_job(cfg, seed, cls)
+    write_json(path, {"key": cfg.key(), "rows": rows})
+    return rows
+
+
 # --------------------------------------------------------------------------
 # Driver
 
@@ -206,9 +222,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
         train_args += [(base, "retrain", (c,)) for c in cfg.classes]
     trained = _parallel(_train_job, train_args, cfg.jobs)
     t_train = time.perf_counter() - start
-    # stage 2: one job per (seed, class)
-    rows = [r for part in _parallel(_request_job, [(cfg, s, c) for s in cfg.seeds for c in cfg.classes], cfg.jobs)
-            for r in part]
+    # stage 2: one job per (seed, class); each writes its rows, so a killed sweep resumes
+    parts = _parallel(_request_job_cached, [(cfg, s, c) for s in cfg.seeds for c in cfg.classes], cfg.jobs)
+    rows = [r for part in parts for r in part]
     t_total = time.perf_counter() - start
     device = resolve_device(cfg.base.device)
     return {
@@ -224,8 +240,8 @@ def run_sweep(cfg: SweepConfig) -> dict:
 def _metric_values(row: dict) -> dict[str, float]:
     out = {k: row[k] for k in ACCURACY_METRICS}
     out |= {name: a["value"] for name, a in row["attacks"].items()}
-    out |= {"gap": row["gap"], "seconds": row["seconds"], "backward_passes": float(row["backward_passes"])}
-    return out
+    out |= {"gap": row["gap"], "seconds": row["seconds"], "backward_passes": row["backward_passes"]}
+    return {k: math.nan if v is None else float(v) for k, v in out.items()}  # JSON stores NaN as null
 
 
 def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
