@@ -169,9 +169,10 @@ never cropped or flipped). Replaced samples are framed in red."""
         code(
             """
 gen = torch.Generator().manual_seed(cfg.seed)
-x, y = data.x_train[: cfg.batch_size], data.y_train[: cfg.batch_size]
+batch = torch.randperm(len(data.y_train), generator=gen)[: cfg.batch_size]  # one random batch
+x, y = data.x_train[batch], data.y_train[batch]
 mixed, replaced = replace_with_codes(x, y, codes[cfg.code_dist], cfg.t_mix, gen)
-show = torch.cat([torch.nonzero(replaced).flatten(), torch.nonzero(~replaced).flatten()])[:16]
+show = torch.cat([torch.nonzero(replaced).flatten()[:6], torch.nonzero(~replaced).flatten()])[:16]
 fig, axes = plt.subplots(1, len(show), figsize=(1.0 * len(show), 1.4), squeeze=False)
 stages.image_grid(axes[0], mixed[show], titles=[f"y={int(y[i])}" for i in show])
 for ax, i in zip(axes[0], show):
