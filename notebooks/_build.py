@@ -1,4 +1,4 @@
-"""Write the six stage notebooks (``python notebooks/_build.py``).
+"""Write the six stage notebooks (``python notebooks/_build.py [OUT_DIR]``).
 
 The committed ``.ipynb`` files are the product; this script only keeps them
 consistent: every notebook gets the imports cell, one ``parameters`` cell
@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -20,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from mnemonic_mu import stages
 
 HERE = Path(__file__).resolve().parent
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE  # tests write a copy elsewhere and compare
 
 
 def _field_comments() -> dict[str, str]:
@@ -78,7 +80,8 @@ def build(notebook: str, title_md: str, imports: str, body: list, extra_config: 
     for cell in nb.cells:  # stable ids keep diffs small
         cell.pop("id", None)
     nb.nbformat, nb.nbformat_minor = 4, 4
-    nbformat.write(nb, HERE / f"{notebook}.ipynb")
+    OUT.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, OUT / f"{notebook}.ipynb")
 
 
 # --------------------------------------------------------------------------
@@ -210,7 +213,7 @@ plt.show()"""
         ),
         code(
             """
-stages.write_metrics(cfg, "01_mnemonic_codes", {"key": art.key, **art.result})
+metrics_path = stages.write_metrics(cfg, "01_mnemonic_codes", {"key": art.key, **art.result})
 assert abs(rep["measured"] - cfg.t_mix) < 5 * rep["std_error"] + 1e-9, "replacement rate far from t_mix\""""
         ),
         md(
@@ -276,11 +279,12 @@ codes are the codes of stage 01, and evaluates A_R and E_F on the test and train
             """
 art = stages.compute_training(cfg, data)
 models = art.result["models"]
-pd.DataFrame(
+pd.DataFrame.from_dict(
     {role: {"test acc": m["metrics"]["test_accuracy"], "A_R": m["metrics"]["A_R"], "E_F": m["metrics"]["E_F"],
             "replaced": m["replaced_fraction"], "train s": m["train_seconds"], "cached": m["from_cache"]}
-     for role, m in models.items()}
-).T"""
+     for role, m in models.items()},
+    orient="index",
+).round(3)"""
         ),
         md(
             """
@@ -334,7 +338,7 @@ pd.DataFrame(
         ),
         code(
             """
-stages.write_metrics(cfg, "02_training", {
+metrics_path = stages.write_metrics(cfg, "02_training", {
     "key": art.key,
     "models": {role: {k: v for k, v in m.items() if k != "history"} for role, m in models.items()},
     "code_cost_points": cost,
@@ -477,7 +481,7 @@ else:
         ),
         code(
             """
-stages.write_metrics(cfg, "03_fisher", {"key": art.key, **art.result})"""
+metrics_path = stages.write_metrics(cfg, "03_fisher", {"key": art.key, **art.result})"""
         ),
         md(
             """
@@ -628,7 +632,7 @@ print(f"{r['backward_passes']} backward passes; retrain takes {times['retrain'] 
         ),
         code(
             """
-stages.write_metrics(cfg, "04_unlearning", {"key": art.key, **{k: v for k, v in r.items() if k != "confusion_matrix"}})"""
+metrics_path = stages.write_metrics(cfg, "04_unlearning", {"key": art.key, **{k: v for k, v in r.items() if k != "confusion_matrix"}})"""
         ),
         md(
             """
@@ -744,7 +748,7 @@ if attacks is not None:
         ),
         code(
             """
-stages.write_metrics(cfg, "05_membership_evaluation", {"key": art.key, **art.result})"""
+metrics_path = stages.write_metrics(cfg, "05_membership_evaluation", {"key": art.key, **art.result})"""
         ),
         md(
             """
@@ -797,7 +801,7 @@ report's index page shows the same table."""
             """
 art = stages.compute_report(cfg)
 summary = art.result
-stages.write_metrics(cfg, "summary", summary)
+metrics_path = stages.write_metrics(cfg, "summary", summary)
 stages.summary_table(summary)"""
         ),
         code(
@@ -832,7 +836,7 @@ for name in ("04_unlearning_per_class", "03_fisher_approximation", "05_membershi
         code(
             """
 keys = {stage: stages.stage_key(cfg, stage) for stage in stages.NOTEBOOKS[:-1]}
-stages.write_metrics(cfg, "06_report", {"config": cfg.to_dict(), "stage_keys": keys})
+metrics_path = stages.write_metrics(cfg, "06_report", {"config": cfg.to_dict(), "stage_keys": keys})
 pd.Series(cfg.to_dict() | {f"key {s}": k for s, k in keys.items()}, dtype=object).to_frame("value")"""
         ),
         md(

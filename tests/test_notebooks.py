@@ -120,3 +120,15 @@ def test_config_rejects_bad_values():
     with pytest.raises(stages.ConfigError, match="forget_classes"):
         stages.StageConfig(forget_classes=[])
     assert stages.StageConfig(forget_classes=3, lambda1=1).forget_classes == (3,)
+
+
+def test_committed_notebooks_match_their_generator(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(NOTEBOOKS / "_build.py"), str(tmp_path)], check=True)
+    for name in stages.NOTEBOOKS:
+        fresh = (tmp_path / f"{name}.ipynb").read_text()
+        assert fresh == (NOTEBOOKS / f"{name}.ipynb").read_text(), (
+            f"{name}.ipynb differs from notebooks/_build.py: edit the generator and run it"
+        )
