@@ -303,6 +303,13 @@ def laptop_report(quick: bool) -> dict:
     }
     if proc.returncode != 0:
         out["error"] = (proc.stderr or proc.stdout)[-800:]
+    params = out_dir / "laptop" / "params.yaml"
+    if params.exists():  # the profile as it stood for this run (epochs, threads ...)
+        import yaml
+
+        out["profile_parameters"] = {
+            k: v for k, v in (yaml.safe_load(params.read_text()).get("parameters") or {}).items() if k != "cache_dir"
+        }
     return out
 
 
