@@ -40,7 +40,7 @@ from .stages import NOTEBOOKS, StageConfig, project_root
 
 PROFILES = ("ci", "laptop", "paper")
 KERNEL = "python3"
-PATH_PARAMETERS = ("data_root", "cache_dir")  # made absolute against the caller's directory
+PATH_PARAMETERS = ("data_root", "cache_dir")  # -p values: relative to the caller's directory
 RUNNER_PARAMETERS = ("run_dir",)  # set by the runner (use --run)
 
 
@@ -164,11 +164,22 @@ def resolve_parameters(profile: str, overrides: dict, declared: dict[str, dict],
             f"unknown parameter {unknown[0]!r}: no notebook declares it; known: {', '.join(sorted(defaults))}"
         )
     params = {name: check_value(name, value, defaults[name]) for name, value in params.items()}
-    for key in PATH_PARAMETERS:
-        if key in overrides and not Path(str(params[key])).expanduser().is_absolute():
-            params[key] = str((cwd / Path(params[key]).expanduser()).resolve())
+    for key in PATH_PARAMETERS:  # absolute, so every kernel sees the same folders
+        path = Path(str(params.get(key, defaults[key]))).expanduser()
+        if not path.is_absolute():
+            path = (cwd if key in overrides else project_root()) / path
+        params[key] = str(path.resolve())
     StageConfig(**{**defaults, **params})  # the same validation the notebooks' config cells do
     return params
+
+
+def resolved_config(params: dict, declared: dict[str, dict]) -> dict:
+    """Every setting of the run: the notebooks' defaults overridden by ``params``."""
+    full: dict = {}
+    for nb_params in declared.values():
+        full |= {k: v for k, v in nb_params.items() if k not in full}
+    full |= params
+    return {k: v for k, v in StageConfig(**full).to_dict().items() if k != "run_dir"}
 
 
 # --------------------------------------------------------------------------
@@ -259,13 +270,17 @@ def run_report(
     if not summary_path.is_file():
         raise NotebookFailed(f"06_report did not write metrics/summary.json; see {tmp}")
     total = time.perf_counter() - start
+    resolved = resolved_config(params, declared)
     write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings})
     atomic_write_text(
         tmp / "params.yaml",
-        yaml.safe_dump({"profile": profile, "run": run, "overrides": overrides or {}, "parameters": params}, sort_keys=False),
+        yaml.safe_dump(
+            {"profile": profile, "run": run, "overrides": overrides or {}, "parameters": params, "resolved": resolved},
+            sort_keys=False,
+        ),
     )
     summary = json.loads(summary_path.read_text())
-    atomic_write_text(tmp / "index.html", index_html(run, profile, params, summary, timings, total, tmp))
+    atomic_write_text(tmp / "index.html", index_html(run, profile, resolved, summary, timings, total, tmp))
     old = None
     if final.exists():
         old = root / f".{run}.old-{os.getpid()}"
@@ -309,7 +324,7 @@ def summary_rows(summary: dict) -> list[tuple[str, dict]]:
     return list(summary["methods"].items())
 
 
-def index_html(run: str, profile: str, params: dict, summary: dict, timings: dict, total: float, folder: Path) -> str:
+def index_html(run: str, profile: str, settings_used: dict, summary: dict, timings: dict, total: float, folder: Path) -> str:
     """The report's front page: links, the summary table, every figure inline, the settings."""
     cols = ("A_R", "E_F", "A_R_train", "E_F_train", "test_accuracy", "gap_to_retrain")
     head = "".join(f"<th>{c}</th>" for c in ("method", *cols, "seconds"))
@@ -336,7 +351,9 @@ def index_html(run: str, profile: str, params: dict, summary: dict, timings: dic
         f"<figure><img src='figures/{p.name}' alt='{p.stem}'><figcaption>{p.stem}</figcaption></figure>"
         for p in sorted((folder / "figures").glob("*.png"))
     )
-    settings = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in params.items())
+    settings = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in settings_used.items()
+    )
     warnings = [
         f"<li>{html.escape(name)}: {html.escape(w)}</li>"
         for name, row in summary_rows(summary)
