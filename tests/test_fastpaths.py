@@ -178,3 +178,43 @@ def test_kit_loop_and_dataloader_pipeline_train_the_same_weights():
         dataloader_epoch(ref, loader, codes, opt, cfg.t_mix, g)
     for (n, a), b in zip(kit.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def _reference_ratio(f_forget, f_retain):
+    """fisher_ratio as first written (isfinite on every tensor): the one-pass check must match it."""
+    eta = {}
+    for n, ff in f_forget.items():
+        lo = torch.finfo(ff.dtype).tiny
+        r = torch.nan_to_num(ff.clamp_min(lo) / f_retain[n].clamp_min(lo), nan=0.0, posinf=float("inf"), neginf=0.0)
+        finite = torch.isfinite(r)
+        if not bool(finite.all()):
+            top = float(r[finite].max()) if bool(finite.any()) else 0.0
+            r = torch.where(finite, r, torch.full_like(r, top))
+        eta[n] = r
+    return eta
+
+
+def test_fisher_ratio_matches_reference_with_nan_and_inf():
+    gen = torch.Generator().manual_seed(0)
+    ff = {"a": torch.rand(50, generator=gen), "b": torch.rand(3, 4, generator=gen), "c": torch.zeros(0)}
+    fr = {n: torch.rand(v.shape, generator=gen) for n, v in ff.items()}
+    ff["a"][:3] = 3e38  # overflow to +inf against a floored f_R
+    fr["a"][:3] = 0.0
+    ff["a"][3] = float("nan")
+    ff["b"][:] = float("inf")  # nothing finite left: falls to 0
+    ref, fast = _reference_ratio(ff, fr), fisher_ratio(ff, fr)
+    for n in ref:
+        assert torch.equal(fast[n], ref[n]), n
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_check_model_finite_catches_every_non_finite(bad):
+    from mnemonic_mu.errors import ModelStateError
+    from mnemonic_mu.forget import check_model_finite
+
+    model, _ = _model("mlp", (1, 6, 6))
+    check_model_finite(model)
+    with torch.no_grad():
+        model.head.bias[1] = bad
+    with pytest.raises(ModelStateError):
+        check_model_finite(model)
