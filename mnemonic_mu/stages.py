@@ -31,7 +31,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -787,12 +787,6 @@ def compute_membership(cfg: StageConfig, dataset: Dataset | None = None) -> Stag
 # Stage 06: the summary
 
 
-def attack_score(attacks: dict | None, role: str, name: str) -> float | None:
-    if not attacks or role not in attacks or name not in attacks[role]:
-        return None
-    return attacks[role][name].get("value")
-
-
 def build_summary(cfg: StageConfig) -> dict:
     """``metrics/summary.json``: dataset, forget classes, seed and, per method, the
     accuracy metrics (percent), times and attack values, plus the gap to retrain.
@@ -955,10 +949,6 @@ def per_class_bars(ax, per_class: dict[str, list[float]], forget_classes) -> Non
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8)
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 COMPUTE: dict[str, Callable[[StageConfig], StageArtifact]] = {
