@@ -373,7 +373,7 @@ class (100 = forgotten). Compare every method with <b>retrain</b>: gap_to_retrai
 difference to it (lower is better). Seconds: forgetting step for mnemonic, training for the others.</p>
 <table><tr>{head}</tr>{''.join(rows)}</table>
 {'<h3>Warnings</h3><ul>' + ''.join(warnings) + '</ul>' if warnings else ''}
-{'<h3>Membership attacks (fractions; target = retrain)</h3><table>' + ''.join(attack_rows) + '</table>' if attack_rows else ''}
+{'<h3>Membership attacks (shares and accuracies as fractions, epsilon as a log-ratio; the target is retrain&#39;s value)</h3><table>' + ''.join(attack_rows) + '</table>' if attack_rows else ''}
 <h2>Notebooks</h2><ol>{links}</ol>
 <h2>Figures</h2>{figures}
 <h2>Settings</h2><p>Also in <a href="params.yaml">params.yaml</a>; metrics in <code>metrics/*.json</code>.</p>

@@ -676,7 +676,7 @@ forgetting, so it shows nothing; the attacks below do not have that blind spot.
 | epsilon-vs-retrain | best epsilon telling the model from retrain | 0 = indistinguishable |
 | linear probe | forget-test accuracy of a probe on features | target = retrain |
 
-Attack values are fractions in [0, 1].""",
+Shares and accuracies are fractions in [0, 1]; epsilon is a log-ratio (0 = indistinguishable).""",
     """
 import matplotlib.pyplot as plt
 import numpy as np
