@@ -186,6 +186,22 @@ def resolved_config(params: dict, declared: dict[str, dict]) -> dict:
 # Running
 
 
+def _kernel_manager_class():
+    """Kernels talk over local IPC sockets on POSIX (no network port, and no warning about
+    unencrypted TCP on every start); elsewhere jupyter_client's default."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) -> None:
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -199,6 +215,7 @@ def _execute(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) 
             cwd=str(cwd),
             progress_bar=progress,
             log_output=False,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except NoSuchKernel:
         raise ConfigError(
