@@ -489,7 +489,9 @@ metrics_path = stages.write_metrics(cfg, "03_fisher", {"key": art.key, **art.res
 * The code Fisher costs $|C|$ backward passes; the Oracle costs one per training sample of the
   forget class.
 * Compare the dashed line with the curve: how many real samples does it take to beat the codes?
-  (The paper reports the code Fisher beats 1,000 samples on MNIST.)
+  The paper reports that the code Fisher is closer to the Oracle than a Fisher from 1,000 real
+  samples; in this kit's laptop run (mnist5k, 40 epochs) it is about as close as one sample by
+  this distance. Check where it lands in your run, and see Exercise 4.
 * $\\eta$ is extremely uneven: a few parameters carry the forget class, which is why one step can
   remove it.
 
@@ -497,7 +499,11 @@ metrics_path = stages.write_metrics(cfg, "03_fisher", {"key": art.key, **art.res
 1. Compute the code Fisher with `method="vmap"` and check it equals the loop.
 2. The Fisher of the *mini-batch* gradient (`minibatch_fisher`) is a different quantity. Add it to
    the plot for batch size 32: how far is it from the Oracle?
-3. Rerun for another forget class (`forget_classes = [7]`). Does the approximation hold?"""
+3. Rerun for another forget class (`forget_classes = [7]`). Does the approximation hold?
+4. The distance used here weighs the largest entries most. Measure instead the overlap of the
+   top 1% parameters of each Fisher with the top 1% of the Oracle. Does the ranking of code
+   Fisher vs n samples change? Which measure matters for the step, which uses the ratio
+   $f_F / f_R$?"""
         ),
     ],
 )
