@@ -89,6 +89,14 @@ class SweepConfig:
             d["base"].pop(k)
         return settings_key(d)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepConfig":
+        """Inverse of :meth:`to_dict` (for example the ``config`` of a saved sweep.json)."""
+        d = dict(d)
+        base = dict(d.pop("base"))
+        base["forget"] = tuple(base.get("forget", (0,)))
+        return cls(base=ExperimentConfig(**base), **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
     def folder(self) -> Path:
         return Path(self.out_dir) if self.out_dir else Path("reports/sweep") / f"{self.base.dataset}-{self.key()}"
 

@@ -71,3 +71,18 @@ def test_cli_sweep_parallel(tmp_path, capsys):
     assert out["summary"]["mnemonic_paper"]["n_runs"] == 2
     assert "wall time" in capsys.readouterr().out
     assert main(["sweep", "--methods", "nope"]) == 2
+
+
+def test_resume_reuses_rows(tiny_sweep):
+    cfg, result = tiny_sweep
+    files = sorted((cfg.folder() / "rows").glob("*.json"))
+    assert [f.name for f in files] == ["seed0_class0.json", "seed0_class1.json"]
+    again = S.run_sweep(cfg)  # every model cached, every request's rows on disk
+    assert [(r["method"], r["gap"]) for r in again["rows"]] == [(r["method"], r["gap"]) for r in result["rows"]]
+    assert again["summary"]["ssd"]["A_R"]["mean"] == pytest.approx(result["summary"]["ssd"]["A_R"]["mean"])
+
+
+def test_config_roundtrip(tiny_sweep):
+    cfg, result = tiny_sweep
+    back = S.SweepConfig.from_dict(json.loads(json.dumps(result["config"])))
+    assert back == cfg and back.key() == cfg.key()
