@@ -126,7 +126,9 @@ def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, for
     over forget codes (negative = all misclassified).  ``retain_margin``: the
     smallest such margin over remaining codes (positive = all kept).
     ``log_p_gap``: mean log p_true of remaining codes minus that of forget codes
-    (the tie-break: larger = more selective).
+    (the tie-break: larger = more selective).  ``forget_on_retain``: mean over
+    remaining codes of log p(any forget class) (lower = the forget classes are
+    suppressed beyond their own codes).
     """
     was_training = model.training
     model.eval()
@@ -145,6 +147,7 @@ def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, for
         "forget_margin": float(margin[forget].max()),
         "retain_margin": float(margin[~forget].min()),
         "log_p_gap": float(true[~forget].mean() - true[forget].mean()),
+        "forget_on_retain": float(logp[~forget][:, list(forget_classes)].logsumexp(1).mean()),
     }
 
 
@@ -214,7 +217,9 @@ class Calibration:
 
     margin: float = 2.0  # forget codes must trail the best other class by at least this many nats ...
     mirror: bool = True  # ... and by as much as they originally led it, when that is more
-    retain_margin: float = 0.0  # remaining codes must keep their class by at least this margin
+    retain_margin: float = 0.0  # remaining codes must keep their class by at least this margin ...
+    retain_keep: float = 0.0  # ... and by this fraction of their original smallest margin
+    suppress: bool = True  # the forget classes must become less likely on the remaining codes
     n_views: int = 4  # jittered copies of each code checked besides the code itself
     jitter: float = 0.1  # noise std of a view, relative to the codes' std
     growth: float = 2.0 ** 0.5  # geometric factor between tried scales
@@ -320,38 +325,45 @@ def forget(
 
 
 def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibration, warnings):
-    """Grow the scale of the paper's direction until the code criterion holds (see module doc)."""
+    """Grow the scale of the paper's direction until the code criterion holds (see module doc).
+
+    A scale k of sign s qualifies when (1) every forget-code view trails its best
+    other class by ``target`` nats, (2) the forget classes became *less* likely on
+    the remaining codes than before the step (the class is suppressed, not just
+    its code moved) and (3) every remaining-code view still leads by
+    ``retain_floor``.  Each sign is scanned upward until (3) fails; the sign that
+    qualifies at the smaller scale wins.
+    """
     scales = []
     k = cal.min_scale
     while k <= cal.max_scale * (1 + 1e-9):
         scales.append(k)
         k *= cal.growth
-    target = cal.margin
-    if cal.mirror:
-        target = max(target, code_report(model, views, labels, forget_classes)["forget_margin"])
+    start = code_report(model, views, labels, forget_classes)
+    target = max(cal.margin, start["forget_margin"]) if cal.mirror else cal.margin
+    retain_floor = max(cal.retain_margin, cal.retain_keep * start["retain_margin"])
     base = {n: p.detach().clone() for n, p in trainable(model).items()}
     work = copy.deepcopy(model)
     params = trainable(work)
     found: dict[str, tuple[float, dict]] = {}
-    best_fallback: dict[str, tuple[tuple, float, dict]] = {}
+    fallback: dict[str, tuple[float, float, dict]] = {}  # sign -> (forget margin, scale, report)
     for s, sgn in (("+", 1.0), ("-", -1.0)):
         for k in scales:
             with torch.no_grad():
                 for n, p in params.items():
                     torch.add(base[n], eta[n], alpha=sgn * k * alpha[n], out=p)
             rep = code_report(work, views, labels, forget_classes)
-            retain_ok = rep["retain_margin"] > cal.retain_margin
-            if not retain_ok:
+            if rep["retain_margin"] <= retain_floor:
                 break  # larger steps only damage more: stop this sign here
-            key = (-rep["forget_margin"],)
-            if s not in best_fallback or key > best_fallback[s][0]:
-                best_fallback[s] = (key, k, rep)
+            suppressed = rep["forget_on_retain"] < start["forget_on_retain"] or not cal.suppress
+            if not suppressed:
+                continue
+            if s not in fallback or rep["forget_margin"] < fallback[s][0]:
+                fallback[s] = (rep["forget_margin"], k, rep)
             if rep["forget_margin"] < -target:
                 found[s] = (k, rep)
                 break
-    scores = {s: best_fallback[s][2] if s in best_fallback else {} for s in ("+", "-")}
-    for s, (k, rep) in found.items():
-        scores[s] = rep
+    scores = {s: fallback[s][2] if s in fallback else {} for s in ("+", "-")}
     tie = False
     if found:
         if len(found) == 2 and found["+"][0] == found["-"][0]:
@@ -360,16 +372,20 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
         else:
             sign = min(found, key=lambda s: found[s][0])
         scale = found[sign][0]
-    elif best_fallback:
-        sign = max(best_fallback, key=lambda s: best_fallback[s][0])
-        scale = best_fallback[sign][1]
+    elif fallback:
+        sign = min(fallback, key=lambda s: fallback[s][0])
+        scale = fallback[sign][1]
         warnings.append(
-            f"calibration did not reach a {target:.3g}-nat margin on the forget codes before a "
-            f"remaining code lost its class; using the largest safe scale {scale:g}"
+            f"calibration could not push the forget codes {target:.3g} nats below another class "
+            f"while keeping every remaining code; using the largest safe scale {scale:g}: "
+            "this class may not be forgotten"
         )
     else:
-        sign, scale = "+", 0.0
-        warnings.append("calibration found no scale that keeps the remaining codes; the model is unchanged")
+        sign, scale = "-", 0.0
+        warnings.append(
+            "calibration found no scale that suppresses the forget class while keeping the "
+            "remaining codes; the model is unchanged"
+        )
     sgn = 1.0 if sign == "+" else -1.0
     return perturbed(model, eta, alpha, sgn, scale), sign, scale, scores, tie
 
