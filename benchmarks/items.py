@@ -237,36 +237,71 @@ def _kit_dataset(images: torch.Tensor, labels: torch.Tensor) -> Dataset:
     return Dataset("mnist60k", x, labels, x[:10], labels[:10], x[:10], labels[:10], 10, idx, idx[:10], idx[:10])
 
 
-def epoch_kit(t_mix: float):
-    def item(quick: bool) -> dict:
-        images, labels = _mnist60k()
-        ds = _kit_dataset(images, labels)
-        del images
-        codes = generate_codes(10, (1, 28, 28), "normal", seed=0)
-        model = build_model("mlp", (1, 28, 28), 10, seed=0)
-        cfg = TrainConfig(epochs=1, t_mix=t_mix, eval_every=0)
-        out = timed(lambda: train_model(model, ds, codes, cfg), **_reps(quick, (1, 3), (1, 1)))
-        return out | {"what": f"train_model, one epoch, 60k MNIST, MLP, batch 128, t_mix {t_mix}", "n": len(labels)}
+def epochs(quick: bool) -> dict:
+    """One epoch three ways, interleaved (kit with codes, kit without, per-item DataLoader).
 
-    return item
+    The variants take turns within each repetition, in a rotating order, so
+    a change in the machine's load hits all of them alike; the ratios are
+    medians of the per-repetition ratios.  Peak memory is shared by the
+    three (one process).
+    """
+    import statistics
 
-
-def epoch_dataloader(quick: bool) -> dict:
+    from .common import load_average, peak_rss_mb, rss_mb
     from .pipelines import MNISTItems, dataloader_epoch, make_loader, make_optimizer
 
     images, labels = _mnist60k()
+    ds = _kit_dataset(images, labels)
     codes = generate_codes(10, (1, 28, 28), "normal", seed=0)
-    model = build_model("mlp", (1, 28, 28), 10, seed=0)
     cfg = TrainConfig(epochs=1, t_mix=0.1, eval_every=0)
+    cfg0 = replace(cfg, t_mix=0.0)
+    kit, kit0, ref = (build_model("mlp", (1, 28, 28), 10, seed=0) for _ in range(3))
     gen = torch.Generator().manual_seed(0)
     loader = make_loader(MNISTItems(images, labels), cfg.batch_size, gen, num_workers=0)
-    opt = make_optimizer(model, cfg)
-    out = timed(lambda: dataloader_epoch(model, loader, codes, opt, cfg.t_mix, gen), **_reps(quick, (1, 3), (1, 1)))
-    return out | {
-        "what": "per-item torchvision-style pipeline (uint8 -> PIL -> ToTensor, DataLoader, 0 workers), "
-        "one epoch, 60k MNIST, MLP, batch 128, t_mix 0.1",
-        "n": len(labels),
+    opt = make_optimizer(ref, cfg)
+    runs = {
+        "epoch_kit": lambda: train_model(kit, ds, codes, cfg),
+        "epoch_kit_no_codes": lambda: train_model(kit0, ds, codes, cfg0),
+        "epoch_dataloader": lambda: dataloader_epoch(ref, loader, codes, opt, cfg.t_mix, gen),
     }
+    warmup, reps = (1, 1) if quick else (1, 3)
+    rss_before = rss_mb()
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    load_before = load_average()
+    wall = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}
+    names = list(runs)
+    for r in range(reps):
+        for k in names[r % 3 :] + names[: r % 3]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            runs[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    peak = peak_rss_mb()
+    whats = {
+        "epoch_kit": "train_model, one epoch, 60k MNIST, MLP, batch 128, t_mix 0.1",
+        "epoch_kit_no_codes": "train_model, one epoch, 60k MNIST, MLP, batch 128, t_mix 0 (no codes)",
+        "epoch_dataloader": "per-item torchvision-style pipeline (uint8 -> PIL -> ToTensor, DataLoader, "
+        "0 workers), one epoch, 60k MNIST, MLP, batch 128, t_mix 0.1",
+    }
+    out = {"variants": {}, "load_before": load_before, "load_after": load_average(), "n": len(labels)}
+    for k in runs:
+        out["variants"][k] = {
+            "median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
+            "cpu_median_s": statistics.median(cpu[k]), "reps": reps, "warmup": warmup,
+            "load_before": load_before, "load_after": out["load_after"],
+            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
+            "peak_extra_mb": round(max(0.0, peak - rss_before), 1),
+            "what": whats[k] + " (interleaved with the other epoch variants; memory shared)",
+        }
+    pair = lambda a, b: statistics.median(x / y for x, y in zip(wall[a], wall[b]))  # noqa: E731
+    out["paired_ratios"] = {
+        "epoch_vs_dataloader": pair("epoch_dataloader", "epoch_kit"),
+        "code_training_overhead": pair("epoch_kit", "epoch_kit_no_codes"),
+    }
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -330,9 +365,7 @@ ITEMS = {
     "ssd_fisher_mlp": ssd_fisher_mlp,
     "ssd_mlp_generic": ssd_mlp_generic,
     "retrain_mlp": retrain_mlp,
-    "epoch_kit": epoch_kit(0.1),
-    "epoch_kit_no_codes": epoch_kit(0.0),
-    "epoch_dataloader": epoch_dataloader,
+    "epochs": epochs,  # expands to epoch_kit, epoch_kit_no_codes, epoch_dataloader
     "laptop_report": laptop_report,
 }
 CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": forget_cuda("resnet18")}
