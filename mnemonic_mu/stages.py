@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .artifacts import atomic_write_bytes, settings_key, staging_dir, verify_manifest
+from .artifacts import atomic_write_bytes, atomic_write_text, settings_key, sha256_file, staging_dir, verify_manifest
 from .artifacts import write_json, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .codes import generate_codes, replace_with_codes
@@ -200,6 +200,9 @@ class StageConfig:
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
         self.experiment()  # validates dataset, model, code_dist, step, t_mix, lambdas, training
+        # every named dataset but 'synthetic' has 10 classes: check the request before any notebook runs
+        check_forget_classes(self.forget_classes, 10 if self.dataset != "synthetic" else 10**9)
+        resolve_device(self.device)  # 'cuda' on a machine without one fails here, not in notebook 02
 
     def experiment(self) -> ExperimentConfig:
         """The same settings as :class:`ExperimentConfig` (shares its cache of trained models)."""
@@ -361,11 +364,13 @@ def load_stage(cfg: StageConfig, stage: str) -> StageArtifact:
 
 def load_data(cfg: StageConfig) -> Dataset:
     """The dataset split by ``cfg.split_seed``; small datasets are cached as tensors
-    under ``<cache_dir>/datasets`` (parsing mnist5k's CSV takes seconds)."""
+    under ``<cache_dir>/datasets`` (parsing mnist5k's CSV takes seconds), each with a
+    sha256 file; a file that does not match its hash is ignored and rebuilt."""
     ident = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "root": str(cfg.data_path), "v": 1}
     path = cfg.cache_path / "datasets" / f"{cfg.dataset}-{settings_key(ident)}.pt"
     names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "train_index", "val_index", "test_index")
-    if path.is_file():
+    digest = path.with_name(path.name + ".sha256")
+    if path.is_file() and digest.is_file() and digest.read_text().strip() == sha256_file(path):
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             return Dataset(
@@ -375,7 +380,7 @@ def load_data(cfg: StageConfig) -> Dataset:
                 pad_value=tuple(blob["pad_value"]),
                 **{n: blob[n] for n in names},
             )
-        except Exception:  # a stale or truncated cache file: load from source below
+        except Exception:  # a stale cache file: load from source below
             pass
     ds = load_dataset(cfg.dataset, cfg.data_path, download=cfg.download, split_seed=cfg.split_seed)
     if ds.x_train.numel() * 4 < 64 * 2**20:
@@ -384,6 +389,7 @@ def load_data(cfg: StageConfig) -> Dataset:
         buf = io.BytesIO()
         torch.save(blob, buf)
         atomic_write_bytes(path, buf.getvalue())
+        atomic_write_text(digest, hashlib.sha256(buf.getvalue()).hexdigest() + "\n")
     return ds
 
 

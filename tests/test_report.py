@@ -131,3 +131,35 @@ def test_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_path)
     cells = nbformat.read(partial, as_version=4).cells
     assert any(o.output_type == "error" for c in cells if c.cell_type == "code" for o in c.outputs)
     assert not (tmp_path / "broken").exists() and not (tmp_path / "broken.failed" / "02_training.ipynb").exists()
+
+
+def test_forget_request_and_device_checked_before_any_notebook(monkeypatch):
+    import torch
+
+    from mnemonic_mu.errors import ConfigError, DeviceError
+    from mnemonic_mu.stages import StageConfig
+
+    with pytest.raises(ConfigError, match="twice"):
+        StageConfig(forget_classes=[1, 1])
+    with pytest.raises(ConfigError, match="outside"):
+        StageConfig(forget_classes=[10])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no usable CUDA"):
+        StageConfig(device="cuda")
+
+
+def test_dataset_cache_is_hash_checked(tmp_path):
+    import torch
+
+    from mnemonic_mu.stages import StageConfig, load_data
+
+    cfg = StageConfig(dataset="digits", cache_dir=str(tmp_path))
+    first = load_data(cfg)
+    (blob,) = (tmp_path / "datasets").glob("*.pt")
+    assert (blob.parent / (blob.name + ".sha256")).is_file()
+    # a tampered cache file (same format, other numbers) must not be trusted
+    data = torch.load(blob, weights_only=True)
+    data["y_test"] = torch.zeros_like(data["y_test"])
+    torch.save(data, blob)
+    again = load_data(cfg)
+    assert torch.equal(again.y_test, first.y_test)
