@@ -122,6 +122,7 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "forget_ms_mlp_cpu_loop": ms("forget_mlp_loop"),
         "forget_ms_mlp_cpu_spinwait": ms("forget_mlp_batched_spinwait"),
         "forget_ms_mlp_cpu_vmap": ms("forget_mlp_vmap"),
+        "forget_ms_mlp_cpu_calibrated": ms("forget_mlp_calibrated"),
         "forget_ms_resnet18_cpu": ms("forget_resnet18_batched"),
         "forget_ms_resnet18_cpu_loop": ms("forget_resnet18_loop"),
         "forget_ms_mlp_cuda": ms("forget_mlp_cuda"),
