@@ -236,7 +236,7 @@ def forget(
     lambda2: float = 10.0,
     step: str = "paper",
     calibration: Calibration | None = None,
-    fisher_method: str = "loop",
+    fisher_method: str = "batched",
     per_class_fisher: list[Fisher] | None = None,
 ) -> tuple[nn.Module, ForgetRecord]:
     """Forget ``forget_classes`` in one shot from the codes alone.
@@ -347,8 +347,10 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     params = trainable(work)
     found: dict[str, tuple[float, dict]] = {}
     fallback: dict[str, tuple[float, float, dict]] = {}  # sign -> (forget margin, scale, report)
-    for s, sgn in (("+", 1.0), ("-", -1.0)):
+    for s, sgn in (("-", -1.0), ("+", 1.0)):
         for k in scales:
+            if found and k > min(v[0] for v in found.values()):
+                break  # a larger scale cannot win: the smaller qualifying scale is chosen below
             with torch.no_grad():
                 for n, p in params.items():
                     torch.add(base[n], eta[n], alpha=sgn * k * alpha[n], out=p)

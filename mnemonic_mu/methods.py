@@ -229,7 +229,7 @@ def mnemonic(
     """
     with _Timer() as t:
         forget_classes = check_forget_classes(forget_classes, len(codes))
-        fishers = code_fisher(model, codes.to(_device(model)))
+        fishers = code_fisher(model, codes.to(_device(model)), method="batched")
         search: list[dict] = []
         if lambda1 is not None and lambda2 is not None:
             new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, per_class_fisher=fishers)
