@@ -68,32 +68,10 @@ def _cmd_experiment(args) -> int:
     from .errors import ConfigError
     from .experiment import ExperimentConfig, run_experiment
 
-    cfg = ExperimentConfig(
-        dataset=args.dataset,
-        data_root=args.data_root,
-        download=args.download,
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        cosine=args.cosine,
-        t_mix=args.t_mix,
-        code_dist=args.code_dist,
-        forget=tuple(args.forget),
-        seed=args.seed,
-        split_seed=args.split_seed,
-        lambda1=args.lambda1,
-        lambda2=args.lambda2,
-        step=args.step,
-        device=args.device,
-        threads=args.threads,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
-        retrain=not args.no_retrain,
-        no_codes=args.no_codes_baseline,
-    )
+    # option names are the config's field names (dashes for underscores), except three switches
+    negated = {"use_cache": not args.no_cache, "retrain": not args.no_retrain, "no_codes": args.no_codes_baseline}
+    given = {f: getattr(args, f) for f in ExperimentConfig.field_names() if f not in negated}
+    cfg = ExperimentConfig(**(given | negated | {"forget": tuple(args.forget)}))
     name = f"{cfg.dataset}_{cfg.model}_forget{'-'.join(map(str, cfg.forget))}_seed{cfg.seed}_{cfg.step}"
     out = Path(args.out) if args.out else Path("reports/experiments") / f"{name}.json"
     if out.is_dir():  # checked before training, not after
