@@ -23,6 +23,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The data and training-recipe options shared by ``experiment`` and ``sweep``
+    (named after :class:`~mnemonic_mu.experiment.ExperimentConfig` fields)."""
+    from .experiment import ExperimentConfig
+
+    d = ExperimentConfig()
+    a = p.add_argument
+    a("--dataset", default=d.dataset, help=f"dataset name (default {d.dataset})")
+    a("--data-root", default=d.data_root, help="torchvision data root (default ./data)")
+    a("--model", default=d.model, help="mlp | cnn | resnet18 (default mlp)")
+    a("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
+    a("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    a("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
+    a("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    a("--weight-decay", type=float, default=d.weight_decay, help=f"weight decay (default {d.weight_decay})")
+    a("--cosine", action="store_true", help="cosine learning-rate schedule")
+    a("--t-mix", type=float, default=d.t_mix, help=f"code replacement probability (default {d.t_mix})")
+    a("--code-dist", default=d.code_dist, help="normal (paper) | uniform")
+
+
 def _experiment_parser(sub) -> None:
     from .experiment import ExperimentConfig
 
@@ -33,19 +53,9 @@ def _experiment_parser(sub) -> None:
         description="Train -> forget -> evaluate; writes one JSON file. Defaults: the paper's "
         "MNIST setting on the embedded mnist5k data.",
     )
+    add_recipe_options(p)
     a = p.add_argument
-    a("--dataset", default=d.dataset, help=f"dataset name (default {d.dataset})")
-    a("--data-root", default=d.data_root, help="torchvision data root (default ./data)")
     a("--download", action="store_true", help="allow downloading a missing dataset")
-    a("--model", default=d.model, help="mlp | cnn | resnet18 (default mlp)")
-    a("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    a("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    a("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
-    a("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    a("--weight-decay", type=float, default=d.weight_decay, help=f"weight decay (default {d.weight_decay})")
-    a("--cosine", action="store_true", help="cosine learning-rate schedule")
-    a("--t-mix", type=float, default=d.t_mix, help=f"code replacement probability (default {d.t_mix})")
-    a("--code-dist", default=d.code_dist, help="normal (paper) | uniform")
     a("--forget", type=int, nargs="+", default=list(d.forget), help="class(es) to forget (default 0)")
     a("--seed", type=int, default=d.seed, help="training and code seed (default 0)")
     a("--split-seed", type=int, default=d.split_seed, help="seed of the data split (default 0)")

@@ -36,6 +36,7 @@ import torch
 
 from .artifacts import atomic_write_text, settings_key, write_json
 from .attacks import ATTACKS, run_attacks
+from .cli import add_recipe_options
 from .errors import ConfigError
 from .experiment import ExperimentConfig, environment, load_experiment_data, resolve_device, set_threads, train_or_load
 from .methods import INPUT_MODEL, METHODS, UnlearnData, unlearn
@@ -396,16 +397,8 @@ def add_subcommand(sub) -> None:
         "method on every forget class and seed, evaluate accuracy, the five attacks and the gap to "
         "retrain; writes sweep.json and sweep.md.",
     )
+    add_recipe_options(p)
     a = p.add_argument
-    a("--dataset", default=d.dataset, help=f"dataset name (default {d.dataset})")
-    a("--data-root", default=d.data_root, help="torchvision data root (default ./data)")
-    a("--model", default=d.model, help="mlp | cnn | resnet18 (default mlp)")
-    a("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    a("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    a("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
-    a("--t-mix", type=float, default=d.t_mix, help=f"code replacement probability (default {d.t_mix})")
-    a("--code-dist", default=d.code_dist, help="normal (paper) | uniform")
-    a("--cosine", action="store_true", help="cosine learning-rate schedule")
     a("--methods", nargs="+", default=["all"], help="method names or 'all' (default all)")
     a("--classes", type=int, nargs="+", default=list(range(10)), help="forget classes (default 0..9)")
     a("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
@@ -422,7 +415,8 @@ def _cmd_sweep(args) -> int:
     methods = tuple(METHODS) if args.methods == ["all"] else tuple(args.methods)
     base = ExperimentConfig(
         dataset=args.dataset, data_root=args.data_root, model=args.model, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, t_mix=args.t_mix, code_dist=args.code_dist,
+        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        t_mix=args.t_mix, code_dist=args.code_dist,
         cosine=args.cosine, device=args.device, threads=args.threads, cache_dir=args.cache_dir,
     )
     cfg = SweepConfig(base=base, methods=methods, classes=tuple(args.classes), seeds=tuple(args.seeds),
