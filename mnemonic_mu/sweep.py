@@ -340,18 +340,20 @@ def markdown_tables(result: dict) -> str:
     lines = [f"Mean +- std over {len(cfg['seeds'])} seeds x {len(cfg['classes'])} forget classes "
              f"(dataset {cfg['base']['dataset']}, model {cfg['base']['model']}, {cfg['base']['epochs']} epochs):", "",
              head, sep]
-    for m in order:
-        e = summary[m]
-        cells = [f"{_fmt(e[k]['mean'], d)} +- {_fmt(e[k]['std'], d)}" for k, _, d in _COLUMNS]
-        name = f"*{m}*" if e["reference"] else m
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes']['mean'], 0)} |")
+
+    def rows(cell, passes: str) -> list[str]:
+        out = []
+        for m in order:
+            e = summary[m]
+            name = f"*{m}*" if e["reference"] else m
+            cells = [cell(e[k], d) for k, _, d in _COLUMNS]
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes'][passes], 0)} |")
+        return out
+
+    lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
     lines += ["", "Worst class (class: its mean over seeds; lowest A_R / E_F, highest gap / time / epsilon, "
               "attacks farthest from retrain's value):", "", head, sep]
-    for m in order:
-        e = summary[m]
-        cells = [f"{e[k]['worst_class']}: {_fmt(e[k]['worst'], d)}" for k, _, d in _COLUMNS]
-        name = f"*{m}*" if e["reference"] else m
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes']['worst'], 0)} |")
+    lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
     lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
