@@ -110,11 +110,13 @@ def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: floa
 
 
 @torch.no_grad()
-def _write_step(target: nn.Module, model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float) -> None:
-    """Set ``target``'s trainable weights to ``model``'s ``w + sign * alpha_l * eta_l`` (Eq. 5), in place."""
+def _write_step(
+    target: nn.Module, model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float, scale: float = 1.0
+) -> None:
+    """Set ``target``'s trainable weights to ``model``'s ``w + sign * scale * alpha_l * eta_l`` (Eq. 5), in place."""
     base = trainable(model)
     for n, p in trainable(target).items():
-        torch.add(base[n], eta[n], alpha=sign * 1.0 * alpha[n], out=p)
+        torch.add(base[n], eta[n], alpha=sign * scale * alpha[n], out=p)
 
 
 @torch.no_grad()
@@ -342,18 +344,14 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     start = code_report(model, views, labels, forget_classes)
     target = max(cal.margin, start["forget_margin"]) if cal.mirror else cal.margin
     retain_floor = max(cal.retain_margin, cal.retain_keep * start["retain_margin"])
-    base = {n: p.detach().clone() for n, p in trainable(model).items()}
     work = copy.deepcopy(model)
-    params = trainable(work)
     found: dict[str, tuple[float, dict]] = {}
     fallback: dict[str, tuple[float, float, dict]] = {}  # sign -> (forget margin, scale, report)
     for s, sgn in (("-", -1.0), ("+", 1.0)):
         for k in scales:
             if found and k > min(v[0] for v in found.values()):
                 break  # a larger scale cannot win: the smaller qualifying scale is chosen below
-            with torch.no_grad():
-                for n, p in params.items():
-                    torch.add(base[n], eta[n], alpha=sgn * k * alpha[n], out=p)
+            _write_step(work, model, eta, alpha, sgn, k)
             rep = code_report(work, views, labels, forget_classes)
             if rep["retain_margin"] <= retain_floor:
                 break  # larger steps only damage more: stop this sign here
