@@ -7,6 +7,7 @@ Both are computed on the test split and on the train split (D_r / D_f).
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -111,7 +112,32 @@ def evaluate(
     return out
 
 
+ACCURACY_METRICS = ("A_R", "E_F", "A_R_train", "E_F_train")
+MIA_ATTACK = "confidence-SVC"  # EVALUATION.md's "MIA-efficacy", the MIA score of the gap
+
+
+def gap_to_retrain(row: dict, ref: dict) -> float | None:
+    """Gap to retrain (EVALUATION.md): mean |row - ref| over A_R, E_F, A_R_train,
+    E_F_train and the MIA score (confidence-SVC "MIA-efficacy" x 100), all in %.
+
+    ``row`` and ``ref`` are result rows (``ref`` = the retrain reference); a
+    metric missing or NaN on either side is left out (the MIA term when the
+    attacks did not run).  ``None`` when nothing is comparable.
+    """
+
+    def mia(r: dict):
+        value = ((r.get("attacks") or {}).get(MIA_ATTACK) or {}).get("value")
+        return None if value is None else 100.0 * value
+
+    pairs = [(row.get(k), ref.get(k)) for k in ACCURACY_METRICS] + [(mia(row), mia(ref))]
+    diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None and not (math.isnan(a) or math.isnan(b))]
+    return sum(diffs) / len(diffs) if diffs else None
+
+
 __all__ = [
+    "ACCURACY_METRICS",
+    "MIA_ATTACK",
+    "gap_to_retrain",
     "accuracy",
     "check_forget_classes",
     "confusion_matrix",

@@ -46,7 +46,7 @@ from .errors import CheckpointError, ConfigError, StageOrderError
 from .experiment import ExperimentConfig, environment, resolve_device, set_threads, train_or_load
 from .fisher import code_fisher, data_fisher, fisher_distance, mean_fisher
 from .forget import fisher_ratio, forget, layer_alphas
-from .metrics import check_forget_classes, evaluate, predict_logits
+from .metrics import check_forget_classes, evaluate, gap_to_retrain, predict_logits
 
 NOTEBOOKS = (
     "01_mnemonic_codes",
@@ -76,14 +76,17 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "06_report": ("baselines",),
 }
 
-# Baselines of mnemonic_mu.methods run by 06_report (retrain and the paper step
-# already have their rows; registry "mnemonic", the validation-tuned variant, is
-# shown as "mnemonic (registry)" since the row "mnemonic" is stage 04's result).
+# Methods of mnemonic_mu.methods run by 06_report: every registered one but
+# retrain, whose row is stage 02's reference (same recipe, trained once).
+# Registry "mnemonic", the validation-tuned variant, is shown as
+# "mnemonic (registry)" since the row "mnemonic" is stage 04's result.
 DEFAULT_BASELINES = (
     "mnemonic",
+    "mnemonic_paper",
     "mnemonic_calibrated",
     "ours_with_data",
     "finetune",
+    "neggrad",
     "neggrad_plus",
     "random_label",
     "ssd",
@@ -754,17 +757,19 @@ def attacks_available() -> bool:
 
 def compute_membership(cfg: StageConfig, dataset: Dataset | None = None) -> StageArtifact:
     """Stage 05: per-sample loss/entropy/confidence summaries and the attacks of
-    EVALUATION.md (``mnemonic_mu.attacks.run_attacks``) for original, unlearned and retrain."""
+    EVALUATION.md (``mnemonic_mu.attacks.run_attacks``) for original, unlearned, retrain
+    and the model trained without codes."""
     start = time.perf_counter()
     device = cfg.setup()
     dataset = dataset or load_data(cfg)
     forget_classes = check_forget_classes(cfg.forget_classes, dataset.num_classes)
     training = load_stage(cfg, "02_training")
-    checkpoints = load_models(cfg, training, ("original", "retrain"), device)
+    checkpoints = load_models(cfg, training, ("original", "retrain", "no_codes"), device)
     models = {
         "original": checkpoints["original"].model,
         "mnemonic": load_unlearned(cfg, load_stage(cfg, "04_unlearning"), device),
         "retrain": checkpoints["retrain"].model,
+        "no_codes": checkpoints["no_codes"].model,
     }
     groups = sample_groups(dataset, forget_classes)
     distributions = {
@@ -798,7 +803,7 @@ def build_summary(cfg: StageConfig) -> dict:
     accuracy metrics (percent), times and attack values, plus the gap to retrain.
 
     Gap to retrain (EVALUATION.md): mean absolute difference to retrain over A_R,
-    E_F, A_R_train, E_F_train (and the entropy-LR score x 100 when attacks ran).
+    E_F, A_R_train, E_F_train and the MIA score (confidence-SVC x 100).
     """
     training = load_stage(cfg, "02_training").result
     unlearning = load_stage(cfg, "04_unlearning").result
@@ -835,20 +840,13 @@ def build_summary(cfg: StageConfig) -> dict:
     }
 
 
-GAP_KEYS = ("A_R", "E_F", "A_R_train", "E_F_train")
-
-
 def add_gaps(methods: dict[str, dict]) -> None:
-    """Add ``gap_to_retrain`` to every method row (in place)."""
+    """Add ``gap_to_retrain`` (:func:`mnemonic_mu.metrics.gap_to_retrain`) to every method row (in place)."""
     ref = methods.get("retrain")
     if not ref:
         return
     for row in methods.values():
-        diffs = [abs(row[k] - ref[k]) for k in GAP_KEYS if row.get(k) is not None and ref.get(k) is not None]
-        a, b = (row.get("attacks") or {}).get("entropy-LR"), (ref.get("attacks") or {}).get("entropy-LR")
-        if a and b and a.get("value") is not None and b.get("value") is not None:
-            diffs.append(100.0 * abs(a["value"] - b["value"]))
-        row["gap_to_retrain"] = float(np.mean(diffs)) if diffs else None
+        row["gap_to_retrain"] = gap_to_retrain(row, ref)
 
 
 def run_baselines(cfg: StageConfig, dataset: Dataset, device="cpu") -> dict[str, dict]:
@@ -856,9 +854,8 @@ def run_baselines(cfg: StageConfig, dataset: Dataset, device="cpu") -> dict[str,
 
     Each method starts from the trained model it expects (``INPUT_MODEL``),
     sees only retain/forget training data and the validation split (never
-    the test split), and is evaluated like the others.  Of the attacks only
-    entropy-LR runs (the one the gap to retrain uses; 05 runs all five for
-    original, mnemonic and retrain).
+    the test split), and is evaluated like the others, with all five attacks
+    of EVALUATION.md against the same retrain reference.
     """
     if not baselines_available() or not cfg.baselines:
         return {}
@@ -881,9 +878,7 @@ def run_baselines(cfg: StageConfig, dataset: Dataset, device="cpu") -> dict[str,
         if attacks_available():
             from .attacks import run_attacks
 
-            row["attacks"] = run_attacks(
-                res.model, checkpoints["retrain"].model, dataset, forget_classes, seed=cfg.seed, attacks=["entropy-LR"]
-            )
+            row["attacks"] = run_attacks(res.model, checkpoints["retrain"].model, dataset, forget_classes, seed=cfg.seed)
     return rows
 
 
@@ -904,6 +899,19 @@ def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train"
 
     rows = {name: {c: row.get(c) for c in columns} for name, row in summary["methods"].items()}
     return pd.DataFrame(rows).T.astype(float).round(2)
+
+
+def attack_table(summary: dict):
+    """The five attacks (columns, named as in EVALUATION.md) of every method that has them
+    (rows), as a pandas DataFrame; empty when no attack ran."""
+    import pandas as pd
+
+    rows = {
+        name: {a: v.get("value") for a, v in row["attacks"].items()}
+        for name, row in summary["methods"].items()
+        if row.get("attacks")
+    }
+    return pd.DataFrame(rows).T.astype(float).round(3)
 
 
 # --------------------------------------------------------------------------
@@ -1031,5 +1039,6 @@ __all__ = [
     "stage_dir",
     "stage_key",
     "summary_table",
+    "attack_table",
     "write_metrics",
 ]

@@ -40,10 +40,9 @@ from .cli import add_recipe_options
 from .errors import ConfigError
 from .experiment import ExperimentConfig, environment, load_experiment_data, resolve_device, set_threads, train_or_load
 from .methods import INPUT_MODEL, METHODS, UnlearnData, unlearn
-from .metrics import check_forget_classes, evaluate
+from .metrics import ACCURACY_METRICS, check_forget_classes, evaluate, gap_to_retrain
 
 REFERENCES = ("original", "original-without-codes", "retrain")
-ACCURACY_METRICS = ("A_R", "E_F", "A_R_train", "E_F_train")
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
 GOOD = {"A_R": "high", "E_F": "high", "A_R_train": "high", "E_F_train": "high", "gap": "low", "seconds": "low"}
 
@@ -138,14 +137,6 @@ def _scores(model, retrain_model, dataset, forget_classes, seed, probe_max_train
     attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=seed, probe_max_train=probe_max_train)
     row["attacks"] = {name: {k: v for k, v in a.items() if k != "direction"} for name, a in attacks.items()}
     return row
-
-
-def gap_to_retrain(row: dict, ref: dict) -> float:
-    """Mean |row - retrain| over A_R, E_F, A_R_train, E_F_train and MIA-efficacy (all %)."""
-    diffs = [abs(row[k] - ref[k]) for k in ACCURACY_METRICS]
-    mia = lambda r: 100.0 * r["attacks"]["confidence-SVC"]["value"]  # noqa: E731
-    diffs.append(abs(mia(row) - mia(ref)))
-    return float(np.mean(diffs))
 
 
 def _request_job(cfg: SweepConfig, seed: int, cls: int) -> list[dict]:

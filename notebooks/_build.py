@@ -715,7 +715,7 @@ import pandas as pd
 
 from mnemonic_mu import stages""",
     [
-        md("## Inputs and attacks\n`compute_membership` loads the three models (original, unlearned, retrain) and runs the attacks."),
+        md("## Inputs and attacks\n`compute_membership` loads the four models (original, unlearned, retrain, and the model trained without codes) and runs the attacks."),
         code(
             """
 data = stages.load_data(cfg)
@@ -812,7 +812,9 @@ The page to read first: one table comparing the original model, the unlearned mo
 retrain reference (and the baseline methods of `mnemonic_mu.methods`, when the kit has them),
 the key figures, and the settings of this run. Accuracies are percentages on the test split
 (`_train`: on the training split); **gap to retrain** is the mean absolute difference to
-retrain over A_R, E_F, A_R_train, E_F_train and the entropy-LR score (lower is better).""",
+retrain over A_R, E_F, A_R_train, E_F_train and the MIA score (confidence-SVC "MIA-efficacy"
+x 100; lower is better). Every method also gets the five attacks of `05_membership_evaluation`,
+each against the same retrain reference.""",
     """
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -844,6 +846,15 @@ m = summary["methods"]["mnemonic"]
 print(f"mnemonic: {m['backward_passes']} backward passes, {m['forget_seconds'] * 1000:.1f} ms, "
       f"lambda1={m['lambda1']:g}, lambda2={m['lambda2']:g}, step={m['step']}, sign {m['sign']}")"""
         ),
+        md(
+            """
+### Every attack, every method
+Rows are methods, columns the five attacks (fractions, epsilon a log-ratio). Read each
+column against the `retrain` row: entropy-LR lower = more forgotten, confidence-SVC higher =
+more forgotten, loss-LR-CV and the linear probe target retrain's value, epsilon-vs-retrain
+0 = indistinguishable from retrain."""
+        ),
+        code("stages.attack_table(summary)"),
         md("## Key figures"),
         code(
             """

@@ -86,3 +86,36 @@ def test_config_roundtrip(tiny_sweep):
     cfg, result = tiny_sweep
     back = S.SweepConfig.from_dict(json.loads(json.dumps(result["config"])))
     assert back == cfg and back.key() == cfg.key()
+
+
+def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
+    """notebooks/07_comparison.ipynb through papermill on a tiny sweep: it writes the
+    metrics of every method, and a second execution loads the sweep instead of rerunning it."""
+    import nbformat
+    import papermill as pm
+
+    from mnemonic_mu.report import notebook_dir
+
+    params = {"dataset": "digits", "epochs": 20, "lr": 0.05, "methods_to_run": ["mnemonic_calibrated", "finetune", "retrain"],
+              "classes": [0], "seeds": [0], "jobs": 1, "probe_max_train": 300,
+              "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "out")}
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"07-{i}.ipynb"
+        pm.execute_notebook(str(notebook_dir() / "07_comparison.ipynb"), str(out), parameters=params,
+                            cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+        outputs.append("".join(o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code"
+                               for o in c.outputs))
+    assert "loaded " not in outputs[0] and "loaded " in outputs[1]
+    metrics = json.loads((tmp_path / "out" / "07_comparison_metrics.json").read_text())
+    assert set(metrics) == {"mnemonic_calibrated", "finetune", *S.REFERENCES}
+    for name, row in metrics.items():
+        assert 0 <= row["A_R"] <= 100 and 0 <= row["E_F"] <= 100 and set(ATTACKS) <= set(row), name
+    assert metrics["retrain"]["E_F"] == 100.0 and metrics["retrain"]["gap"] == 0
+    assert metrics["original"]["E_F"] < 20 and metrics["finetune"]["E_F"] > metrics["original"]["E_F"]
+    # the notebook's metrics are the sweep's own numbers
+    summary = json.loads(next((tmp_path / "out").rglob("sweep.json")).read_text())["summary"]
+    for name, row in metrics.items():
+        assert row["A_R"] == summary[name]["A_R"]["mean"] and row["worst_gap"] == summary[name]["gap"]["worst"]
+    for fig in ("ar_ef", "gap_time", "ef_per_class"):
+        assert (tmp_path / "out" / f"07_comparison_{fig}.png").stat().st_size > 1000
