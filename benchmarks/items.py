@@ -94,11 +94,34 @@ def forget_mlp(method: str, step: str = "paper", dataset_name: str = "mnist5k"):
     return item
 
 
+def _gflop(fn) -> float:
+    """Floating-point operations of one call of ``fn`` (torch's FLOP counter: matmuls and
+    convolutions, forward and backward), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_rate(quick: bool) -> dict:
+    """The attainable fp32 rate of this machine: a 2048 x 2048 matmul (2 * 2048^3 FLOP)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    out = timed(lambda: a @ b, **_reps(quick, (2, 10), (1, 3)))
+    return out | {"what": "fp32 2048x2048 matmul: the machine's attainable GFLOP/s",
+                  "gflops_achieved": round(2 * 2048**3 / 1e9 / out["median_s"], 1)}
+
+
 def forget_resnet18(method: str):
     def item(quick: bool) -> dict:
         model, codes = resnet18_cifar()
         out = _forget_item(model, codes, method, _reps(quick, (1, 5), (1, 2)))
-        return out | {"what": f"forget class 0, ResNet-18 CIFAR stem, 10 codes 3x32x32, Fisher '{method}'"}
+        # the arithmetic the step needs, and the rate it ran at: a floor for this CPU
+        gflop = _gflop(lambda: forget(model, codes, FORGET, 1e-3, 10.0, fisher_method=method))
+        gflop_timed = gflop - _gflop(lambda: model(codes)) - _gflop(lambda: model(codes[:1]))  # untimed checks
+        return out | {"what": f"forget class 0, ResNet-18 CIFAR stem, 10 codes 3x32x32, Fisher '{method}'",
+                      "gflop": round(gflop_timed, 2), "gflops_achieved": round(gflop_timed / out["median_s"], 1)}
 
     return item
 
@@ -360,6 +383,7 @@ ITEMS = {
     "forget_mlp_loop": forget_mlp("loop"),
     "forget_mlp_vmap": forget_mlp("vmap"),
     "forget_mlp_calibrated": forget_mlp("batched", step="calibrated"),  # the kit's extension (not timed by the issue)
+    "matmul_rate": matmul_rate,
     "forget_resnet18_batched": forget_resnet18("batched"),
     "forget_resnet18_loop": forget_resnet18("loop"),
     "fisher_mlp_loop": fisher("mlp", "loop"),

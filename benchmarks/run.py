@@ -150,6 +150,13 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "epoch_s_mlp_cpu_dataloader": s("epoch_dataloader"),
         "laptop_report_s": s("laptop_report"),
     }
+    resnet, rate = items.get("forget_resnet18_batched") or {}, (items.get("matmul_rate") or {}).get("gflops_achieved")
+    if "gflop" in resnet:
+        fig["gflop_resnet18_step"] = resnet["gflop"]
+        fig["gflops_resnet18_step"] = resnet["gflops_achieved"]
+        fig["gflops_matmul_cpu"] = rate
+        # the step's arithmetic at the machine's best matmul rate: a floor for this algorithm in fp32
+        fig["floor_ms_resnet18_cpu"] = None if not rate else 1e3 * resnet["gflop"] / rate
     if fig["epoch_s_mlp_cpu"] is not None:
         n_retain = 60_000 - 5_923  # MNIST training images not of class 0
         fig["retrain_s_mlp_full_mnist_estimated"] = 200 * fig["epoch_s_mlp_cpu"] * n_retain / 60_000
@@ -232,6 +239,11 @@ def markdown(report: dict) -> str:
         if name in fig:
             lines.append(f"| {name} | {_fmt(t['measured'])} | <= {_fmt(t['target'])} | "
                          f"{'yes' if t['met'] else 'no' if t['met'] is not None else 'n/a'} |")
+    if fig.get("floor_ms_resnet18_cpu"):
+        lines += ["", f"ResNet-18 step arithmetic: {fig['gflop_resnet18_step']:.1f} GFLOP (code Fisher and two sign-test "
+                  f"forwards), run at {fig['gflops_resnet18_step']:.1f} GFLOP/s; this machine's fp32 matmul rate is "
+                  f"{fig['gflops_matmul_cpu']:.1f} GFLOP/s, so this arithmetic alone needs about "
+                  f"{fig['floor_ms_resnet18_cpu']:.0f} ms here in fp32 even at the matmul rate."]
     return "\n".join(lines) + "\n"
 
 
