@@ -387,7 +387,9 @@ All notebooks ran in {total:.0f} s.</p>
 <h2>Summary</h2>
 <p>Accuracies in percent on the test split (<code>_train</code>: training split). E_F = error on the forget
 class (100 = forgotten). Compare every method with <b>retrain</b>: gap_to_retrain is the mean absolute
-difference to it (lower is better). Seconds: forgetting step for mnemonic, training for the others.</p>
+difference to it over A_R, E_F (test and train) and the confidence-SVC MIA score (lower is better).
+Seconds: training for original, no_codes and retrain; the unlearning method's own time (its
+hyperparameter search included) for every other row.</p>
 <table><tr>{head}</tr>{''.join(rows)}</table>
 {'<h3>Warnings</h3><ul>' + ''.join(warnings) + '</ul>' if warnings else ''}
 {'<h3>Membership attacks (shares and accuracies as fractions, epsilon as a log-ratio; the target is retrain&#39;s value)</h3><table>' + ''.join(attack_rows) + '</table>' if attack_rows else ''}
