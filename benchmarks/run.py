@@ -66,6 +66,9 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--paper-scale", action="store_true",
                    help="also time forgetting, SSD and retrain on full MNIST (the paper's scale; needs its IDX "
                    "files under MNEMONIC_MU_MNIST_ROOT; the 200-epoch retrain takes about 8 min on 2 cores)")
+    p.add_argument("--paper-retrain-epochs", type=int, default=None,
+                   help="with --paper-scale: measure this many full-MNIST retrain epochs and scale to 200 "
+                   "(flagged 'extrapolated' in bench.json; default: all 200)")
     p.add_argument("--item", default=None, help=argparse.SUPPRESS)  # child process: run one item
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -98,6 +101,8 @@ def _run_item(name: str, args) -> dict:
                         "OMP_WAIT_POLICY": "ACTIVE" if name.endswith("_spinwait") else args.omp_wait_policy}
     if args.retrain_epochs:
         env["MNEMONIC_MU_BENCH_RETRAIN_EPOCHS"] = str(args.retrain_epochs)
+    if args.paper_retrain_epochs:
+        env["MNEMONIC_MU_BENCH_PAPER_RETRAIN_EPOCHS"] = str(args.paper_retrain_epochs)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -272,6 +277,7 @@ def main(argv=None) -> int:
             "omp_wait_policy": args.omp_wait_policy,
             "retrain_epochs": args.retrain_epochs,
             "paper_scale": args.paper_scale,
+            "paper_retrain_epochs": args.paper_retrain_epochs,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join([Path(sys.executable).name, "benchmarks/run.py", *(argv or sys.argv[1:])]),
         },
