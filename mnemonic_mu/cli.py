@@ -40,7 +40,7 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     a("--weight-decay", type=float, default=d.weight_decay, help=f"weight decay (default {d.weight_decay})")
     a("--cosine", action="store_true", help="cosine learning-rate schedule")
     a("--t-mix", type=float, default=d.t_mix, help=f"code replacement probability (default {d.t_mix})")
-    a("--code-dist", default=d.code_dist, help="normal (paper) | uniform")
+    a("--code-dist", default=d.code_dist, help="uniform U[0,1) (default: forgets every class measured, see README) | normal (the paper's N(0,1))")
 
 
 def _experiment_parser(sub) -> None:

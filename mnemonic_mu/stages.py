@@ -139,7 +139,7 @@ class StageConfig:
     weight_decay: float = 5e-4  # SGD weight decay (paper: 5e-4)
     cosine: bool = False  # cosine schedule (paper: CIFAR-10 only)
     t_mix: float = 0.1  # code replacement probability (paper MNIST: 0.1)
-    code_dist: str = "normal"  # normal (paper) | uniform
+    code_dist: str = "uniform"  # uniform U[0,1) (default, measured better: README) | normal (paper)
     seed: int = 0  # training, code and attack seed
     forget_classes: tuple[int, ...] = (0,)  # classes to forget (paper: 0)
     fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve

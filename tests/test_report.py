@@ -63,7 +63,7 @@ def test_summary_metrics_are_meaningful(ci_report):
     # percentages, not fractions
     assert 85 <= original["A_R"] <= 100 and original["E_F"] <= 15
     assert retrain["E_F"] == 100.0 and retrain["A_R"] >= 85
-    # the one-shot step forgets class 0 and keeps most of the rest (paper lambdas, no data)
+    # the one-shot step (calibrated, codes only, no data) forgets class 0 and keeps most of the rest
     assert mnemonic["E_F"] >= 95 and mnemonic["A_R"] >= 70
     assert mnemonic["backward_passes"] == 10 and mnemonic["forget_seconds"] < 5
     assert mnemonic["gap_to_retrain"] < original["gap_to_retrain"]
