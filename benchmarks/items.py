@@ -43,7 +43,7 @@ def _reps(quick: bool, full: tuple[int, int], fast: tuple[int, int]) -> dict:
 # Models
 
 
-def mnist5k_mlp(dataset_name: str = "mnist5k"):
+def paper_mlp(dataset_name: str = "mnist5k"):
     """The paper's MNIST recipe (MLP, 200 epochs, seed 0) on the embedded mnist5k
     data, or with ``"mnist"`` on full MNIST under ``MNEMONIC_MU_MNIST_ROOT`` (the
     paper's scale; trained once, about 8 min on 2 cores, then cached):
@@ -87,7 +87,7 @@ def _forget_item(model, codes, method: str, rep: dict, sync=None, step: str = "p
 
 def forget_mlp(method: str, step: str = "paper", dataset_name: str = "mnist5k"):
     def item(quick: bool) -> dict:
-        _, _, ck = mnist5k_mlp(dataset_name)
+        _, _, ck = paper_mlp(dataset_name)
         out = _forget_item(ck.model, ck.codes, method, _reps(quick, (3, 30), (2, 10)), step=step)
         return out | {"what": f"forget class 0, {dataset_name} MLP 784-1000-10 (200 epochs), {step} step, Fisher '{method}'"}
 
@@ -132,7 +132,7 @@ def forget_cuda(model_name: str):
     def item(quick: bool) -> dict:
         dev = torch.device("cuda")
         if model_name == "mlp":
-            _, _, ck = mnist5k_mlp()
+            _, _, ck = paper_mlp()
             model, codes = ck.model.to(dev), ck.codes.to(dev)
         else:
             model, codes = resnet18_cifar("cuda")
@@ -149,7 +149,7 @@ def fisher(model_name: str, method: str):
 
     def item(quick: bool) -> dict:
         if model_name == "mlp":
-            _, _, ck = mnist5k_mlp()
+            _, _, ck = paper_mlp()
             model, codes = ck.model, ck.codes
             rep = _reps(quick, (3, 20), (2, 5))
         else:
@@ -169,7 +169,7 @@ def fisher(model_name: str, method: str):
 def ssd_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     from mnemonic_mu.methods import UnlearnData, ssd
 
-    cfg, dataset, ck = mnist5k_mlp(dataset_name)
+    cfg, dataset, ck = paper_mlp(dataset_name)
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data), **_reps(quick, (1, 3), (1, 1)))
     res = ssd(ck.model, ck.codes, FORGET, data)
@@ -188,7 +188,7 @@ def ssd_mlp_generic(quick: bool) -> dict:
     """
     from mnemonic_mu import methods
 
-    cfg, dataset, ck = mnist5k_mlp()
+    cfg, dataset, ck = paper_mlp()
     data = methods.UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     methods.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
     out = timed(lambda: methods.ssd(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
@@ -199,7 +199,7 @@ def ssd_fisher_mlp(quick: bool) -> dict:
     """SSD's dominant cost alone: the per-sample data Fishers it needs (no selection)."""
     from mnemonic_mu.methods import UnlearnData, sample_fisher
 
-    cfg, dataset, ck = mnist5k_mlp()
+    cfg, dataset, ck = paper_mlp()
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     x_all = torch.cat([data.x_retain, data.x_forget])
     y_all = torch.cat([data.y_retain, data.y_forget])
@@ -223,7 +223,7 @@ def retrain_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     """
     from mnemonic_mu.methods import UnlearnData, retrain
 
-    cfg, dataset, ck = mnist5k_mlp(dataset_name)
+    cfg, dataset, ck = paper_mlp(dataset_name)
     train_cfg = cfg.train_config()
     var = "MNEMONIC_MU_BENCH_PAPER_RETRAIN_EPOCHS" if dataset_name == "mnist" else "MNEMONIC_MU_BENCH_RETRAIN_EPOCHS"
     epochs = int(os.environ.get(var) or (10 if quick else train_cfg.epochs))
