@@ -58,9 +58,12 @@ def replace_with_codes(
     boolean mask of replaced samples.  Apply it *after* augmentation so codes
     are never cropped or flipped.
     """
-    coins = torch.rand((len(y),), generator=generator).to(x.device) < t_mix
+    coins = torch.rand((len(y),), generator=generator) < t_mix
+    # decide on the CPU copy: asking the device copy would make every training
+    # step wait for the GPU to finish the previous one
     if not bool(coins.any()):
-        return x, coins
+        return x, coins.to(x.device)
+    coins = coins.to(x.device)
     mask = coins.view(-1, *([1] * (x.dim() - 1)))
     return torch.where(mask, codes[y], x), coins
 
