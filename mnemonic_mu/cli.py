@@ -62,6 +62,9 @@ def _experiment_parser(sub) -> None:
     a("--lambda1", type=float, default=d.lambda1, help=f"Eq. 5 lambda1 (default {d.lambda1})")
     a("--lambda2", type=float, default=d.lambda2, help=f"Eq. 5 lambda2 (default {d.lambda2})")
     a("--step", default=d.step, help="paper | calibrated (default %(default)s)")
+    a("--multi", default=d.multi,
+      help="several --forget classes with the calibrated step: sequential (one step per class) | joint "
+           "(default %(default)s)")
     a("--device", default=d.device, help="cpu | cuda | cuda:N | auto (default cpu)")
     a("--threads", type=int, default=0, help="torch threads (default: OMP_NUM_THREADS or torch's)")
     a("--cache-dir", default=d.cache_dir, help="trained-model cache (default data/cache)")
@@ -82,7 +85,8 @@ def _cmd_experiment(args) -> int:
     negated = {"use_cache": not args.no_cache, "retrain": not args.no_retrain, "no_codes": args.no_codes_baseline}
     given = {f: getattr(args, f) for f in ExperimentConfig.field_names() if f not in negated}
     cfg = ExperimentConfig(**(given | negated | {"forget": tuple(args.forget)}))
-    name = f"{cfg.dataset}_{cfg.model}_forget{'-'.join(map(str, cfg.forget))}_seed{cfg.seed}_{cfg.step}"
+    mode = cfg.step + ("-joint" if cfg.step == "calibrated" and cfg.multi == "joint" and len(cfg.forget) > 1 else "")
+    name = f"{cfg.dataset}_{cfg.model}_forget{'-'.join(map(str, cfg.forget))}_seed{cfg.seed}_{mode}"
     out = Path(args.out) if args.out else Path("reports/experiments") / f"{name}.json"
     if out.is_dir():  # checked before training, not after
         raise ConfigError(f"--out {out} is a folder; give a file path such as {out / (name + '.json')}")
@@ -91,7 +95,8 @@ def _cmd_experiment(args) -> int:
     o, m = result["original"], result["mnemonic"]
     lines = [
         f"original : test acc {o['test_accuracy']:.2f}  A_R {o['A_R']:.2f}  E_F {o['E_F']:.2f}",
-        f"mnemonic : A_R {m['A_R']:.2f}  E_F {m['E_F']:.2f}  (step {m['step']}, sign {m['sign']}"
+        f"mnemonic : A_R {m['A_R']:.2f}  E_F {m['E_F']:.2f}  (step {m['step']}"
+        f"{'' if m['multi'] == 'single' else ' ' + m['multi']}, sign {m['sign']}"
         f"{', TIE' if m['sign_tie'] else ''}, {1000 * m['forget_seconds']:.1f} ms, "
         f"{m['backward_passes']} backward passes)",
     ]

@@ -23,7 +23,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .codes import CODE_DISTRIBUTIONS, check_t_mix, generate_codes
 from .data import DATASETS, Dataset, load_dataset
 from .errors import CheckpointError, ConfigError, DeviceError
-from .forget import STEPS, forget
+from .forget import MULTI_MODES, STEPS, Calibration, forget
 from .metrics import check_forget_classes, evaluate
 from .models import MODELS, build_model
 from .train import TrainConfig, train_model
@@ -87,6 +87,7 @@ class ExperimentConfig:
     lambda1: float = 1e-3  # Eq. 5 gain cap (paper MNIST: 1e-3)
     lambda2: float = 10.0  # Eq. 5 largest change per layer (paper MNIST: 10)
     step: str = "calibrated"  # calibrated (default, measured better: README) | paper
+    multi: str = "sequential"  # calibrated step, several classes: sequential (default, README) | joint
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int = 0  # torch threads (0 = OMP_NUM_THREADS or torch's default)
     cache_dir: str = "data/cache"  # where trained models are cached
@@ -106,6 +107,8 @@ class ExperimentConfig:
             )
         if self.step not in STEPS:
             raise ConfigError(f"unknown step {self.step!r}; choose one of {', '.join(STEPS)}")
+        if self.multi not in MULTI_MODES:
+            raise ConfigError(f"unknown multi-class mode {self.multi!r}; choose one of {', '.join(MULTI_MODES)}")
         check_t_mix(self.t_mix)
         for name in ("lambda1", "lambda2"):
             v = getattr(self, name)
@@ -254,10 +257,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = False) -> dict:
     }
 
     # warm-up, so the timed step measures the step and not one-off allocations
-    forget(original.model, original.codes, forget_classes, cfg.lambda1, cfg.lambda2, step=cfg.step)
-    unlearned, record = forget(
-        original.model, original.codes, forget_classes, cfg.lambda1, cfg.lambda2, step=cfg.step
-    )
+    step = dict(step=cfg.step, calibration=Calibration(multi=cfg.multi))
+    forget(original.model, original.codes, forget_classes, cfg.lambda1, cfg.lambda2, **step)
+    unlearned, record = forget(original.model, original.codes, forget_classes, cfg.lambda1, cfg.lambda2, **step)
     ev = evaluate(unlearned, dataset, forget_classes)
     out["mnemonic"] = _brief(ev) | {
         "step": record.step,
@@ -270,6 +272,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = False) -> dict:
         "retain_codes_kept": record.retain_codes_kept,
         "warnings": record.warnings,
         "alpha": record.alpha,
+        "multi": record.multi,
+        "parts": record.parts,
     }
     if cfg.retrain:
         ref, cached = train_or_load(cfg, dataset, cfg.train_config(exclude=forget_classes), device, progress)

@@ -45,6 +45,21 @@ def test_cached_model_is_reused(tmp_path):
     assert third["original"]["test_accuracy"] == first["original"]["test_accuracy"]  # deterministic
 
 
+def test_multi_class_mode_is_chosen_and_named(tmp_path, capsys, monkeypatch):
+    seq = _run(tmp_path, "--no-retrain", "--forget", "1", "3")
+    joint = _run(tmp_path, "--no-retrain", "--forget", "1", "3", "--multi", "joint")
+    assert seq["config"]["multi"] == "sequential" and joint["config"]["multi"] == "joint"
+    assert seq["mnemonic"]["multi"] == "sequential" and [p["class"] for p in seq["mnemonic"]["parts"]] == [1, 3]
+    assert joint["mnemonic"]["multi"] == "joint" and joint["mnemonic"]["parts"] == []
+    assert len(seq["mnemonic"]["sign"]) == 2 and joint["mnemonic"]["sign"] in ("+", "-")
+    assert seq["mnemonic"]["backward_passes"] == joint["mnemonic"]["backward_passes"] == 10
+    assert "step calibrated sequential" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # the default output path is relative: reports/experiments/<name>.json
+    assert main(["experiment", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--forget", "1", "3",
+                 "--multi", "joint", "--cache-dir", "cache", "--no-retrain", "--threads", "1"]) == 0
+    assert (tmp_path / "reports/experiments/digits_mlp_forget1-3_seed0_calibrated-joint.json").exists()
+
+
 def test_module_entry_point_and_bad_option():
     proc = subprocess.run([sys.executable, "-m", "mnemonic_mu", "experiment", "--t-mix", "2"],
                           capture_output=True, text=True)

@@ -4,6 +4,7 @@ import torch
 from mnemonic_mu.errors import ConfigError, ModelStateError
 from mnemonic_mu.fisher import code_fisher, mean_fisher
 from mnemonic_mu.forget import (
+    Calibration,
     code_report,
     fisher_ratio,
     forget,
@@ -103,6 +104,51 @@ def test_calibrated_step_forgets_the_codes(tiny_trained):
             assert rep["forget_margin"] < 0 and rep["retain_margin"] > 0
             assert not rec.forget_code_predicted and rec.retain_codes_kept
         assert rec.step == "calibrated" and rec.scale >= 0
+
+
+def test_sequential_multi_class_is_one_calibrated_step_per_class(tiny_trained):
+    """Several classes: each part is the single-class calibrated step along f_c / f_R,
+    applied to the previous part's model, with every Fisher taken from the input model."""
+    model, codes = tiny_trained
+    new, rec = forget(model, codes, [3, 1], step="calibrated")
+    assert rec.multi == "sequential" and [p["class"] for p in rec.parts] == [1, 3]
+    assert rec.backward_passes == 4 and rec.alpha == {}  # still one backward pass per class
+    assert rec.sign == "".join(p["sign"] for p in rec.parts) and len(rec.sign) == 2
+    assert rec.scale == max(p["scale"] for p in rec.parts) and min(p["scale"] for p in rec.parts) > 0
+    fis = code_fisher(model, codes)
+    f_r = mean_fisher([fis[0], fis[2]])  # the classes that stay, for both parts
+    expect = model
+    for part in rec.parts:
+        eta = fisher_ratio(fis[part["class"]], f_r)
+        alpha = layer_alphas(eta, 1e-3, 10.0)
+        assert part["alpha"] == pytest.approx(alpha, rel=1e-4)
+        expect = perturbed(expect, eta, alpha, 1.0 if part["sign"] == "+" else -1.0, part["scale"])
+    for (n, p), q in zip(new.named_parameters(), expect.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    rep = code_report(new, codes, torch.arange(4), [1, 3])
+    assert rec.forget_code_predicted == (rep["forget_margin"] > 0)
+    if not rec.warnings:  # both forget codes lost, both remaining codes kept
+        assert rep["E_F"] == 100.0 and rep["A_R"] == 100.0
+
+
+def test_joint_multi_class_and_single_class_modes(tiny_trained):
+    model, codes = tiny_trained
+    joint, rec = forget(model, codes, [1, 3], step="calibrated", calibration=Calibration(multi="joint"))
+    assert rec.multi == "joint" and rec.parts == [] and rec.sign in ("+", "-")
+    fis = code_fisher(model, codes)
+    eta = fisher_ratio(mean_fisher([fis[1], fis[3]]), mean_fisher([fis[0], fis[2]]))
+    expect = perturbed(model, eta, layer_alphas(eta, 1e-3, 10.0), 1.0 if rec.sign == "+" else -1.0, rec.scale)
+    for p, q in zip(joint.parameters(), expect.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    # the paper step is always the joint Eq. 5-7 step; one class has one mode
+    assert forget(model, codes, [1, 3], step="paper")[1].multi == "joint"
+    one_seq, r1 = forget(model, codes, [2], step="calibrated")
+    one_joint, r2 = forget(model, codes, [2], step="calibrated", calibration=Calibration(multi="joint"))
+    assert r1.multi == r2.multi == "single" and r1.scale == r2.scale
+    for p, q in zip(one_seq.parameters(), one_joint.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="multi"):
+        forget(model, codes, [1, 3], step="calibrated", calibration=Calibration(multi="both"))
 
 
 @pytest.mark.parametrize(
