@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 
 from mnemonic_mu import sweep as S
-from mnemonic_mu.attacks import ATTACKS
+from mnemonic_mu.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
 from mnemonic_mu.cli import main
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.experiment import ExperimentConfig
+from mnemonic_mu.experiment import ExperimentConfig, load_experiment_data, train_or_load
 
 METHODS = ("mnemonic_paper", "finetune", "ssd", "ours_with_data", "retrain")
 
@@ -69,7 +71,23 @@ def test_cli_sweep_parallel(tmp_path, capsys):
     assert rc == 0
     out = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert out["summary"]["mnemonic_paper"]["n_runs"] == 2
-    assert "wall time" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wall time" in printed
+    # the retrain band: retrain(seed 1) scored against retrain(seed 0) and the reverse, recomputed here
+    band = out["retrain_band"]["epsilon-vs-retrain"]
+    base = ExperimentConfig(dataset="digits", epochs=2, cache_dir=str(tmp_path / "cache"))
+    data = load_experiment_data(base)
+    x, y = data.split("test")
+    conf = {}
+    for s in (0, 1):
+        cfg = replace(base, seed=s)
+        ref, cached = train_or_load(cfg, data, cfg.train_config(exclude=(3,)), torch.device("cpu"))
+        assert cached
+        conf[s] = sample_statistics(ref.model, x[y == 3], y[y == 3])["logit_confidence"]
+    expect = [epsilon_vs_retrain(conf[1], conf[0]), epsilon_vs_retrain(conf[0], conf[1])]
+    assert band["n_pairs"] == 2 and band["mean"] == pytest.approx(sum(expect) / 2)
+    assert band["mean"] > 0  # two seeds' retrains are not the same model
+    assert "the retrain band, 2 ordered seed pairs" in printed
     assert main(["sweep", "--methods", "nope"]) == 2
 
 
@@ -77,6 +95,7 @@ def test_resume_reuses_rows(tiny_sweep):
     cfg, result = tiny_sweep
     files = sorted((cfg.folder() / "rows").glob("*.json"))
     assert [f.name for f in files] == ["seed0_class0.json", "seed0_class1.json"]
+    assert result["retrain_band"] is None  # one seed: no second retrain to compare with
     again = S.run_sweep(cfg)  # every model cached, every request's rows on disk
     assert [(r["method"], r["gap"]) for r in again["rows"]] == [(r["method"], r["gap"]) for r in result["rows"]]
     assert again["summary"]["ssd"]["A_R"]["mean"] == pytest.approx(result["summary"]["ssd"]["A_R"]["mean"])
