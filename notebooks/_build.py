@@ -682,7 +682,10 @@ metrics_path = stages.write_metrics(cfg, "04_unlearning", {"key": art.key, "ever
    until the forget codes are misclassified). Compare A_R and E_F with the paper step.
 2. Set `tune_lambdas = True`. Which pair does the validation split choose, and does it change
    the test numbers?
-3. Forget two classes at once (`forget_classes = [0, 1]`): the paper calls it hard. Why?"""
+3. Forget two classes at once (`forget_classes = [0, 1]`): the paper calls it hard. Why? Then
+   set `step = "calibrated"`: the kit takes one calibrated step per class in turn (each along
+   its own $f_c / f_R$, every Fisher from the same $|C|$ backward passes) and
+   `r["record"]["parts"]` lists each class's sign and scale. Compare A_R with the paper step."""
         ),
     ],
 )
