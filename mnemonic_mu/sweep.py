@@ -90,8 +90,10 @@ class SweepConfig:
     def key(self) -> str:
         d = self.to_dict()
         d.pop("jobs"), d.pop("out_dir")
-        for k in ("device", "threads", "use_cache", "cache_dir", "data_root"):
-            d["base"].pop(k)
+        # where and how fast it runs does not change a row; nor does the multi-class mode
+        # (every request of a sweep forgets one class)
+        for k in ("device", "threads", "use_cache", "cache_dir", "data_root", "multi"):
+            d["base"].pop(k, None)
         return settings_key(d)
 
     @classmethod

@@ -105,6 +105,9 @@ def test_config_roundtrip(tiny_sweep):
     cfg, result = tiny_sweep
     back = S.SweepConfig.from_dict(json.loads(json.dumps(result["config"])))
     assert back == cfg and back.key() == cfg.key()
+    # single-class requests only: the multi-class mode must not invalidate finished rows
+    assert replace(cfg, base=replace(cfg.base, multi="joint")).key() == cfg.key()
+    assert replace(cfg, base=replace(cfg.base, epochs=cfg.base.epochs + 1)).key() != cfg.key()
 
 
 def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
