@@ -282,11 +282,8 @@ def forget(
             model, codes, forget_classes, retain_classes, lambda1, lambda2, cal, fisher_method,
             per_class_fisher, start,
         )
-    if per_class_fisher is not None:
-        f_forget = mean_fisher(per_class_fisher[c] for c in forget_classes)
-        f_retain = mean_fisher(per_class_fisher[c] for c in retain_classes)
-    else:  # f_F, f_R of Eq. 6; "batched" never stores the per-class Fishers
-        f_forget, f_retain = code_fisher_means(model, codes, [forget_classes, retain_classes], fisher_method)
+    # f_F, f_R of Eq. 6
+    f_forget, f_retain = _group_fishers(model, codes, [forget_classes, retain_classes], per_class_fisher, fisher_method)
     eta = fisher_ratio(f_forget, f_retain)
     alpha = layer_alphas(eta, lambda1, lambda2)
     labels = torch.arange(num_classes)
@@ -310,8 +307,7 @@ def forget(
         if sign == "+":
             _write_step(new, model, eta, alpha, 1.0)
     else:
-        views, view_labels = code_views(codes.cpu(), cal.n_views, cal.jitter, cal.seed)
-        views = views.to(device)
+        views, view_labels = _views(codes, cal, device)
         new, sign, scale, scores, tie = _calibrate(model, eta, alpha, views, view_labels, forget_classes, cal, warnings)
 
     seconds = time.perf_counter() - start
@@ -334,6 +330,20 @@ def forget(
         multi=multi,
     )
     return new, _finish_record(record)
+
+
+def _group_fishers(model, codes, groups, per_class_fisher, fisher_method) -> list[Fisher]:
+    """Mean code Fisher of each group of classes, from ``per_class_fisher`` when given
+    (else :func:`~mnemonic_mu.fisher.code_fisher_means`; "batched" never stores the per-class Fishers)."""
+    if per_class_fisher is not None:
+        return [mean_fisher(per_class_fisher[c] for c in g) for g in groups]
+    return code_fisher_means(model, codes, groups, fisher_method)
+
+
+def _views(codes: torch.Tensor, cal: Calibration, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The calibration's code views on ``device`` and their labels (on the CPU)."""
+    views, labels = code_views(codes.cpu(), cal.n_views, cal.jitter, cal.seed)
+    return views.to(device), labels
 
 
 def _finish_record(record: ForgetRecord) -> ForgetRecord:
@@ -360,16 +370,10 @@ def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, la
                        per_class_fisher, start):
     """Calibrated steps for several classes, one class at a time (see module doc)."""
     num_classes = len(codes)
-    device = next(model.parameters()).device
-    if per_class_fisher is not None:
-        f_each = [per_class_fisher[c] for c in forget_classes]
-        f_retain = mean_fisher(per_class_fisher[c] for c in retain_classes)
-    else:  # one batch of codes: f_c for each forget class and f_R over the classes that stay
-        *f_each, f_retain = code_fisher_means(
-            model, codes, [[c] for c in forget_classes] + [retain_classes], fisher_method
-        )
-    views, view_labels = code_views(codes.cpu(), cal.n_views, cal.jitter, cal.seed)
-    views = views.to(device)
+    # one batch of codes: f_c for each forget class and f_R over the classes that stay
+    groups = [[c] for c in forget_classes] + [retain_classes]
+    *f_each, f_retain = _group_fishers(model, codes, groups, per_class_fisher, fisher_method)
+    views, view_labels = _views(codes, cal, next(model.parameters()).device)
     current, done, parts, warnings = model, [], [], []
     for c, f_c in zip(forget_classes, f_each):
         eta = fisher_ratio(f_c, f_retain)
