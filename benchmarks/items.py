@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from mnemonic_mu.codes import generate_codes
-from mnemonic_mu.data import Dataset, load_dataset
-from mnemonic_mu.experiment import ExperimentConfig, train_or_load
-from mnemonic_mu.fisher import code_fisher_means
-from mnemonic_mu.forget import forget
-from mnemonic_mu.models import build_model
-from mnemonic_mu.train import TrainConfig, train_model
+from mnemonic_mu.algorithms.codes import generate_codes
+from mnemonic_mu.io.data import Dataset, load_dataset
+from mnemonic_mu.io.store import train_or_load
+from mnemonic_mu.settings import Settings
+from mnemonic_mu.algorithms.fisher import code_fisher_means
+from mnemonic_mu.algorithms.forget import forget
+from mnemonic_mu.algorithms.models import build_model
+from mnemonic_mu.algorithms.train import TrainConfig, train_model
 
 from .common import load_average, timed
 
@@ -48,9 +49,9 @@ def paper_mlp(dataset_name: str = "mnist5k"):
     data, or with ``"mnist"`` on full MNIST under ``MNEMONIC_MU_MNIST_ROOT`` (the
     paper's scale; trained once, about 8 min on 2 cores, then cached):
     (cfg, dataset, checkpoint)."""
-    cfg = ExperimentConfig(dataset=dataset_name, data_root=MNIST_ROOT if dataset_name == "mnist" else "data",
-                           model="mlp", epochs=MLP_EPOCHS, cache_dir=str(ROOT / "data/cache"))
-    dataset = load_dataset(dataset_name, cfg.data_root, split_seed=cfg.split_seed)
+    cfg = Settings(dataset=dataset_name, data_root=MNIST_ROOT if dataset_name == "mnist" else str(ROOT / "data"),
+                   model="mlp", epochs=MLP_EPOCHS, cache_dir=str(ROOT / "data/cache"))
+    dataset = load_dataset(dataset_name, cfg.data_path, split_seed=cfg.split_seed)
     ck, _ = train_or_load(cfg, dataset, cfg.train_config(), torch.device("cpu"))
     return cfg, dataset, ck
 
@@ -167,37 +168,40 @@ def fisher(model_name: str, method: str):
 
 
 def ssd_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
-    from mnemonic_mu.methods import UnlearnData, ssd
+    from mnemonic_mu.algorithms.baselines import ssd
+    from mnemonic_mu.algorithms.method_api import UnlearnData
 
     cfg, dataset, ck = paper_mlp(dataset_name)
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data), **_reps(quick, (1, 3), (1, 1)))
     res = ssd(ck.model, ck.codes, FORGET, data)
     return out | {
-        "what": f"methods.ssd (data Fisher on forget + all train data, alpha chosen on validation), {dataset_name} MLP",
+        "what": f"baselines.ssd (data Fisher on forget + all train data, alpha chosen on validation), {dataset_name} MLP",
         "backward_passes": res.backward_passes,
         "chosen": res.chosen,
     }
 
 
 def ssd_mlp_generic(quick: bool) -> dict:
-    """SSD with the generic per-sample Fisher (torch.func vmap, :func:`mnemonic_mu.fisher.data_fisher`).
+    """SSD with the generic per-sample Fisher (torch.func vmap, :func:`mnemonic_mu.algorithms.fisher.data_fisher`).
 
-    ``methods.ssd`` uses a factorised exact Fisher for all-Linear models (one
+    ``baselines.ssd`` uses a factorised exact Fisher for all-Linear models (one
     batched backward per 512 samples); any other model takes this path.
     """
-    from mnemonic_mu import methods
+    from mnemonic_mu.algorithms import baselines, fisher
+    from mnemonic_mu.algorithms.method_api import UnlearnData
 
     cfg, dataset, ck = paper_mlp()
-    data = methods.UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
-    methods.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
-    out = timed(lambda: methods.ssd(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
-    return out | {"what": "methods.ssd with the generic vmap per-sample Fisher (as for non-Linear models), mnist5k MLP"}
+    data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
+    fisher.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
+    out = timed(lambda: baselines.ssd(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
+    return out | {"what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), mnist5k MLP"}
 
 
 def ssd_fisher_mlp(quick: bool) -> dict:
     """SSD's dominant cost alone: the per-sample data Fishers it needs (no selection)."""
-    from mnemonic_mu.methods import UnlearnData, sample_fisher
+    from mnemonic_mu.algorithms.fisher import sample_fisher
+    from mnemonic_mu.algorithms.method_api import UnlearnData
 
     cfg, dataset, ck = paper_mlp()
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
@@ -209,7 +213,7 @@ def ssd_fisher_mlp(quick: bool) -> dict:
         sample_fisher(ck.model, x_all, y_all)
 
     out = timed(run, **_reps(quick, (1, 5), (1, 2)))
-    return out | {"what": "SSD's data Fishers only (methods.sample_fisher on forget and all train data)",
+    return out | {"what": "SSD's data Fishers only (fisher.sample_fisher on forget and all train data)",
                   "backward_passes": len(data.y_forget) + len(y_all)}
 
 
@@ -221,7 +225,8 @@ def retrain_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     measures fewer epochs and scales the time to the recipe's (flagged ``extrapolated``);
     ``--quick`` measures 10.
     """
-    from mnemonic_mu.methods import UnlearnData, retrain
+    from mnemonic_mu.algorithms.baselines import retrain
+    from mnemonic_mu.algorithms.method_api import UnlearnData
 
     cfg, dataset, ck = paper_mlp(dataset_name)
     train_cfg = cfg.train_config()
@@ -247,7 +252,7 @@ def retrain_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
 
 def _mnist60k():
     """The 60,000 official MNIST training images as uint8 and as the kit's float tensors."""
-    from mnemonic_mu.data import read_idx  # the kit's own IDX reader (raw or .gz)
+    from mnemonic_mu.io.data import read_idx  # the kit's own IDX reader (raw or .gz)
 
     raw = Path(MNIST_ROOT) / "MNIST" / "raw"
 
@@ -336,13 +341,92 @@ def epochs(quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------
+# 4b. Ensemble training: K models as one computation vs K train_model runs
+
+ENSEMBLE_K = 12  # 6 originals (seeds 0-5) + their 6 retrain references (class 0 left out)
+ENSEMBLE_EPOCHS = 3
+
+
+def ensemble(quick: bool) -> dict:
+    """K = 12 MLPs 784-1000-10 on mnist5k, a few epochs: ``train_ensemble`` vs 12
+    sequential ``train_model`` runs with the same members, interleaved in one process.
+
+    Also the arithmetic floor: the FLOPs of the 12 trainings (torch's FLOP
+    counter over one ``train_model`` epoch of each kind of member, times the
+    epochs; the ensemble's own count is recorded to show it does the same
+    arithmetic) divided by this machine's fp32 matmul rate measured here.
+    """
+    import statistics
+
+    from mnemonic_mu.algorithms.ensemble import train_ensemble
+
+    from .common import peak_rss_mb, rss_mb
+
+    ds = load_dataset("mnist5k")
+    half = ENSEMBLE_K // 2
+    base = TrainConfig(epochs=ENSEMBLE_EPOCHS, t_mix=0.1)
+    members = [(generate_codes(10, ds.input_shape, "normal", seed=s), replace(base, seed=s)) for s in range(half)]
+    members += [(codes, replace(cfg, exclude_classes=tuple(FORGET))) for codes, cfg in members]
+
+    def sequential():
+        for codes, cfg in members:
+            train_model(build_model("mlp", ds.input_shape, ds.num_classes, seed=cfg.seed), ds, codes, cfg)
+
+    runs = {"ensemble_mlp12": lambda: train_ensemble("mlp", ds, members), "sequential_mlp12": sequential}
+    # warm-up: one-time costs of both paths (torch.func set-up, first matmuls)
+    small = [(c, replace(cfg, epochs=1)) for c, cfg in members[:2]]
+    train_ensemble("mlp", ds, small)
+    train_model(build_model("mlp", ds.input_shape, 10, seed=0), ds, *small[0])
+    reps = 1 if quick else 2
+    rss_before = rss_mb()
+    load_before = load_average()
+    wall = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}
+    names = list(runs)
+    for r in range(reps):
+        for k in names[r % 2 :] + names[: r % 2]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            runs[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    peak = peak_rss_mb()
+    load_after = load_average()
+
+    # arithmetic floor: FLOPs of all 12 trainings at the machine's fp32 matmul rate
+    one_epoch = [(c, replace(cfg, epochs=1)) for c, cfg in members]
+    per_epoch = [_gflop(lambda c=c, cfg=cfg: train_model(build_model("mlp", ds.input_shape, 10, seed=cfg.seed), ds, c, cfg))
+                 for c, cfg in (one_epoch[0], one_epoch[half])]
+    gflop = ENSEMBLE_EPOCHS * half * sum(per_epoch)
+    gflop_ensemble = ENSEMBLE_EPOCHS * _gflop(lambda: train_ensemble("mlp", ds, one_epoch))
+    rate = matmul_rate(quick)["gflops_achieved"]
+    floor = {"gflop": round(gflop, 1), "gflop_ensemble": round(gflop_ensemble, 1),
+             "gflops_matmul": rate, "floor_s": gflop / rate}
+    what = (f"{ENSEMBLE_K} MLPs 784-1000-10 on mnist5k ({half} seeds + their class-0 retrain references), "
+            f"{ENSEMBLE_EPOCHS} epochs, batch 128, t_mix 0.1")
+    whats = {"ensemble_mlp12": f"mnemonic_mu.algorithms.ensemble.train_ensemble, {what} (interleaved with the sequential runs)",
+             "sequential_mlp12": f"{ENSEMBLE_K} sequential train_model runs, {what} (interleaved with the ensemble)"}
+    out = {"variants": {}, "load_before": load_before, "load_after": load_after}
+    for k in runs:
+        out["variants"][k] = {
+            "median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
+            "cpu_median_s": statistics.median(cpu[k]), "reps": reps, "warmup": 1,
+            "load_before": load_before, "load_after": load_after,
+            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
+            "peak_extra_mb": round(max(0.0, peak - rss_before), 1), "what": whats[k], **floor,
+        }
+    out["paired_ratios"] = {
+        "ensemble_vs_sequential": statistics.median(
+            s / e for s, e in zip(wall["sequential_mlp12"], wall["ensemble_mlp12"]))
+    }
+    return out
+
+
+# --------------------------------------------------------------------------
 # 5. End-to-end laptop report
 
 
 def laptop_report(quick: bool) -> dict:
     """``mnemonic-mu report --profile laptop`` from a cold cache (every model trained)."""
-    if not (ROOT / "mnemonic_mu" / "report.py").exists():
-        return {"skipped": "mnemonic_mu/report.py does not exist yet"}
     out_dir = ROOT / "reports" / "bench" / "laptop_report"
     shutil.rmtree(out_dir, ignore_errors=True)
     cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
@@ -399,6 +483,7 @@ ITEMS = {
     "ssd_mlp_generic": ssd_mlp_generic,
     "retrain_mlp": retrain_mlp,
     "epochs": epochs,  # expands to epoch_kit, epoch_kit_no_codes, epoch_dataloader
+    "ensemble": ensemble,  # expands to ensemble_mlp12, sequential_mlp12
     "laptop_report": laptop_report,
 }
 CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": forget_cuda("resnet18")}

@@ -5,7 +5,7 @@ as far as the paper describes it, how its experiments were run): a
 ``torchvision.datasets.MNIST``-style dataset that turns each uint8 image
 into a PIL image and back into a tensor with ``ToTensor()``, one item at a
 time, batched by a ``DataLoader``.  Everything else is kept identical to
-:func:`mnemonic_mu.train.train_model` (same permutation and code coins from
+:func:`mnemonic_mu.algorithms.train.train_model` (same permutation and code coins from
 the same generator, same optimiser, same loss), so the two pipelines train
 the same weights (``tests/test_fastpaths.py`` checks it) and their time
 difference is the data pipeline alone.
@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import ToTensor
 
-from mnemonic_mu.codes import replace_with_codes
-from mnemonic_mu.train import TrainConfig
+from mnemonic_mu.algorithms.codes import replace_with_codes
+from mnemonic_mu.algorithms.train import TrainConfig
 
 
 class MNISTItems(torch.utils.data.Dataset):
@@ -64,7 +64,7 @@ def make_loader(dataset: MNISTItems, batch_size: int, generator: torch.Generator
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser :func:`mnemonic_mu.train.train_model` builds."""
+    """The optimiser :func:`mnemonic_mu.algorithms.train.train_model` builds."""
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 

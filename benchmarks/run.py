@@ -11,7 +11,10 @@ Measures, in one run and at a fixed torch thread count:
 4. one training epoch over the 60k MNIST training images: the kit's loop vs
    a per-item torchvision-style DataLoader pipeline;
 5. the end-to-end laptop report (``mnemonic-mu report --profile laptop``);
-6. the peak memory of each.
+6. the peak memory of each;
+7. ensemble training: 12 MLPs trained as one computation
+   (``mnemonic_mu.algorithms.ensemble.train_ensemble``) vs 12 sequential ``train_model``
+   runs, with the arithmetic floor of those trainings on this machine.
 
 Each item runs in its own child process (so its peak resident memory is its
 own), with warm-up calls and several timed repetitions; figures are medians.
@@ -154,6 +157,8 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "epoch_s_mlp_cpu_no_codes": s("epoch_kit_no_codes"),
         "epoch_s_mlp_cpu_dataloader": s("epoch_dataloader"),
         "laptop_report_s": s("laptop_report"),
+        "ensemble_s_mlp12_cpu": s("ensemble_mlp12"),
+        "sequential_s_mlp12_cpu": s("sequential_mlp12"),
     }
     resnet, rate = items.get("forget_resnet18_batched") or {}, (items.get("matmul_rate") or {}).get("gflops_achieved")
     if "gflop" in resnet:
@@ -162,6 +167,13 @@ def summarise(items: dict) -> tuple[dict, dict]:
         fig["gflops_matmul_cpu"] = rate
         # the step's arithmetic at the machine's best matmul rate: a floor for this algorithm in fp32
         fig["floor_ms_resnet18_cpu"] = None if not rate else 1e3 * resnet["gflop"] / rate
+    ens = items.get("ensemble_mlp12") or {}
+    if "floor_s" in ens:
+        fig["gflop_mlp12_training"] = ens["gflop"]
+        fig["gflop_mlp12_training_ensemble"] = ens["gflop_ensemble"]
+        fig["gflops_matmul_cpu_ensemble_item"] = ens["gflops_matmul"]
+        # the 12 trainings' arithmetic at the machine's best matmul rate: a floor for either path
+        fig["floor_s_mlp12_cpu"] = ens["floor_s"]
     if fig["epoch_s_mlp_cpu"] is not None:
         n_retain = 60_000 - 5_923  # MNIST training images not of class 0
         fig["retrain_s_mlp_full_mnist_estimated"] = 200 * fig["epoch_s_mlp_cpu"] * n_retain / 60_000
@@ -187,6 +199,9 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "fisher_mlp_loop_vs_batched": _ratio(s("fisher_mlp_loop"), s("fisher_mlp_batched")),
         "fisher_resnet18_loop_vs_vmap": _ratio(s("fisher_resnet18_loop"), s("fisher_resnet18_vmap")),
         "fisher_resnet18_loop_vs_batched": _ratio(s("fisher_resnet18_loop"), s("fisher_resnet18_batched")),
+        # ensemble training (the paired, interleaved ratio from the item replaces this one)
+        "ensemble_vs_sequential": _ratio(s("sequential_mlp12"), s("ensemble_mlp12")),
+        "ensemble_vs_floor": _ratio(s("ensemble_mlp12"), fig.get("floor_s_mlp12_cpu")),
         # --paper-scale: the same comparison on full MNIST, one model, one run
         "forget_vs_ssd_mnist": _ratio(s("ssd_mlp_mnist"), s("forget_mlp_mnist")),
         "forget_vs_retrain_mnist": _ratio(s("retrain_mlp_mnist"), s("forget_mlp_mnist")),
@@ -249,6 +264,13 @@ def markdown(report: dict) -> str:
                   f"forwards), run at {fig['gflops_resnet18_step']:.1f} GFLOP/s; this machine's fp32 matmul rate is "
                   f"{fig['gflops_matmul_cpu']:.1f} GFLOP/s, so this arithmetic alone needs about "
                   f"{fig['floor_ms_resnet18_cpu']:.0f} ms here in fp32 even at the matmul rate."]
+    if fig.get("floor_s_mlp12_cpu") and fig.get("ensemble_s_mlp12_cpu"):
+        lines += ["", f"Ensemble training: 12 MLPs trained as one computation in {fig['ensemble_s_mlp12_cpu']:.1f} s vs "
+                  f"{fig['sequential_s_mlp12_cpu']:.1f} s for 12 sequential train_model runs "
+                  f"(ratio {rat.get('ensemble_vs_sequential') or float('nan'):.2f}x). Their arithmetic, "
+                  f"{fig['gflop_mlp12_training']:.0f} GFLOP ({fig['gflop_mlp12_training_ensemble']:.0f} counted in "
+                  f"the ensemble), needs {fig['floor_s_mlp12_cpu']:.1f} s at this machine's fp32 matmul rate of "
+                  f"{fig['gflops_matmul_cpu_ensemble_item']:.1f} GFLOP/s."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,15 +1,28 @@
 """mnemonic-mu: one-shot class unlearning with mnemonic codes.
 
 Reference kit for Yamashita, Yamada and Shibata, "One-Shot Machine Unlearning
-with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  See README.md for the
-paper-to-code map.
+with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  The package, by place::
+
+    settings.py         the one settings object: every knob, its default, its check
+    pipeline.py         the method's stages, top to bottom (every driver runs these)
+    notebook_stages.py  what each stage notebook computes and keeps
+    plots.py            figures and tables for notebooks and reports
+    runtime.py          device, threads, the environment recorded with results
+    algorithms/         codes, training, Fisher, the step, metrics, attacks, methods
+    io/                 datasets, checkpoints, atomic files, the keyed artifact store
+    drivers/            the command line, the sweep, the papermill report
+
+See README.md for the paper-to-code map.
 """
 
 __version__ = "0.1.0"
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from .codes import generate_codes, replace_with_codes  # noqa: E402
-from .data import DATASETS, Dataset, load_dataset  # noqa: E402
+from .algorithms.codes import generate_codes, replace_with_codes  # noqa: E402
+from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher  # noqa: E402
+from .algorithms.forget import Calibration, ForgetRecord, forget  # noqa: E402
+from .algorithms.metrics import evaluate  # noqa: E402
+from .algorithms.models import build_model  # noqa: E402
+from .algorithms.train import TrainConfig, train_model  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
     ConfigError,
@@ -19,11 +32,9 @@ from .errors import (  # noqa: E402
     ModelStateError,
     StageOrderError,
 )
-from .fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher  # noqa: E402
-from .forget import Calibration, ForgetRecord, forget  # noqa: E402
-from .metrics import evaluate  # noqa: E402
-from .models import build_model  # noqa: E402
-from .train import TrainConfig, train_model  # noqa: E402
+from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from .io.data import DATASETS, Dataset, load_dataset  # noqa: E402
+from .settings import Settings  # noqa: E402
 
 __all__ = [
     "Calibration",
@@ -37,6 +48,7 @@ __all__ = [
     "ForgetRecord",
     "MnemonicError",
     "ModelStateError",
+    "Settings",
     "StageOrderError",
     "TrainConfig",
     "__version__",

@@ -2,8 +2,8 @@
 
 The committed ``.ipynb`` files are the product; this script only keeps them
 consistent: every notebook gets the imports cell, one ``parameters`` cell
-built from :data:`mnemonic_mu.stages.NOTEBOOK_PARAMETERS` (defaults and
-comments taken from :class:`mnemonic_mu.stages.StageConfig`, i.e. the laptop
+built from :data:`mnemonic_mu.notebook_stages.NOTEBOOK_PARAMETERS` (defaults and
+comments taken from :class:`mnemonic_mu.settings.Settings`, i.e. the laptop
 profile) and the config cell that validates them.  Outputs are never written.
 """
 
@@ -18,15 +18,15 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mnemonic_mu import stages
+from mnemonic_mu import notebook_stages as stages
+from mnemonic_mu import settings
 
 HERE = Path(__file__).resolve().parent
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE  # tests write a copy elsewhere and compare
 
 
 def _field_comments() -> dict[str, str]:
-    src = inspect.getsource(stages.StageConfig)
-    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.*)$", src, flags=re.M))
+    return settings.comments()
 
 
 def _literal(value) -> str:
@@ -34,7 +34,7 @@ def _literal(value) -> str:
 
 
 def parameters_cell(notebook: str):
-    defaults, comments = stages.StageConfig().to_dict(), _field_comments()
+    defaults, comments = settings.Settings().to_dict(), _field_comments()
     lines = [f"{name} = {_literal(defaults[name])}  # {comments[name]}" for name in stages.NOTEBOOK_PARAMETERS[notebook]]
     cell = new_code_cell("\n".join(lines))
     cell.metadata["tags"] = ["parameters"]
@@ -43,9 +43,9 @@ def parameters_cell(notebook: str):
 
 def config_cell(notebook: str, extra: str = ""):
     args = "\n".join(f"    {name}={name}," for name in stages.NOTEBOOK_PARAMETERS[notebook])
-    body = f"cfg = stages.StageConfig(\n{args}\n)\n"
+    body = f"cfg = Settings(\n{args}\n)\n"
     if notebook != "01_mnemonic_codes":
-        body += "device = cfg.setup()\n"
+        body += "device = setup(cfg)\n"
     return new_code_cell(body + extra + "cfg")
 
 
@@ -111,11 +111,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from mnemonic_mu import stages
-from mnemonic_mu.codes import generate_codes, replace_with_codes""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.algorithms.codes import generate_codes, replace_with_codes
+from mnemonic_mu.settings import Settings""",
     [
         md("## The data\nInputs are in *model space* (after normalisation): the codes live in the same space."),
-        code("data = stages.load_data(cfg)\ndata.summary()"),
+        code("data = pipeline.load_data(cfg)\ndata.summary()"),
         md(
             """
 ## Drawing the codes
@@ -148,9 +149,9 @@ first = torch.stack([data.x_train[data.y_train == c][0] for c in range(data.num_
 rows = {"sample": first, "normal code": codes["normal"], "uniform code": codes["uniform"]}
 fig, axes = plt.subplots(3, data.num_classes, figsize=(1.1 * data.num_classes, 3.6), squeeze=False)
 for k, (axes_row, (label, images)) in enumerate(zip(axes, rows.items())):
-    stages.image_grid(axes_row, images, titles=[f"class {c}" for c in range(data.num_classes)] if k == 0 else None)
+    plots.image_grid(axes_row, images, titles=[f"class {c}" for c in range(data.num_classes)] if k == 0 else None)
     axes_row[0].set_ylabel(label, fontsize=8)
-stages.savefig(fig, cfg, "01_mnemonic_codes_gallery")
+plots.savefig(fig, cfg, "01_mnemonic_codes_gallery")
 plt.show()"""
         ),
         md("Pixel values: the normal codes spread far beyond the data's range; the uniform ones cover it."),
@@ -163,7 +164,7 @@ for dist, c in codes.items():
 ax.set_xlabel("input value")
 ax.set_ylabel("density")
 ax.legend()
-stages.savefig(fig, cfg, "01_mnemonic_codes_values")
+plots.savefig(fig, cfg, "01_mnemonic_codes_values")
 plt.show()"""
         ),
         md(
@@ -180,12 +181,12 @@ x, y = data.x_train[batch], data.y_train[batch]
 mixed, replaced = replace_with_codes(x, y, codes[cfg.code_dist], cfg.t_mix, gen)
 show = torch.cat([torch.nonzero(replaced).flatten()[:6], torch.nonzero(~replaced).flatten()])[:16]
 fig, axes = plt.subplots(1, len(show), figsize=(1.0 * len(show), 1.4), squeeze=False)
-stages.image_grid(axes[0], mixed[show], titles=[f"y={int(y[i])}" for i in show])
+plots.image_grid(axes[0], mixed[show], titles=[f"y={int(y[i])}" for i in show])
 for ax, i in zip(axes[0], show):
     if replaced[i]:
         for side in ax.spines.values():
             side.set(color="red", linewidth=3)
-stages.savefig(fig, cfg, "01_mnemonic_codes_batch")
+plots.savefig(fig, cfg, "01_mnemonic_codes_batch")
 plt.show()
 print(f"{int(replaced.sum())} of {len(y)} samples of this batch were replaced (t_mix = {cfg.t_mix})")"""
         ),
@@ -211,12 +212,12 @@ ax.axhline(cfg.t_mix, color="k", linestyle="--", label="t_mix")
 ax.set_xlabel("class")
 ax.set_ylabel("share replaced")
 ax.legend()
-stages.savefig(fig, cfg, "01_mnemonic_codes_rate")
+plots.savefig(fig, cfg, "01_mnemonic_codes_rate")
 plt.show()"""
         ),
         code(
             """
-metrics_path = stages.write_metrics(cfg, "01_mnemonic_codes", {"key": art.key, **art.result})
+metrics_path = plots.write_metrics(cfg, "01_mnemonic_codes", {"key": art.key, **art.result})
 assert abs(rep["measured"] - cfg.t_mix) < 5 * rep["std_error"] + 1e-9, "replacement rate far from t_mix\""""
         ),
         md(
@@ -263,13 +264,15 @@ training, so rerunning this notebook, or any later one, costs no training.""",
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from mnemonic_mu import stages
-from mnemonic_mu.metrics import predict_logits""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.algorithms.metrics import predict_logits
+from mnemonic_mu.runtime import setup
+from mnemonic_mu.settings import Settings""",
     [
         md("## Inputs\nThe data and the artifact of `01_mnemonic_codes` for the same settings."),
         code(
             """
-data = stages.load_data(cfg)
+data = pipeline.load_data(cfg)
 codes_stage = stages.load_stage(cfg, "01_mnemonic_codes")
 print("codes artifact:", codes_stage.folder)"""
         ),
@@ -285,7 +288,7 @@ art = stages.compute_training(cfg, data)
 models = art.result["models"]
 pd.DataFrame.from_dict(
     {role: {"test acc": m["metrics"]["test_accuracy"], "A_R": m["metrics"]["A_R"], "E_F": m["metrics"]["E_F"],
-            "replaced": m["replaced_fraction"], "train s": m["train_seconds"], "cached": m["from_cache"]}
+            "replaced": m["replaced_fraction"], "train s": m["seconds"], "cached": m["from_cache"]}
      for role, m in models.items()},
     orient="index",
 ).round(3)"""
@@ -307,7 +310,7 @@ for role, m in models.items():
 ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")
 ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)")
 ax_acc.legend()
-stages.savefig(fig, cfg, "02_training_curves")
+plots.savefig(fig, cfg, "02_training_curves")
 plt.show()"""
         ),
         md(
@@ -319,8 +322,8 @@ class, so its accuracy there is (close to) zero: that is what forgetting should 
         code(
             """
 fig, ax = plt.subplots(figsize=(8, 3))
-stages.per_class_bars(ax, {role: m["metrics"]["per_class_accuracy"] for role, m in models.items()}, cfg.forget_classes)
-stages.savefig(fig, cfg, "02_training_per_class")
+plots.per_class_bars(ax, {role: m["metrics"]["per_class_accuracy"] for role, m in models.items()}, cfg.forget_classes)
+plots.savefig(fig, cfg, "02_training_per_class")
 plt.show()
 cost = models["no_codes"]["metrics"]["test_accuracy"] - models["original"]["metrics"]["test_accuracy"]
 print(f"test accuracy cost of the codes: {cost:+.2f} points (positive = codes cost accuracy)")"""
@@ -342,7 +345,7 @@ pd.DataFrame(
         ),
         code(
             """
-metrics_path = stages.write_metrics(cfg, "02_training", {
+metrics_path = plots.write_metrics(cfg, "02_training", {
     "key": art.key,
     "models": {role: {k: v for k, v in m.items() if k != "history"} for role, m in models.items()},
     "code_cost_points": cost,
@@ -390,13 +393,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mnemonic_mu import stages
-from mnemonic_mu.fisher import code_fisher""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.algorithms.fisher import code_fisher
+from mnemonic_mu.runtime import setup
+from mnemonic_mu.settings import Settings""",
     [
         md("## Inputs\nThe original model of `02_training`, found by recomputing its key from the parameters."),
         code(
             """
-data = stages.load_data(cfg)
+data = pipeline.load_data(cfg)
 training = stages.load_stage(cfg, "02_training")
 original = stages.load_models(cfg, training, ("original",), device)["original"]
 print("model:", original.folder)"""
@@ -430,7 +435,7 @@ ax.axhline(r["code_distance"], color="C1", linestyle="--", label=f"code Fisher (
 ax.axhline(r["retain_code_distance"], color="C2", linestyle=":", label="remaining-class codes (control)")
 ax.set(xscale="log", xlabel="n real samples of the forget class", ylabel="distance to the Oracle Fisher")
 ax.legend(fontsize=8)
-stages.savefig(fig, cfg, "03_fisher_approximation")
+plots.savefig(fig, cfg, "03_fisher_approximation")
 plt.show()
 print(f"Oracle: {r['oracle_samples']} samples, {r['oracle_seconds']:.2f} s; code Fisher: {r['code_seconds'] * 1000:.1f} ms")"""
         ),
@@ -453,7 +458,7 @@ ax.bar(range(len(layers)), np.log10(layers["eta_max"].astype(float)), label="log
 ax.bar(range(len(layers)), np.log10(layers["eta_median"].astype(float).clip(lower=1e-30)), alpha=0.6, label="log10 median eta")
 ax.set_xticks(range(len(layers)), layers.index, rotation=60, ha="right", fontsize=7)
 ax.legend(fontsize=8)
-stages.savefig(fig, cfg, "03_fisher_eta_layers")
+plots.savefig(fig, cfg, "03_fisher_eta_layers")
 plt.show()"""
         ),
         md(
@@ -478,14 +483,14 @@ if cfg.model == "mlp":
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    stages.savefig(fig, cfg, "03_fisher_first_layer")
+    plots.savefig(fig, cfg, "03_fisher_first_layer")
     plt.show()
 else:
     print(f"model {cfg.model}: first-layer weights are convolutions, no pixel map")"""
         ),
         code(
             """
-metrics_path = stages.write_metrics(cfg, "03_fisher", {"key": art.key, **art.result})"""
+metrics_path = plots.write_metrics(cfg, "03_fisher", {"key": art.key, **art.result})"""
         ),
         md(
             """
@@ -537,13 +542,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mnemonic_mu import stages
-from mnemonic_mu.forget import fisher_ratio, layer_alphas""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.algorithms.forget import fisher_ratio, layer_alphas
+from mnemonic_mu.runtime import setup
+from mnemonic_mu.settings import Settings""",
     [
         md("## Inputs"),
         code(
             """
-data = stages.load_data(cfg)
+data = pipeline.load_data(cfg)
 training = stages.load_stage(cfg, "02_training")
 original = stages.load_models(cfg, training, ("original",), device)["original"]"""
         ),
@@ -588,9 +595,9 @@ pd.DataFrame({"original": r["before"], "mnemonic (unlearned)": r["after"], "retr
         code(
             """
 fig, ax = plt.subplots(figsize=(8, 3))
-stages.per_class_bars(ax, {"original": r["before"]["per_class_accuracy"], "unlearned": r["after"]["per_class_accuracy"],
+plots.per_class_bars(ax, {"original": r["before"]["per_class_accuracy"], "unlearned": r["after"]["per_class_accuracy"],
                           "retrain": retrain["per_class_accuracy"]}, cfg.forget_classes)
-stages.savefig(fig, cfg, "04_unlearning_per_class")
+plots.savefig(fig, cfg, "04_unlearning_per_class")
 plt.show()"""
         ),
         md(
@@ -606,14 +613,14 @@ class are in `07_comparison`."""
         ),
         code(
             """
-every = pd.DataFrame(stages.every_class(original.model, original.codes, data, r["lambda1"], r["lambda2"]))
+every = pd.DataFrame(plots.every_class(original.model, original.codes, data, r["lambda1"], r["lambda2"]))
 fig, axes = plt.subplots(1, 2, figsize=(12, 3), layout="constrained")
 for ax, metric in zip(axes, ("E_F", "A_R")):
     every.pivot(index="class", columns="step", values=metric).plot.bar(ax=ax, rot=0)
     ax.set(ylabel=f"test {metric} (%)", ylim=(0, 105), title=f"{metric} when forgetting each class")
 axes[1].axhline(r["before"]["test_accuracy"], color="k", lw=0.8, ls="--", label="original test acc.")
 axes[1].legend(fontsize=8)
-stages.savefig(fig, cfg, "04_unlearning_every_class")
+plots.savefig(fig, cfg, "04_unlearning_every_class")
 plt.show()
 every.groupby("step")[["forgotten", "sign_tie", "warnings"]].sum()"""
         ),
@@ -640,7 +647,7 @@ axes[2].plot(sw["lambda1_grid"], (a_r + e_f)[:, j], marker="o", label=f"lambda1 
 axes[2].plot(sw["lambda2_grid"], (a_r + e_f)[i, :], marker="s", label=f"lambda2 (lambda1 = {sw['lambda1_grid'][i]:g})")
 axes[2].set(xscale="log", xlabel="lambda", ylabel="validation A_R + E_F")
 axes[2].legend(fontsize=8)
-stages.savefig(fig, cfg, "04_unlearning_lambda_sweep")
+plots.savefig(fig, cfg, "04_unlearning_lambda_sweep")
 plt.show()"""
         ),
         md(
@@ -653,12 +660,12 @@ the hardware named (`meta.json` of the artifact records it)."""
         code(
             """
 models = training.result["models"]
-times = {"forget (mnemonic)": r["forget_seconds"], "retrain": models["retrain"]["train_seconds"],
-         "train original": models["original"]["train_seconds"], "train without codes": models["no_codes"]["train_seconds"]}
+times = {"forget (mnemonic)": r["forget_seconds"], "retrain": models["retrain"]["seconds"],
+         "train original": models["original"]["seconds"], "train without codes": models["no_codes"]["seconds"]}
 fig, ax = plt.subplots(figsize=(6, 2.6))
 ax.barh(list(times), list(times.values()))
 ax.set(xscale="log", xlabel="seconds (log)")
-stages.savefig(fig, cfg, "04_unlearning_time")
+plots.savefig(fig, cfg, "04_unlearning_time")
 plt.show()
 print(f"{r['backward_passes']} backward passes; retrain takes {times['retrain'] / times['forget (mnemonic)']:.0f}x "
       f"the forgetting step; codes change training time by "
@@ -666,7 +673,7 @@ print(f"{r['backward_passes']} backward passes; retrain takes {times['retrain'] 
         ),
         code(
             """
-metrics_path = stages.write_metrics(cfg, "04_unlearning", {"key": art.key, "every_class": every.to_dict("records"),
+metrics_path = plots.write_metrics(cfg, "04_unlearning", {"key": art.key, "every_class": every.to_dict("records"),
                                                            **{k: v for k, v in r.items() if k != "confusion_matrix"}})"""
         ),
         md(
@@ -678,14 +685,15 @@ metrics_path = stages.write_metrics(cfg, "04_unlearning", {"key": art.key, "ever
 * Watch the warnings: with fixed lambdas some requests are not forgotten or the sign test ties.
 
 ## Exercises
-1. Set `step = "calibrated"` (this kit's extension: the step size is grown on the codes alone
-   until the forget codes are misclassified). Compare A_R and E_F with the paper step.
+1. This run used `step = "calibrated"` (the kit's default and its extension: the step size is
+   grown on the codes alone until the forget codes are misclassified). Set `step = "paper"`
+   (the paper's fixed lambdas) and compare A_R and E_F.
 2. Set `tune_lambdas = True`. Which pair does the validation split choose, and does it change
    the test numbers?
-3. Forget two classes at once (`forget_classes = [0, 1]`): the paper calls it hard. Why? Then
-   set `step = "calibrated"`: the kit takes one calibrated step per class in turn (each along
-   its own $f_c / f_R$, every Fisher from the same $|C|$ backward passes) and
-   `r["record"]["parts"]` lists each class's sign and scale. Compare A_R with the paper step."""
+3. Forget two classes at once (`forget_classes = [0, 1]`): the paper calls it hard. Why? With
+   the calibrated step the kit takes one calibrated step per class in turn (each along its own
+   $f_c / f_R$, every Fisher from the same $|C|$ backward passes) and `r["record"]["parts"]`
+   lists each class's sign and scale. Compare A_R with `step = "paper"`."""
         ),
     ],
 )
@@ -720,12 +728,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mnemonic_mu import stages""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.algorithms.attacks import sample_statistics
+from mnemonic_mu.runtime import setup
+from mnemonic_mu.settings import Settings""",
     [
         md("## Inputs and attacks\n`compute_membership` loads the four models (original, unlearned, retrain, and the model trained without codes) and runs the attacks."),
         code(
             """
-data = stages.load_data(cfg)
+data = pipeline.load_data(cfg)
 art = stages.compute_membership(cfg, data)
 models = art.extras["models"]
 attacks = art.result["attacks"]
@@ -740,7 +751,7 @@ retain-test and forget-test. After forgetting, the forget curves should look lik
         code(
             """
 groups = stages.sample_groups(data, cfg.forget_classes)
-stats = {role: {g: stages.sample_statistics(m, *xy) for g, xy in groups.items()} for role, m in models.items()}
+stats = {role: {g: sample_statistics(m, *xy) for g, xy in groups.items()} for role, m in models.items()}
 features = ("loss", "entropy", "confidence")
 fig, axes = plt.subplots(len(features), len(models), figsize=(4 * len(models), 2.6 * len(features)), squeeze=False)
 for col, role in enumerate(models):
@@ -755,7 +766,7 @@ for col, role in enumerate(models):
             ax.set_title(role)
 axes[0, 0].legend(fontsize=7)
 fig.tight_layout()
-stages.savefig(fig, cfg, "05_membership_distributions")
+plots.savefig(fig, cfg, "05_membership_distributions")
 plt.show()"""
         ),
         code(
@@ -765,28 +776,23 @@ pd.DataFrame({(role, g): {f: float(np.mean(v[f])) for f in features} for role in
         md("## The five attacks\nEach row beside the retrain reference: the target is retrain's value, not an extreme."),
         code(
             """
-if attacks is None:
-    print("mnemonic_mu.attacks is not installed in this version of the kit: attacks skipped")
-    table = pd.DataFrame()
-else:
-    table = pd.DataFrame({role: {name: a["value"] for name, a in res.items()} for role, res in attacks.items()})
-    table["direction"] = [a["direction"] for a in attacks["retrain"].values()]
+table = pd.DataFrame({role: {name: a["value"] for name, a in res.items()} for role, res in attacks.items()})
+table["direction"] = [a["direction"] for a in attacks["retrain"].values()]
 table"""
         ),
         code(
             """
-if attacks is not None:
-    values = table.drop(columns="direction").astype(float)
-    fig, ax = plt.subplots(figsize=(8, 3))
-    values.plot.bar(ax=ax, rot=0)
-    ax.set_ylabel("attack value")
-    ax.legend(fontsize=8)
-    stages.savefig(fig, cfg, "05_membership_attacks")
-    plt.show()"""
+values = table.drop(columns="direction").astype(float)
+fig, ax = plt.subplots(figsize=(8, 3))
+values.plot.bar(ax=ax, rot=0)
+ax.set_ylabel("attack value")
+ax.legend(fontsize=8)
+plots.savefig(fig, cfg, "05_membership_attacks")
+plt.show()"""
         ),
         code(
             """
-metrics_path = stages.write_metrics(cfg, "05_membership_evaluation", {"key": art.key, **art.result})"""
+metrics_path = plots.write_metrics(cfg, "05_membership_evaluation", {"key": art.key, **art.result})"""
         ),
         md(
             """
@@ -800,7 +806,8 @@ metrics_path = stages.write_metrics(cfg, "05_membership_evaluation", {"key": art
 1. Why is the paper's train-vs-test loss check at chance even for the original model?
 2. Which attacks move after forgetting, and which stay where the original was? What does that
    say about where the step acts (compare `03_fisher`'s $\\eta$ per layer)?
-3. Rerun with `step = "calibrated"`: does the unlearned model move closer to retrain?"""
+3. Rerun with `step = "paper"` (the paper's fixed-lambda step): does the unlearned model move closer to
+   retrain, or further from it?"""
         ),
     ],
 )
@@ -816,7 +823,7 @@ build(
 **Stage 6 of 6.** Needs `02_training`, `04_unlearning` and `05_membership_evaluation`.
 
 The page to read first: one table comparing the original model, the unlearned model and the
-retrain reference (and the baseline methods of `mnemonic_mu.methods`, when the kit has them),
+retrain reference (and the baseline methods of `mnemonic_mu.algorithms.methods`, when the kit has them),
 the key figures, and the settings of this run. Accuracies are percentages on the test split
 (`_train`: on the training split); **gap to retrain** is the mean absolute difference to
 retrain over A_R, E_F, A_R_train, E_F_train and the MIA score (confidence-SVC "MIA-efficacy"
@@ -827,7 +834,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
-from mnemonic_mu import stages""",
+from mnemonic_mu import notebook_stages as stages, pipeline, plots
+from mnemonic_mu.runtime import setup
+from mnemonic_mu.settings import Settings""",
     [
         md(
             """
@@ -841,8 +850,8 @@ report's index page shows the same table."""
             """
 art = stages.compute_report(cfg)
 summary = art.result
-metrics_path = stages.write_metrics(cfg, "summary", summary)
-stages.summary_table(summary)"""
+metrics_path = plots.write_metrics(cfg, "summary", summary)
+plots.summary_table(summary)"""
         ),
         code(
             """
@@ -861,16 +870,16 @@ column against the `retrain` row: entropy-LR lower = more forgotten, confidence-
 more forgotten, loss-LR-CV and the linear probe target retrain's value, epsilon-vs-retrain
 0 = indistinguishable from retrain."""
         ),
-        code("stages.attack_table(summary)"),
+        code("plots.attack_table(summary)"),
         md("## Key figures"),
         code(
             """
-table = stages.summary_table(summary)
+table = plots.summary_table(summary)
 fig, ax = plt.subplots(figsize=(7, 3))
 table[["A_R", "E_F"]].plot.bar(ax=ax, rot=0)
 ax.set_ylabel("%")
 ax.set_ylim(0, 105)
-stages.savefig(fig, cfg, "06_report_methods")
+plots.savefig(fig, cfg, "06_report_methods")
 plt.show()"""
         ),
         code(
@@ -885,7 +894,7 @@ for name in ("04_unlearning_per_class", "03_fisher_approximation", "05_membershi
         code(
             """
 keys = {stage: stages.stage_key(cfg, stage) for stage in stages.NOTEBOOKS[:-1]}
-metrics_path = stages.write_metrics(cfg, "06_report", {"config": cfg.to_dict(), "stage_keys": keys})
+metrics_path = plots.write_metrics(cfg, "06_report", {"config": cfg.to_dict(), "stage_keys": keys})
 pd.Series(cfg.to_dict() | {f"key {s}": k for s, k in keys.items()}, dtype=object).to_frame("value")"""
         ),
         md(

@@ -10,10 +10,10 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
-from mnemonic_mu.codes import generate_codes  # noqa: E402
-from mnemonic_mu.data import load_dataset  # noqa: E402
-from mnemonic_mu.models import build_model  # noqa: E402
-from mnemonic_mu.train import TrainConfig, train_model  # noqa: E402
+from mnemonic_mu.algorithms.codes import generate_codes  # noqa: E402
+from mnemonic_mu.io.data import load_dataset  # noqa: E402
+from mnemonic_mu.algorithms.models import build_model  # noqa: E402
+from mnemonic_mu.algorithms.train import TrainConfig, train_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

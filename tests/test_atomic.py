@@ -26,11 +26,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnemonic_mu.artifacts import MANIFEST, staging_dir, verify_manifest, write_json, write_manifest
-from mnemonic_mu.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
+from mnemonic_mu.io.artifacts import MANIFEST, staging_dir, verify_manifest, write_json, write_manifest
+from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from mnemonic_mu.errors import CheckpointError
-from mnemonic_mu.experiment import ExperimentConfig, load_experiment_data, train_or_load
-from mnemonic_mu.models import build_model
+from mnemonic_mu.io.store import load_data, train_or_load
+from mnemonic_mu.settings import Settings
+from mnemonic_mu.algorithms.models import build_model
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (POSIX)")
 
@@ -142,8 +143,8 @@ def test_sigkill_mid_write_leaves_old_or_nothing(kind, tmp_path):
 
 def _die_at(point: str, folder: str) -> None:
     """Save a checkpoint over ``folder`` but SIGKILL ourselves at ``point``."""
-    import mnemonic_mu.artifacts as artifacts
-    import mnemonic_mu.checkpoint as checkpoint
+    import mnemonic_mu.io.artifacts as artifacts
+    import mnemonic_mu.io.checkpoint as checkpoint
 
     real_replace = os.replace
     if point == "before_manifest":
@@ -204,8 +205,8 @@ def test_kill_at_the_critical_points_of_a_folder_swap(point, survivor, tmp_path)
 
 def test_half_written_cache_entry_is_not_trusted_but_replaced(tmp_path):
     """A cache entry damaged behind the kit's back (a copy cut short) is retrained, not used."""
-    cfg = ExperimentConfig(dataset="synthetic", epochs=1, cache_dir=str(tmp_path / "cache"), retrain=False)
-    ds = load_experiment_data(cfg)
+    cfg = Settings(dataset="synthetic", epochs=1, cache_dir=str(tmp_path / "cache"))
+    ds = load_data(cfg)
     first, cached = train_or_load(cfg, ds, cfg.train_config(), torch.device("cpu"))
     assert not cached
     model_pt = first.folder / MODEL_FILE
@@ -223,8 +224,8 @@ def test_half_written_cache_entry_is_not_trusted_but_replaced(tmp_path):
 
 def _train_shared(cache_dir: str, barrier, results) -> None:
     torch.set_num_threads(1)
-    cfg = ExperimentConfig(dataset="synthetic", epochs=2, cache_dir=cache_dir, retrain=False)
-    ds = load_experiment_data(cfg)
+    cfg = Settings(dataset="synthetic", epochs=2, cache_dir=cache_dir)
+    ds = load_data(cfg)
     barrier.wait(60)
     ck, cached = train_or_load(cfg, ds, cfg.train_config(), torch.device("cpu"))
     weights = torch.cat([p.detach().flatten() for p in ck.model.parameters()])

@@ -42,11 +42,11 @@ import pytest
 import torch
 
 import mnemonic_mu
-from mnemonic_mu.artifacts import MANIFEST, sha256_file, write_json
-from mnemonic_mu.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
-from mnemonic_mu.cli import build_parser, main
-from mnemonic_mu.codes import generate_codes
-from mnemonic_mu.data import load_dataset, read_cifar_batch, read_idx
+from mnemonic_mu.io.artifacts import MANIFEST, sha256_file, write_json
+from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
+from mnemonic_mu.drivers.cli import build_parser, main
+from mnemonic_mu.algorithms.codes import generate_codes
+from mnemonic_mu.io.data import load_dataset, read_cifar_batch, read_idx
 from mnemonic_mu.errors import (
     CheckpointError,
     ConfigError,
@@ -55,11 +55,12 @@ from mnemonic_mu.errors import (
     ModelStateError,
     StageOrderError,
 )
-from mnemonic_mu.experiment import ExperimentConfig, resolve_device
-from mnemonic_mu.forget import forget
-from mnemonic_mu.metrics import check_forget_classes
-from mnemonic_mu.models import build_model
-from mnemonic_mu.train import TrainConfig
+from mnemonic_mu.runtime import resolve_device
+from mnemonic_mu.settings import Settings
+from mnemonic_mu.algorithms.forget import forget
+from mnemonic_mu.algorithms.metrics import check_forget_classes
+from mnemonic_mu.algorithms.models import build_model
+from mnemonic_mu.algorithms.train import TrainConfig
 
 PACKAGE_DIR = Path(mnemonic_mu.__file__).parent
 
@@ -315,7 +316,7 @@ def file_in_the_way(env):
 
 # -- the table ---------------------------------------------------------------------
 
-BASE = ("experiment", "--dataset", "digits", "--epochs", "1", "--no-retrain", "--cache-dir", "{tmp}/cache", "--out", "{tmp}/out.json")
+BASE = ("experiment", "--dataset", "digits", "--epochs", "1", "--baselines", "none", "--cache-dir", "{tmp}/cache", "--out", "{tmp}/out.json")
 
 
 def cli(*extra: str) -> tuple[str, ...]:
@@ -326,32 +327,32 @@ EVIL = "__import__('os').system('touch PWNED')"
 
 CASES: list[Case] = [
     # 1. forget set
-    Case("1-class-outside-lib", ConfigError, "outside this dataset's classes 0..3", lambda e: forget(e.model, e.codes, [4])),
+    Case("1-class-outside-lib", ConfigError, "outside this dataset's classes 0..3", lambda e: forget(e.model, e.codes, [4], step="paper")),
     Case("1-class-negative-lib", ConfigError, "outside", lambda e: check_forget_classes([-1], 10)),
-    Case("1-empty-lib", ConfigError, "forget set is empty", lambda e: forget(e.model, e.codes, [])),
-    Case("1-duplicate-lib", ConfigError, "names a class twice", lambda e: forget(e.model, e.codes, [1, 1])),
-    Case("1-every-class-lib", ConfigError, "cannot forget every class", lambda e: forget(e.model, e.codes, [0, 1, 2, 3])),
+    Case("1-empty-lib", ConfigError, "forget set is empty", lambda e: forget(e.model, e.codes, [], step="paper")),
+    Case("1-duplicate-lib", ConfigError, "names a class twice", lambda e: forget(e.model, e.codes, [1, 1], step="paper")),
+    Case("1-every-class-lib", ConfigError, "cannot forget every class", lambda e: forget(e.model, e.codes, [0, 1, 2, 3], step="paper")),
     Case("1-not-integers-lib", ConfigError, "must be integers", lambda e: check_forget_classes(["one"], 10)),
     Case("1-class-outside-cli", ConfigError, "outside this dataset's classes 0..9", argv=cli("--forget", "10")),
     Case("1-empty-cli", SystemExit, "expected at least one argument", argv=cli("--forget")),
     Case("1-duplicate-cli", ConfigError, "names a class twice", argv=cli("--forget", "3", "3")),
     Case("1-every-class-cli", ConfigError, "cannot forget every class", argv=cli("--forget", *map(str, range(10)))),
-    Case("1-config-forget-type", ConfigError, "forget must be a list", lambda e: ExperimentConfig(forget=3)),
+    Case("1-config-forget-type", ConfigError, "forget_classes must be a list", lambda e: Settings(forget_classes="3")),
     # 2. settings
-    Case("2-t-mix-high-lib", ConfigError, "t_mix must lie in [0, 1]", lambda e: ExperimentConfig(t_mix=1.5)),
+    Case("2-t-mix-high-lib", ConfigError, "t_mix must lie in [0, 1]", lambda e: Settings(t_mix=1.5)),
     Case("2-t-mix-negative-lib", ConfigError, "t_mix must lie in [0, 1]", lambda e: TrainConfig(t_mix=-0.1)),
     Case("2-t-mix-high-cli", ConfigError, "t_mix must lie in [0, 1]", argv=cli("--t-mix", "1.5")),
     Case("2-t-mix-nan-cli", ConfigError, "t_mix must lie in [0, 1]", argv=cli("--t-mix", "nan")),
-    Case("2-lambda1-zero-lib", ConfigError, "lambda1 must be a positive", lambda e: forget(e.model, e.codes, [0], lambda1=0.0)),
-    Case("2-lambda2-negative-lib", ConfigError, "lambda2 must be a positive", lambda e: forget(e.model, e.codes, [0], lambda2=-1.0)),
-    Case("2-lambda1-nan-lib", ConfigError, "lambda1 must be a positive", lambda e: ExperimentConfig(lambda1=float("nan"))),
+    Case("2-lambda1-zero-lib", ConfigError, "lambda1 must be a positive", lambda e: forget(e.model, e.codes, [0], lambda1=0.0, step="paper")),
+    Case("2-lambda2-negative-lib", ConfigError, "lambda2 must be a positive", lambda e: forget(e.model, e.codes, [0], lambda2=-1.0, step="paper")),
+    Case("2-lambda1-nan-lib", ConfigError, "lambda1 must be a positive", lambda e: Settings(lambda1=float("nan"))),
     Case("2-lambda1-zero-cli", ConfigError, "lambda1 must be a positive", argv=cli("--lambda1", "0")),
     Case("2-lambda2-negative-cli", ConfigError, "lambda2 must be a positive", argv=cli("--lambda2", "-1")),
     Case("2-epochs-zero-lib", ConfigError, "epochs must be at least 1", lambda e: TrainConfig(epochs=0)),
     Case("2-epochs-zero-cli", ConfigError, "epochs must be at least 1", argv=cli("--epochs", "0")),
-    Case("2-epochs-word-cli", SystemExit, "invalid int value: 'two'", argv=cli("--epochs", "two")),
-    Case("2-epochs-string-lib", ConfigError, "epochs must be an integer", lambda e: ExperimentConfig(epochs="3")),
-    Case("2-epochs-float-lib", ConfigError, "epochs must be an integer", lambda e: ExperimentConfig(epochs=2.5)),
+    Case("2-epochs-word-cli", ConfigError, "setting epochs must be an integer, got 'two'", argv=cli("--epochs", "two")),
+    Case("2-epochs-string-lib", ConfigError, "epochs must be an integer", lambda e: Settings(epochs="3")),
+    Case("2-epochs-float-lib", ConfigError, "epochs must be an integer", lambda e: Settings(epochs=2.5)),
     Case("2-model-lib", ConfigError, "unknown model 'vgg'", lambda e: build_model("vgg", (1, 8, 8), 10)),
     Case("2-model-cli", ConfigError, "unknown model 'vgg'; choose one of mlp", argv=cli("--model", "vgg")),
     Case("2-dataset-lib", ConfigError, "unknown dataset 'imagenet'", lambda e: load_dataset("imagenet")),
@@ -416,11 +417,11 @@ CASES: list[Case] = [
          setup=saved_checkpoint),
     Case("5-ck-shape-mismatch", CheckpointError, "does not fit model 'mlp'", load_ck(), setup=foreign_checkpoint),
     Case("5-ck-codes-shape", CheckpointError, "the codes belong to another model", load_ck(), setup=wrong_codes_checkpoint),
-    Case("5-codes-shape-forget", ConfigError, "do not fit the model's input", lambda e: forget(e.model, torch.zeros(4, 1, 5, 5), [0])),
-    Case("5-codes-count-forget", ConfigError, "3 codes for a model with 4 classes", lambda e: forget(e.model, e.codes[:3], [0])),
+    Case("5-codes-shape-forget", ConfigError, "do not fit the model's input", lambda e: forget(e.model, torch.zeros(4, 1, 5, 5), [0], step="paper")),
+    Case("5-codes-count-forget", ConfigError, "3 codes for a model with 4 classes", lambda e: forget(e.model, e.codes[:3], [0], step="paper")),
     # 8. NaN / inf weights
-    Case("8-nan-weights", ModelStateError, "contains NaN or inf", lambda e: forget(broken_model(e, float("nan")), e.codes, [0])),
-    Case("8-inf-bias", ModelStateError, "parameter 'head.bias'", lambda e: forget(broken_model(e, float("inf"), "head.bias"), e.codes, [0])),
+    Case("8-nan-weights", ModelStateError, "contains NaN or inf", lambda e: forget(broken_model(e, float("nan")), e.codes, [0], step="paper")),
+    Case("8-inf-bias", ModelStateError, "parameter 'head.bias'", lambda e: forget(broken_model(e, float("inf"), "head.bias"), e.codes, [0], step="paper")),
     # 9. CUDA asked for, none present
     Case("9-cuda-lib", DeviceError, "no usable CUDA GPU; use --device cpu", lambda e: resolve_device("cuda"), setup=no_cuda),
     Case("9-cuda-index-lib", DeviceError, "'cuda:1' was requested", lambda e: resolve_device("cuda:1"), setup=no_cuda),
@@ -430,27 +431,28 @@ CASES: list[Case] = [
     Case("9-gpu-index-absent-lib", DeviceError, "has 1 CUDA GPU(s), cuda:0 to cuda:0", lambda e: resolve_device("cuda:3"),
          setup=one_gpu),
     # sec. parameters are data, never code
-    Case("sec-config-string-not-evaluated", ConfigError, "t_mix must be a number", lambda e: ExperimentConfig(t_mix=EVIL),
+    Case("sec-config-string-not-evaluated", ConfigError, "t_mix must be a number", lambda e: Settings(t_mix=EVIL),
          check=marker_absent),
-    Case("sec-cli-forget-not-evaluated", SystemExit, "invalid int value", argv=cli("--forget", EVIL), check=marker_absent),
+    Case("sec-cli-forget-not-evaluated", ConfigError, "forget_classes must be a list of numbers", argv=cli("--forget", EVIL),
+         check=marker_absent),
 ]
 
 
 
-# -- 6 and 7: report parameters and stage order (mnemonic_mu.report / stages) ------
+# -- 6 and 7: report parameters and stage order (mnemonic_mu.drivers.report / stages) ------
 # Imported lazily so a problem there fails these cases, not the whole battery.
 
 
 @functools.lru_cache(maxsize=1)
 def _declared() -> dict:
-    from mnemonic_mu.report import declared_parameters, notebook_dir
+    from mnemonic_mu.drivers.report import declared_parameters, notebook_dir
 
     return declared_parameters(notebook_dir())
 
 
 def report_params(**overrides) -> Callable:
     def call(env):
-        from mnemonic_mu.report import resolve_parameters
+        from mnemonic_mu.drivers.report import resolve_parameters
 
         return resolve_parameters("ci", overrides, _declared(), env.tmp)
 
@@ -459,9 +461,9 @@ def report_params(**overrides) -> Callable:
 
 def stage_before_upstream(stage: str) -> Callable:
     def call(env):
-        from mnemonic_mu.stages import StageConfig, load_stage
+        from mnemonic_mu.notebook_stages import load_stage
 
-        return load_stage(StageConfig(cache_dir=str(env.tmp / "cache")), stage)
+        return load_stage(Settings(cache_dir=str(env.tmp / "cache")), stage)
 
     return call
 
@@ -472,10 +474,10 @@ def report(*extra: str) -> tuple[str, ...]:
 
 REPORT_CASES: list[Case] = [
     Case("6-unknown-parameter-lib", ConfigError, "unknown parameter 'epoch': no notebook declares it", report_params(epoch=3)),
-    Case("6-wrong-type-lib", ConfigError, "parameter epochs must be an integer", report_params(epochs="three")),
+    Case("6-wrong-type-lib", ConfigError, "setting epochs must be an integer", report_params(epochs="three")),
     Case("6-wrong-type-list-lib", ConfigError, "forget_classes must be a list of integers", report_params(forget_classes=[1.5])),
     Case("6-unknown-parameter-cli", ConfigError, "unknown parameter 'epoch'", argv=report("-p", "epoch=3")),
-    Case("6-wrong-type-cli", ConfigError, "parameter epochs must be an integer", argv=report("-p", "epochs=three")),
+    Case("6-wrong-type-cli", ConfigError, "setting epochs must be an integer", argv=report("-p", "epochs=three")),
     Case("6-unreadable-value-cli", ConfigError, "cannot read the value of 'epochs'", argv=report("-p", "epochs=[1")),
     Case("6-not-key-value-cli", ConfigError, "is not of the form key=value", argv=report("-p", "epochs")),
     Case("6-runner-parameter-cli", ConfigError, "is set by the runner", argv=report("-p", "run_dir=/tmp")),
@@ -645,7 +647,7 @@ def test_package_never_executes_what_it_reads():
 def test_only_the_restricted_unpickler_reads_pickles():
     """CIFAR batches are the one pickle format read; its unpickler allows numpy arrays only."""
     blob = pickle.dumps({"data": _PlantedCommand(Path("/nonexistent/PWNED")), "labels": [0]})
-    from mnemonic_mu.data import _ArrayUnpickler
+    from mnemonic_mu.io.data import _ArrayUnpickler
 
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
         _ArrayUnpickler(io.BytesIO(blob)).load()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnemonic_mu.data import load_dataset, read_idx, stratified_split
+from mnemonic_mu.io.data import load_dataset, read_idx, stratified_split
 from mnemonic_mu.errors import DataError
 
 

@@ -19,11 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from mnemonic_mu.data import Dataset
-from mnemonic_mu.fisher import batched_supported, code_fisher, code_fisher_means, mean_fisher
-from mnemonic_mu.forget import fisher_ratio, forget, layer_alphas, perturbed
-from mnemonic_mu.models import ResNet18, build_model
-from mnemonic_mu.train import TrainConfig, train_model
+from mnemonic_mu.io.data import Dataset
+from mnemonic_mu.algorithms.fisher import batched_supported, code_fisher, code_fisher_means, mean_fisher
+from mnemonic_mu.algorithms.forget import fisher_ratio, forget, layer_alphas, perturbed
+from mnemonic_mu.algorithms.models import ResNet18, build_model
+from mnemonic_mu.algorithms.train import TrainConfig, train_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks/ helpers
 
@@ -129,7 +129,7 @@ def test_batched_falls_back_to_loop_exactly(cls):
 def test_one_copy_sign_test_is_bit_identical(name, shape, forget_classes):
     model, codes = _model(name, shape)
     before = {n: p.clone() for n, p in model.state_dict().items()}
-    new, record = forget(model, codes, forget_classes, fisher_method="loop")
+    new, record = forget(model, codes, forget_classes, fisher_method="loop", step="paper")
     fishers = code_fisher(model, codes)
     rest = [c for c in range(4) if c not in forget_classes]
     eta = fisher_ratio(mean_fisher(fishers[c] for c in forget_classes), mean_fisher(fishers[c] for c in rest))
@@ -143,8 +143,8 @@ def test_one_copy_sign_test_is_bit_identical(name, shape, forget_classes):
 @pytest.mark.parametrize("name,shape", [("mlp", (1, 6, 6)), ("resnet18", (3, 8, 8))])
 def test_forget_batched_matches_loop(name, shape):
     model, codes = _model(name, shape)
-    ref, rec_ref = forget(model, codes, [0], fisher_method="loop")
-    fast, rec_fast = forget(model, codes, [0], fisher_method="batched")
+    ref, rec_ref = forget(model, codes, [0], fisher_method="loop", step="paper")
+    fast, rec_fast = forget(model, codes, [0], fisher_method="batched", step="paper")
     assert rec_fast.sign == rec_ref.sign
     assert rec_fast.alpha.keys() == rec_ref.alpha.keys()
     for n in rec_ref.alpha:
@@ -210,7 +210,7 @@ def test_fisher_ratio_matches_reference_with_nan_and_inf():
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_check_model_finite_catches_every_non_finite(bad):
     from mnemonic_mu.errors import ModelStateError
-    from mnemonic_mu.forget import check_model_finite
+    from mnemonic_mu.algorithms.forget import check_model_finite
 
     model, _ = _model("mlp", (1, 6, 6))
     check_model_finite(model)

@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from mnemonic_mu.fisher import code_fisher, data_fisher, fisher_distance, mean_fisher, minibatch_fisher
-from mnemonic_mu.models import build_model
+from mnemonic_mu.algorithms.fisher import code_fisher, data_fisher, fisher_distance, mean_fisher, minibatch_fisher
+from mnemonic_mu.algorithms.models import build_model
 
 
 def _grad_sq(model, x, y):

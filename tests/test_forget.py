@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mnemonic_mu.errors import ConfigError, ModelStateError
-from mnemonic_mu.fisher import code_fisher, mean_fisher
-from mnemonic_mu.forget import (
+from mnemonic_mu.algorithms.fisher import code_fisher, mean_fisher
+from mnemonic_mu.algorithms.forget import (
     Calibration,
     code_report,
     fisher_ratio,
@@ -11,7 +11,7 @@ from mnemonic_mu.forget import (
     layer_alphas,
     perturbed,
 )
-from mnemonic_mu.metrics import evaluate
+from mnemonic_mu.algorithms.metrics import evaluate
 
 
 def test_ratio_guards_zero_nan_inf():
@@ -44,7 +44,7 @@ def test_per_tensor_alpha():
 def test_forget_returns_new_model_and_record(tiny_trained, tiny_dataset):
     model, codes = tiny_trained
     before = {n: p.clone() for n, p in model.state_dict().items()}
-    new, rec = forget(model, codes, [2], lambda1=1e-3, lambda2=10.0, fisher_method="loop")
+    new, rec = forget(model, codes, [2], lambda1=1e-3, lambda2=10.0, fisher_method="loop", step="paper")
     for n, p in model.state_dict().items():
         assert torch.equal(p, before[n])  # input untouched
     assert new is not model
@@ -70,7 +70,7 @@ def test_sign_is_chosen_on_codes(tiny_trained):
             s: (lambda r: r["A_R"] + r["E_F"])(code_report(perturbed(model, eta, alpha, v), codes, labels, [c]))
             for s, v in (("+", 1.0), ("-", -1.0))
         }
-        _, rec = forget(model, codes, [c])
+        _, rec = forget(model, codes, [c], step="paper")
         assert rec.sign_tie == (score["+"] == score["-"])
         if not rec.sign_tie:
             assert score[rec.sign] > score["-" if rec.sign == "+" else "+"]
@@ -79,7 +79,7 @@ def test_sign_is_chosen_on_codes(tiny_trained):
 def test_tie_detected_and_reported(tiny_trained):
     model, codes = tiny_trained
     # a negligible step cannot change any code's prediction: both signs tie
-    _, rec = forget(model, codes, [1], lambda1=1e-12, lambda2=1e-12)
+    _, rec = forget(model, codes, [1], lambda1=1e-12, lambda2=1e-12, step="paper")
     assert rec.sign_tie
     assert any("tied" in w for w in rec.warnings)
     assert rec.forget_code_predicted  # and the forget code still predicts its class
@@ -88,7 +88,7 @@ def test_tie_detected_and_reported(tiny_trained):
 
 def test_multiple_forget_classes(tiny_trained, tiny_dataset):
     model, codes = tiny_trained
-    new, rec = forget(model, codes, [3, 1])
+    new, rec = forget(model, codes, [3, 1], step="paper")
     assert rec.forget_classes == [1, 3]
     ev = evaluate(new, tiny_dataset, [1, 3])
     assert 0 <= ev["E_F"] <= 100 and 0 <= ev["A_R"] <= 100
@@ -177,18 +177,18 @@ def test_nan_weights_refused(tiny_trained):
     with torch.no_grad():
         broken.fc1.weight[0, 0] = float("nan")
     with pytest.raises(ModelStateError, match="NaN"):
-        forget(broken, codes, [0])
+        forget(broken, codes, [0], step="paper")
 
 
 def test_codes_that_do_not_fit(tiny_trained):
     model, codes = tiny_trained
     with pytest.raises(ConfigError, match="do not fit"):
-        forget(model, torch.randn(4, 1, 5, 5), [0])
+        forget(model, torch.randn(4, 1, 5, 5), [0], step="paper")
     with pytest.raises(ConfigError, match="codes for a model"):
-        forget(model, torch.randn(3, 1, 8, 8), [0])
+        forget(model, torch.randn(3, 1, 8, 8), [0], step="paper")
 
 
 def test_too_few_codes_named_before_class_range(tiny_trained):
     model, codes = tiny_trained
     with pytest.raises(ConfigError, match="3 codes for a model with 4 classes"):
-        forget(model, codes[:3], [3])
+        forget(model, codes[:3], [3], step="paper")

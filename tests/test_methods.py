@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnemonic_mu import methods as M
+from mnemonic_mu.algorithms import fisher as F
+from mnemonic_mu.algorithms import methods as M
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.metrics import evaluate
-from mnemonic_mu.train import TrainConfig
+from mnemonic_mu.algorithms.metrics import evaluate
+from mnemonic_mu.algorithms.train import TrainConfig
 
 # small grids / epochs so the whole file runs in seconds
 FAST = {
-    "mnemonic": {"lambda1_grid": (1e-3, 1e-1), "lambda2_grid": (10.0, 1e3)},
+    "mnemonic_tuned": {"lambda1_grid": (1e-3, 1e-1), "lambda2_grid": (10.0, 1e3)},
     "ours_with_data": {"lambda1_grid": (1e-3, 1e-1), "lambda2_grid": (10.0, 1e3)},
     "finetune": {"epochs": 2},
     "neggrad": {"epochs": 2},
@@ -30,7 +31,7 @@ def request_data(tiny_dataset):
 
 
 def test_registry_complete():
-    for name in ("mnemonic", "retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd",
+    for name in ("mnemonic_tuned", "retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd",
                  "fisher_forgetting", "ours_with_data"):
         assert name in M.METHODS and M.METHODS[name].__doc__
     assert M.INPUT_MODEL["ours_with_data"] == "no_codes"
@@ -76,13 +77,13 @@ def test_data_free_and_bad_input(tiny_trained):
 
 
 def test_linear_fisher_matches_reference(tiny_trained, tiny_dataset):
-    from mnemonic_mu.fisher import data_fisher
+    from mnemonic_mu.algorithms.fisher import data_fisher
 
     model, _ = tiny_trained
     x, y = tiny_dataset.x_train[:50], tiny_dataset.y_train[:50]
-    fast, ref = M.linear_fisher(model, x, y, batch_size=16), data_fisher(model, x, y)
+    fast, ref = F.linear_fisher(model, x, y, batch_size=16), data_fisher(model, x, y)
     assert set(fast) == set(ref)
     for n in ref:
         torch.testing.assert_close(fast[n], ref[n], rtol=1e-4, atol=1e-10)
     with pytest.raises(ConfigError):
-        M.sample_fisher(model, x[:0], y[:0])
+        F.sample_fisher(model, x[:0], y[:0])

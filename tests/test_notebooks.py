@@ -14,8 +14,10 @@ import nbformat
 import papermill
 import pytest
 
-from mnemonic_mu import stages
-from mnemonic_mu.report import PROFILES, declared_parameters, load_profile, resolve_parameters
+from mnemonic_mu import notebook_stages as stages
+from mnemonic_mu.errors import ConfigError, StageOrderError
+from mnemonic_mu.drivers.report import PROFILES, declared_parameters, resolve_parameters
+from mnemonic_mu.settings import Settings, load_profile
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -61,19 +63,19 @@ def test_parameters_match_the_config_and_the_laptop_profile(name):
         k: ast.literal_eval(v["default"]) for k, v in papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")).items()
     }
     assert tuple(declared) == stages.NOTEBOOK_PARAMETERS[name]
-    defaults = stages.StageConfig().to_dict()
+    defaults = Settings().to_dict()
     for key, value in declared.items():
-        assert value == defaults[key], f"{name}: default of {key} differs from StageConfig"
+        assert value == defaults[key], f"{name}: default of {key} differs from Settings"
     for key, value in load_profile("laptop").items():
         if key in declared:
             assert declared[key] == value, f"{name}: default of {key} is not the laptop profile's"
     # the next code cell passes every parameter, by name, to the config dataclass
     config = next(c for c in nb.cells[idx + 1 :] if c.cell_type == "code")
-    calls = [n for n in ast.walk(ast.parse(config.source)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "StageConfig"]
-    assert len(calls) == 1, f"{name}: the config cell must build stages.StageConfig"
+    calls = [n for n in ast.walk(ast.parse(config.source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Settings"]
+    assert len(calls) == 1, f"{name}: the config cell must build Settings"
     passed = {kw.arg: kw.value.id for kw in calls[0].keywords if isinstance(kw.value, ast.Name)}
     assert passed == {k: k for k in declared}, f"{name}: config cell does not pass exactly its parameters"
-    stages.StageConfig(**declared)  # the defaults validate
+    Settings(**declared)  # the defaults validate
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -91,18 +93,18 @@ def test_every_notebook_has_summary_and_exercises():
 
 
 def test_stage_order_error_names_the_notebook_to_run_first(tmp_path):
-    cfg = stages.StageConfig(dataset="synthetic", epochs=2, cache_dir=str(tmp_path))
-    with pytest.raises(stages.StageOrderError, match=r"notebooks/02_training\.ipynb first"):
+    cfg = Settings(dataset="synthetic", epochs=2, cache_dir=str(tmp_path))
+    with pytest.raises(StageOrderError, match=r"notebooks/02_training\.ipynb first"):
         stages.load_stage(cfg, "02_training")
     # keys chain: changing a training setting changes every downstream key, not upstream ones
-    other = stages.StageConfig(dataset="synthetic", epochs=3, cache_dir=str(tmp_path))
+    other = Settings(dataset="synthetic", epochs=3, cache_dir=str(tmp_path))
     assert stages.stage_key(cfg, "01_mnemonic_codes") == stages.stage_key(other, "01_mnemonic_codes")
     for stage in stages.NOTEBOOKS[1:]:
         assert stages.stage_key(cfg, stage) != stages.stage_key(other, stage)
 
 
 def test_compute_upstream_computes_missing_stages(tmp_path):
-    cfg = stages.StageConfig(
+    cfg = Settings(
         dataset="synthetic", epochs=2, cache_dir=str(tmp_path), run_dir=str(tmp_path / "run"), compute_upstream=True
     )
     art = stages.load_stage(cfg, "02_training")  # computes 01, then 02
@@ -113,13 +115,27 @@ def test_compute_upstream_computes_missing_stages(tmp_path):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(stages.ConfigError, match="epochs must be an integer"):
-        stages.StageConfig(epochs="100")
-    with pytest.raises(stages.ConfigError, match="unknown dataset"):
-        stages.StageConfig(dataset="imagenet")
-    with pytest.raises(stages.ConfigError, match="forget_classes"):
-        stages.StageConfig(forget_classes=[])
-    assert stages.StageConfig(forget_classes=3, lambda1=1).forget_classes == (3,)
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        Settings(epochs="100")
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        Settings(dataset="imagenet")
+    with pytest.raises(ConfigError, match="forget_classes"):
+        Settings(forget_classes=[])
+    assert Settings(forget_classes=3, lambda1=1).forget_classes == (3,)
+
+
+def test_a_version_bump_changes_the_stage_keys_downstream(monkeypatch):
+    """A stage result made by older code is never reused: its key holds the algorithms' versions."""
+    from mnemonic_mu.algorithms import forget
+
+    cfg = Settings(dataset="synthetic", epochs=2)
+    before = {stage: stages.stage_key(cfg, stage) for stage in stages.NOTEBOOKS}
+    monkeypatch.setattr(forget, "VERSION", forget.VERSION + 1)
+    after = {stage: stages.stage_key(cfg, stage) for stage in stages.NOTEBOOKS}
+    assert after["01_mnemonic_codes"] == before["01_mnemonic_codes"]
+    assert after["02_training"] == before["02_training"]  # training does not run the step
+    for stage in ("03_fisher", "04_unlearning", "05_membership_evaluation", "06_report"):
+        assert after[stage] != before[stage], stage
 
 
 def test_committed_notebooks_match_their_generator(tmp_path):

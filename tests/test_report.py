@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from mnemonic_mu import stages
-from mnemonic_mu.cli import main
+from mnemonic_mu import notebook_stages as stages
+from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.report import NotebookFailed, declared_parameters, notebook_dir, parse_overrides
-from mnemonic_mu.report import resolve_parameters, run_report
+from mnemonic_mu.drivers.report import NotebookFailed, declared_parameters, notebook_dir, resolve_parameters, run_report
+from mnemonic_mu.settings import parse_overrides
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def test_report_writes_every_part(ci_report):
     for nb in stages.NOTEBOOKS:
         assert (ci_report / f"{nb}.ipynb").is_file()
         page = (ci_report / f"{nb}.html").read_text()
-        assert "StageConfig" in page and "compute_" in page  # code is visible
+        assert "Settings" in page and "compute_" in page  # code is visible
         assert (ci_report / "metrics" / f"{nb}.json").is_file()
     index = (ci_report / "index.html").read_text()
     assert all(f"href='{nb}.html'" in index for nb in stages.NOTEBOOKS)
@@ -73,13 +73,13 @@ def test_summary_metrics_are_meaningful(ci_report):
 
 def test_summary_lists_every_method_with_every_attack_and_gap(ci_report):
     """Issue acceptance: every registered method, A_R, E_F, all five attacks and the gap."""
-    from mnemonic_mu.attacks import ATTACKS
-    from mnemonic_mu.methods import METHODS
-    from mnemonic_mu.metrics import gap_to_retrain
+    from mnemonic_mu.algorithms.attacks import ATTACKS
+    from mnemonic_mu.algorithms.methods import METHODS
+    from mnemonic_mu.algorithms.metrics import gap_to_retrain
 
     m = _json(ci_report / "metrics" / "summary.json")["methods"]
     # the registry's retrain is the cached reference row "retrain" (same recipe, trained once)
-    expected = {"original", "no_codes", "retrain"} | set(METHODS)
+    expected = {"original", "no_codes", "retrain", "mnemonic"} | set(METHODS)
     assert expected <= set(m), sorted(expected - set(m))
     for name, row in m.items():
         assert 0 <= row["A_R"] <= 100 and 0 <= row["E_F"] <= 100, name
@@ -160,23 +160,24 @@ def test_forget_request_and_device_checked_before_any_notebook(monkeypatch):
     import torch
 
     from mnemonic_mu.errors import ConfigError, DeviceError
-    from mnemonic_mu.stages import StageConfig
+    from mnemonic_mu.settings import Settings
 
     with pytest.raises(ConfigError, match="twice"):
-        StageConfig(forget_classes=[1, 1])
+        Settings(forget_classes=[1, 1])
     with pytest.raises(ConfigError, match="outside"):
-        StageConfig(forget_classes=[10])
+        Settings(forget_classes=[10])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DeviceError, match="no usable CUDA"):
-        StageConfig(device="cuda")
+        Settings(device="cuda")
 
 
 def test_dataset_cache_is_hash_checked(tmp_path):
     import torch
 
-    from mnemonic_mu.stages import StageConfig, load_data
+    from mnemonic_mu.pipeline import load_data
+    from mnemonic_mu.settings import Settings
 
-    cfg = StageConfig(dataset="digits", cache_dir=str(tmp_path))
+    cfg = Settings(dataset="digits", cache_dir=str(tmp_path))
     first = load_data(cfg)
     (blob,) = (tmp_path / "datasets").glob("*.pt")
     assert (blob.parent / (blob.name + ".sha256")).is_file()

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from mnemonic_mu.checkpoint import load_checkpoint
+from mnemonic_mu.io.checkpoint import load_checkpoint
 
-SETTINGS = ["--dataset", "digits", "--epochs", "2", "--no-retrain", "--seed", "3", "--split-seed", "1", "--forget", "2", "--device", "cpu"]
-VOLATILE = {"train_seconds", "forget_seconds", "total_seconds", "from_cache", "checkpoint"}
+SETTINGS = ["--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "finetune", "--seed", "3", "--split-seed", "1",
+            "--forget", "2", "--device", "cpu"]
+VOLATILE = {"seconds", "forget_seconds", "total_seconds", "from_cache", "checkpoint"}
 
 
 def _start(folder: Path) -> subprocess.Popen:
@@ -50,14 +51,14 @@ def test_two_processes_same_seed_identical_metrics(tmp_path):
         assert p.returncode == 0, err
     a, b = (json.loads((folder / "result.json").read_text()) for folder in runs)
 
-    for section in ("original", "mnemonic"):
-        assert section in a
-        assert _stable(a[section]) == _stable(b[section]), section
-    assert a["original"]["from_cache"] is False and b["original"]["from_cache"] is False  # both trained
-    assert a["mnemonic"]["per_class_accuracy"] == b["mnemonic"]["per_class_accuracy"]
+    for section in ("original", "no_codes", "retrain", "mnemonic", "mnemonic_paper", "finetune"):
+        assert section in a["rows"]
+        assert _stable(a["rows"][section]) == _stable(b["rows"][section]), section
+    assert a["rows"]["original"]["from_cache"] is False and b["rows"]["original"]["from_cache"] is False  # both trained
+    assert a["rows"]["mnemonic"]["per_class_accuracy"] == b["rows"]["mnemonic"]["per_class_accuracy"]
 
     # the weights themselves, not just the rounded-off consequences
-    ck_a, ck_b = (load_checkpoint(r["original"]["checkpoint"]) for r in (a, b))
+    ck_a, ck_b = (load_checkpoint(r["rows"]["original"]["checkpoint"]) for r in (a, b))
     for (name, wa), wb in zip(ck_a.model.state_dict().items(), ck_b.model.state_dict().values()):
         assert torch.equal(wa, wb), name
     assert torch.equal(ck_a.codes, ck_b.codes)
@@ -67,7 +68,7 @@ def test_two_processes_same_seed_identical_metrics(tmp_path):
     for key in ("mnemonic_mu", "python", "torch", "numpy", "platform", "torch_threads", "device"):
         assert env.get(key) not in (None, ""), key
     assert env["packages"]["torchvision"] and env["packages"]["scikit-learn"]
-    assert env["device"] == "cpu" and a["config"]["device_resolved"] == "cpu"
-    assert (a["config"]["seed"], a["config"]["split_seed"]) == (3, 1)
-    assert a["config"]["forget"] == [2] and a["config"]["epochs"] == 2
+    assert env["device"] == "cpu" and a["settings"]["device"] == "cpu"
+    assert (a["settings"]["seed"], a["settings"]["split_seed"]) == (3, 1)
+    assert a["settings"]["forget_classes"] == [2] and a["settings"]["epochs"] == 2
     assert env["torch"] == torch.__version__

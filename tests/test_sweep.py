@@ -3,51 +3,51 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-
 import pytest
 import torch
 
-from mnemonic_mu import sweep as S
-from mnemonic_mu.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
-from mnemonic_mu.cli import main
+from mnemonic_mu.drivers import sweep as S
+from mnemonic_mu.algorithms.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
+from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.experiment import ExperimentConfig, load_experiment_data, train_or_load
+from mnemonic_mu.settings import Settings
 
-METHODS = ("mnemonic_paper", "finetune", "ssd", "ours_with_data", "retrain")
+METHODS = ("mnemonic_paper", "finetune", "ssd", "ours_with_data")
+ROWS = {"mnemonic", *METHODS, *S.REFERENCES}
 
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    base = ExperimentConfig(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"))
-    cfg = S.SweepConfig(base=base, methods=METHODS, classes=(0, 1), seeds=(0,), probe_max_train=300,
-                        out_dir=str(tmp / "out"))
-    result = S.run_sweep(cfg)
-    return cfg, result
+    s = Settings(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"), baselines=METHODS,
+                 probe_max_train=300)
+    result = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=str(tmp / "out"))
+    return s, result
 
 
 def test_rows_and_summary(tiny_sweep):
-    cfg, result = tiny_sweep
+    s, result = tiny_sweep
     names = {r["method"] for r in result["rows"]}
-    assert names == set(METHODS) | set(S.REFERENCES)
-    assert len(result["rows"]) == 2 * (len(METHODS) - 1 + len(S.REFERENCES))
+    assert names == ROWS
+    assert len(result["rows"]) == 2 * len(ROWS)
     for r in result["rows"]:
         assert set(r["attacks"]) == set(ATTACKS)
         assert r["gap"] >= 0 and r["seconds"] > 0
     retrain = [r for r in result["rows"] if r["method"] == "retrain"]
     assert all(r["gap"] == 0 and r["attacks"]["epsilon-vs-retrain"]["value"] == 0 for r in retrain)
-    s = result["summary"]["mnemonic_paper"]
-    assert s["n_runs"] == 2
+    summary = result["summary"]["mnemonic_paper"]
+    assert summary["n_runs"] == 2
     for metric in ("A_R", "E_F", "A_R_train", "E_F_train", "gap", "seconds", *ATTACKS):
-        assert {"mean", "std", "worst_class", "worst"} <= set(s[metric])
-    assert s["A_R"]["worst"] == min(s["A_R"]["per_class"].values())
-    # a second run finds every trained model in the cache
+        assert {"mean", "std", "worst_class", "worst"} <= set(summary[metric])
+    assert summary["A_R"]["worst"] == min(summary["A_R"]["per_class"].values())
+    # the settings' own step is a row too, with its record
+    step = [r for r in result["rows"] if r["method"] == "mnemonic"]
+    assert all(r["step"] == s.step and r["backward_passes"] == 10 for r in step)
     assert all(t["kind"] in ("original", "no_codes", "retrain") for t in result["trained"])
 
 
 def test_tables_and_files(tiny_sweep, tmp_path):
-    cfg, result = tiny_sweep
+    s, result = tiny_sweep
     js, md = S.write_sweep(result, tmp_path)
     text = md.read_text()
     for name in (*ATTACKS, "gap to retrain", "ssd", "*retrain*", "Worst class"):
@@ -56,16 +56,18 @@ def test_tables_and_files(tiny_sweep, tmp_path):
 
 
 def test_bad_config():
+    with pytest.raises(ConfigError, match="unknown baseline 'nope'"):
+        Settings(baselines=("nope",))
+    with pytest.raises(ConfigError, match="retrain is always"):
+        Settings(baselines=("retrain",))
     with pytest.raises(ConfigError):
-        S.SweepConfig(methods=("nope",))
+        S.check_plan(Settings(), classes=(0,), seeds=(), jobs=1)
     with pytest.raises(ConfigError):
-        S.SweepConfig(seeds=())
-    with pytest.raises(ConfigError):
-        S.SweepConfig(classes=(1, 1))
+        S.check_plan(Settings(), classes=(1, 1), seeds=(0,), jobs=1)
 
 
 def test_cli_sweep_parallel(tmp_path, capsys):
-    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--methods", "mnemonic_paper",
+    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper",
                "--classes", "3", "--seeds", "0", "1", "--jobs", "2", "--probe-max-train", "300",
                "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")])
     assert rc == 0
@@ -75,39 +77,70 @@ def test_cli_sweep_parallel(tmp_path, capsys):
     assert "wall time" in printed
     # the retrain band: retrain(seed 1) scored against retrain(seed 0) and the reverse, recomputed here
     band = out["retrain_band"]["epsilon-vs-retrain"]
-    base = ExperimentConfig(dataset="digits", epochs=2, cache_dir=str(tmp_path / "cache"))
-    data = load_experiment_data(base)
+    from mnemonic_mu import pipeline
+
+    base = Settings(dataset="digits", epochs=2, cache_dir=str(tmp_path / "cache"), forget_classes=(3,))
+    data = pipeline.load_data(base)
     x, y = data.split("test")
     conf = {}
-    for s in (0, 1):
-        cfg = replace(base, seed=s)
-        ref, cached = train_or_load(cfg, data, cfg.train_config(exclude=(3,)), torch.device("cpu"))
+    for seed in (0, 1):
+        ref, cached = pipeline.train_models(base.replace(seed=seed), data, ("retrain",))["retrain"]
         assert cached
-        conf[s] = sample_statistics(ref.model, x[y == 3], y[y == 3])["logit_confidence"]
+        conf[seed] = sample_statistics(ref.model, x[y == 3], y[y == 3])["logit_confidence"]
     expect = [epsilon_vs_retrain(conf[1], conf[0]), epsilon_vs_retrain(conf[0], conf[1])]
     assert band["n_pairs"] == 2 and band["mean"] == pytest.approx(sum(expect) / 2)
     assert band["mean"] > 0  # two seeds' retrains are not the same model
     assert "the retrain band, 2 ordered seed pairs" in printed
-    assert main(["sweep", "--methods", "nope"]) == 2
+    assert main(["sweep", "--baselines", "nope"]) == 2
 
 
 def test_resume_reuses_rows(tiny_sweep):
-    cfg, result = tiny_sweep
-    files = sorted((cfg.folder() / "rows").glob("*.json"))
-    assert [f.name for f in files] == ["seed0_class0.json", "seed0_class1.json"]
+    s, result = tiny_sweep
+    folder = S.sweep_folder(s, (0, 1), (0,), result["folder"])
+    files = sorted(p.relative_to(folder / "rows").as_posix() for p in (folder / "rows").rglob("*.json"))
+    assert files == sorted(f"seed0_class{c}/{m}.json" for c in (0, 1) for m in ROWS)
     assert result["retrain_band"] is None  # one seed: no second retrain to compare with
-    again = S.run_sweep(cfg)  # every model cached, every request's rows on disk
+    again = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])  # every row on disk
     assert [(r["method"], r["gap"]) for r in again["rows"]] == [(r["method"], r["gap"]) for r in result["rows"]]
     assert again["summary"]["ssd"]["A_R"]["mean"] == pytest.approx(result["summary"]["ssd"]["A_R"]["mean"])
 
 
-def test_config_roundtrip(tiny_sweep):
-    cfg, result = tiny_sweep
-    back = S.SweepConfig.from_dict(json.loads(json.dumps(result["config"])))
-    assert back == cfg and back.key() == cfg.key()
+def test_algorithm_version_bump_recomputes_only_the_affected_rows(tiny_sweep, monkeypatch):
+    """Rows are keyed by the code that made them: bump finetune's version and only its rows are redone."""
+    from mnemonic_mu import pipeline
+    from mnemonic_mu.algorithms import methods
+
+    s, result = tiny_sweep
+    calls = []
+    real = pipeline.run_method
+    monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))
+    S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])
+    assert calls == []  # nothing changed: every row reused
+    monkeypatch.setitem(methods.VERSIONS, "finetune", methods.VERSIONS["finetune"] + 1)
+    again = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])
+    assert calls == ["finetune", "finetune"]  # one request per class, finetune alone
+    # the recomputed rows carry the same numbers (the code did not really change) ...
+    old = {(r["method"], r["forget_class"]): r for r in result["rows"]}
+    for r in again["rows"]:
+        assert r["A_R"] == old[(r["method"], r["forget_class"])]["A_R"]
+    # ... and a bump of a shared component (the attacks) recomputes every row
+    from mnemonic_mu.algorithms import attacks
+
+    calls.clear()
+    monkeypatch.setattr(attacks, "VERSION", attacks.VERSION + 1)
+    S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])
+    assert sorted(calls) == sorted(list(METHODS) * 2)
+
+
+def test_sweep_key(tiny_sweep):
+    s, result = tiny_sweep
+    assert Settings(**result["settings"]) == s
+    key = S.sweep_key(s, (0, 1), (0,))
+    assert result["key"] == key
     # single-class requests only: the multi-class mode must not invalidate finished rows
-    assert replace(cfg, base=replace(cfg.base, multi="joint")).key() == cfg.key()
-    assert replace(cfg, base=replace(cfg.base, epochs=cfg.base.epochs + 1)).key() != cfg.key()
+    assert S.sweep_key(s.replace(multi="joint"), (0, 1), (0,)) == key
+    assert S.sweep_key(s.replace(epochs=s.epochs + 1), (0, 1), (0,)) != key
+    assert S.sweep_key(s.replace(threads=2, device="cpu"), (0, 1), (0,)) == key
 
 
 def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
@@ -116,9 +149,9 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
     import nbformat
     import papermill as pm
 
-    from mnemonic_mu.report import notebook_dir
+    from mnemonic_mu.drivers.report import notebook_dir
 
-    params = {"dataset": "digits", "epochs": 20, "lr": 0.05, "methods_to_run": ["mnemonic_calibrated", "finetune", "retrain"],
+    params = {"dataset": "digits", "epochs": 20, "lr": 0.05, "baselines": ["mnemonic_calibrated", "finetune"],
               "classes": [0], "seeds": [0], "jobs": 1, "probe_max_train": 300,
               "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "out")}
     outputs = []
@@ -130,7 +163,7 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
                                for o in c.outputs))
     assert "loaded " not in outputs[0] and "loaded " in outputs[1]
     metrics = json.loads((tmp_path / "out" / "07_comparison_metrics.json").read_text())
-    assert set(metrics) == {"mnemonic_calibrated", "finetune", *S.REFERENCES}
+    assert set(metrics) == {"mnemonic", "mnemonic_calibrated", "finetune", *S.REFERENCES}
     for name, row in metrics.items():
         assert 0 <= row["A_R"] <= 100 and 0 <= row["E_F"] <= 100 and set(ATTACKS) <= set(row), name
     assert metrics["retrain"]["E_F"] == 100.0 and metrics["retrain"]["gap"] == 0

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class MLP(nn.Module):

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from .artifacts import atomic_write_bytes, staging_dir, verify_manifest, write_manifest
-from .errors import CheckpointError
-from .models import build_model
+from ..errors import CheckpointError
+from ..algorithms.models import build_model
 
 MODEL_FILE = "model.pt"
 CODES_FILE = "codes.pt"

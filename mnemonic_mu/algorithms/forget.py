@@ -44,9 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, ModelStateError
+from ..errors import ConfigError, ModelStateError
 from .fisher import Fisher, code_fisher_means, mean_fisher, trainable
 from .metrics import check_forget_classes
+
+VERSION = 1  # bump when a change to this module changes the step's numbers
 
 STEPS = ("paper", "calibrated")
 MULTI_MODES = ("sequential", "joint")
@@ -112,23 +114,21 @@ def layer_alphas(eta: Fisher, lambda1: float, lambda2: float) -> dict[str, float
     return out
 
 
-def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float, scale: float = 1.0) -> nn.Module:
-    """A copy of ``model`` with ``w + sign * scale * alpha_l * eta_l`` (Eq. 5)."""
-    new = copy.deepcopy(model)
-    with torch.no_grad():
-        for n, p in trainable(new).items():
-            p.add_(eta[n], alpha=sign * scale * alpha[n])
-    return new
-
-
 @torch.no_grad()
 def _write_step(
     target: nn.Module, model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float, scale: float = 1.0
 ) -> None:
-    """Set ``target``'s trainable weights to ``model``'s ``w + sign * scale * alpha_l * eta_l`` (Eq. 5), in place."""
+    """Eq. 5: set ``target``'s trainable weights to ``model``'s ``w + sign * scale * alpha_l * eta_l``, in place."""
     base = trainable(model)
     for n, p in trainable(target).items():
         torch.add(base[n], eta[n], alpha=sign * scale * alpha[n], out=p)
+
+
+def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: float, scale: float = 1.0) -> nn.Module:
+    """A copy of ``model`` with ``w + sign * scale * alpha_l * eta_l`` (Eq. 5, :func:`_write_step`)."""
+    new = copy.deepcopy(model)
+    _write_step(new, model, eta, alpha, sign, scale)
+    return new
 
 
 @torch.no_grad()
@@ -247,9 +247,9 @@ def forget(
     model: nn.Module,
     codes: torch.Tensor,
     forget_classes: Iterable[int],
-    lambda1: float = 1e-3,
-    lambda2: float = 10.0,
-    step: str = "paper",
+    lambda1: float | None = None,
+    lambda2: float | None = None,
+    step: str | None = None,
     calibration: Calibration | None = None,
     fisher_method: str = "batched",
     per_class_fisher: list[Fisher] | None = None,
@@ -258,9 +258,16 @@ def forget(
 
     ``per_class_fisher`` may pass precomputed code Fishers (one per class) to
     skip step 1; ``fisher_method`` chooses the loop, the vectorised or the
-    batched path (see :func:`~mnemonic_mu.fisher.code_fisher_means`).
+    batched path (see :func:`~mnemonic_mu.algorithms.fisher.code_fisher_means`).
+    ``lambda1``, ``lambda2`` and ``step`` left at None take the kit's defaults
+    (:mod:`mnemonic_mu.settings`: the paper's MNIST lambdas and the calibrated step).
     Returns ``(new_model, record)``; ``model`` is not modified.
     """
+    from ..settings import default
+
+    lambda1 = default("lambda1") if lambda1 is None else lambda1
+    lambda2 = default("lambda2") if lambda2 is None else lambda2
+    step = default("step") if step is None else step
     if step not in STEPS:
         raise ConfigError(f"unknown step {step!r}; choose 'paper' or 'calibrated'")
     cal = calibration or Calibration()
@@ -334,7 +341,7 @@ def forget(
 
 def _group_fishers(model, codes, groups, per_class_fisher, fisher_method) -> list[Fisher]:
     """Mean code Fisher of each group of classes, from ``per_class_fisher`` when given
-    (else :func:`~mnemonic_mu.fisher.code_fisher_means`; "batched" never stores the per-class Fishers)."""
+    (else :func:`~mnemonic_mu.algorithms.fisher.code_fisher_means`; "batched" never stores the per-class Fishers)."""
     if per_class_fisher is not None:
         return [mean_fisher(per_class_fisher[c] for c in g) for g in groups]
     return code_fisher_means(model, codes, groups, fisher_method)

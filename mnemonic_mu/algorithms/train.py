@@ -19,39 +19,34 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .codes import check_t_mix, replace_with_codes
-from .data import Dataset, make_augment
-from .errors import ConfigError
+from .codes import replace_with_codes
+from ..io.data import Dataset, make_augment
+from ..errors import ConfigError
+from ..settings import check_recipe, default
 from .metrics import accuracy
+
+
+VERSION = 1  # bump when a change to this module changes trained weights
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; defaults are the paper's MNIST recipe (METHOD.md section 5)."""
+    """One model's training run.  Build it with :meth:`mnemonic_mu.settings.Settings.train_config`;
+    the defaults here are the kit's (:mod:`mnemonic_mu.settings`), never restated."""
 
-    epochs: int = 200  # passes over the training split
-    batch_size: int = 128  # samples per SGD step
-    lr: float = 0.01  # SGD learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 penalty
-    t_mix: float = 0.1  # probability of replacing a sample by its class code
-    cosine: bool = False  # cosine learning-rate schedule over all epochs
-    seed: int = 0  # initial weights, batch order, coins and augmentation
+    epochs: int = default("epochs")  # passes over the training split
+    batch_size: int = default("batch_size")  # samples per SGD step
+    lr: float = default("lr")  # SGD learning rate
+    momentum: float = default("momentum")  # SGD momentum
+    weight_decay: float = default("weight_decay")  # L2 penalty
+    t_mix: float = default("t_mix")  # probability of replacing a sample by its class code
+    cosine: bool = default("cosine")  # cosine learning-rate schedule over all epochs
+    seed: int = default("seed")  # initial weights, batch order, coins and augmentation
     exclude_classes: tuple[int, ...] = ()  # classes left out (the retrain reference)
     eval_every: int = 1  # validation accuracy every N epochs (0 = never)
 
     def __post_init__(self) -> None:
-        if int(self.epochs) < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not 0 < float(self.lr) < math.inf:
-            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
-        if not 0 <= float(self.momentum) < 1:
-            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if not 0 <= float(self.weight_decay) < math.inf:
-            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        check_t_mix(self.t_mix)
+        check_recipe(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.t_mix)
         object.__setattr__(self, "exclude_classes", tuple(sorted(int(c) for c in self.exclude_classes)))
 
     def to_dict(self) -> dict:

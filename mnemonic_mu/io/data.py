@@ -29,11 +29,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 # Per-channel statistics of the CIFAR-10 training set (pixel values in [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+VERSION = 1  # bump when a change to this module changes a split or a loaded tensor
+
 
 
 @dataclass

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
+
+VERSION = 1  # bump when a change to this module changes the codes or the replacement
 
 CODE_DISTRIBUTIONS = ("normal", "uniform")
 
 
 def generate_codes(
-    num_classes: int, input_shape: tuple[int, ...], dist: str = "normal", seed: int = 0
+    num_classes: int, input_shape: tuple[int, ...], dist: str | None = None, seed: int = 0
 ) -> torch.Tensor:
     """Draw one code per class: ``codes[c]`` has ``input_shape``.
 
     ``dist="normal"`` draws from N(0, 1) as in the paper; ``"uniform"`` draws
-    from U[0, 1).  A private ``torch.Generator`` seeded with ``seed`` is used,
+    from U[0, 1); None takes the kit's default (:mod:`mnemonic_mu.settings`).  A private ``torch.Generator`` seeded with ``seed`` is used,
     so the codes do not depend on anything else the program drew before.
     """
+    if dist is None:
+        from ..settings import default
+
+        dist = default("code_dist")
     if dist not in CODE_DISTRIBUTIONS:
         raise ConfigError(
             f"unknown code distribution {dist!r}; choose one of {', '.join(CODE_DISTRIBUTIONS)}"

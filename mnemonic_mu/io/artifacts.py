@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 MANIFEST = "manifest.json"
 

@@ -34,7 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..errors import ConfigError
+
 Fisher = dict[str, torch.Tensor]
+
+
+VERSION = 1  # bump when a change to this module changes a Fisher's numbers
 
 
 def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -340,7 +345,71 @@ def fisher_distance(a: Fisher, b: Fisher, normalise: bool = True) -> float:
     return float((va - vb).norm() / vb.norm().clamp_min(1e-300))
 
 
+def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> dict | None:
+    """Exact per-sample empirical diagonal Fisher for models built only of ``nn.Linear`` layers.
+
+    For a linear layer ``z = W a + b`` the per-sample gradient is ``g_i a_i^T`` with
+    ``g_i = d loss_i / d z_i``, so ``sum_i (g_i a_i^T)^2 = (g^2)^T (a^2)``: one batched
+    forward/backward gives the same numbers as :func:`mnemonic_mu.algorithms.fisher.data_fisher`
+    (a test checks this) without materialising per-sample gradients.  Returns
+    ``None`` when some trainable parameter is not a Linear weight or bias (each
+    Linear used once per forward); callers then fall back to ``data_fisher``.
+    """
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    names = set()
+    for n, m in linears.items():
+        names.update(f"{n}.{k}" for k, p in m.named_parameters(recurse=False) if p.requires_grad)
+    params = trainable(model)
+    if not linears or names != set(params):
+        return None
+    device = next(model.parameters()).device
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    store: dict[str, list] = {}
+
+    def hook(name):
+        def fn(module, inputs, output):
+            store[name] = [inputs[0].detach()]
+            output.register_hook(lambda g: store[name].append(g.detach()))
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            store.clear()
+            loss = F.cross_entropy(model(xb), yb, reduction="sum")
+            torch.autograd.grad(loss, list(params.values()))
+            for n, m in linears.items():
+                if len(store.get(n, [])) != 2:
+                    return None  # a layer used twice or not at all: not this fast path
+                a, g = store[n]
+                a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
+                if m.weight.requires_grad:
+                    total[f"{n}.weight"] += (g**2).T @ (a**2)
+                if m.bias is not None and m.bias.requires_grad:
+                    total[f"{n}.bias"] += (g**2).sum(0)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {n: t / len(y) for n, t in total.items()}
+
+
+def sample_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 64) -> dict:
+    """Per-sample empirical diagonal Fisher: :func:`linear_fisher` when the model allows,
+    else :func:`mnemonic_mu.algorithms.fisher.data_fisher`.  Either way one backward pass per sample."""
+    if len(y) == 0:
+        raise ConfigError("a data Fisher needs at least one sample")
+    fast = linear_fisher(model, x, y)
+    return fast if fast is not None else data_fisher(model, x, y, chunk_size=chunk_size)
+
+
 __all__ = [
+    "linear_fisher",
+    "sample_fisher",
     "FISHER_METHODS",
     "Fisher",
     "batched_supported",

@@ -42,10 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .metrics import check_forget_classes, predict_logits
 
 DELTA = 1e-5  # delta of epsilon-vs-retrain (EVALUATION.md)
+
+VERSION = 1  # bump when a change to this module changes an attack's value
+
 
 
 # --------------------------------------------------------------------------

@@ -29,16 +29,15 @@ import re
 import shutil
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from .artifacts import atomic_write_text, write_json
-from .errors import ConfigError, MnemonicError
-from .stages import NOTEBOOKS, StageConfig, project_root
+from ..errors import ConfigError, MnemonicError
+from ..io.artifacts import atomic_write_text, write_json
+from ..notebook_stages import NOTEBOOKS
+from ..settings import PROFILES, Settings, load_profile, parse_overrides, project_root
 
-PROFILES = ("ci", "laptop", "paper")
 KERNEL = "python3"
 PATH_PARAMETERS = ("data_root", "cache_dir")  # -p values: relative to the caller's directory
 RUNNER_PARAMETERS = ("run_dir",)  # set by the runner (use --run)
@@ -52,51 +51,9 @@ class NotebookFailed(MnemonicError):
 # Parameters
 
 
-def load_profile(name: str) -> dict:
-    """The parameters of profile ``name`` (a small YAML mapping shipped with the package)."""
-    if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    text = resources.files("mnemonic_mu").joinpath("profiles", f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"profile {name} is not a mapping of parameter names to values")
-    return data
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["epochs=5", "forget_classes=[1, 2]"]`` -> ``{"epochs": 5, "forget_classes": [1, 2]}``.
-
-    Each value is parsed with ``yaml.safe_load`` (numbers, booleans, lists,
-    strings); nothing is evaluated.
-    """
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
-            raise ConfigError(f"parameter {item!r} is not of the form key=value (for example -p epochs=5)")
-        try:
-            out[key] = _numbers(yaml.safe_load(raw)) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"cannot read the value of {key!r}: {raw!r}") from None
-    return out
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _numbers(value):
-    """YAML 1.1 reads ``1e-4`` as a string; read such strings as floats (lists too)."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
-
-
 def notebook_dir() -> Path:
     """The folder holding the stage notebooks (the repository's ``notebooks/``)."""
-    for folder in (Path(__file__).resolve().parent.parent / "notebooks", project_root() / "notebooks"):
+    for folder in (Path(__file__).resolve().parents[2] / "notebooks", project_root() / "notebooks"):
         if all((folder / f"{nb}.ipynb").is_file() for nb in NOTEBOOKS):
             return folder
     raise ConfigError(
@@ -119,67 +76,32 @@ def declared_parameters(folder: Path) -> dict[str, dict]:
     return out
 
 
-def _type_name(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def check_value(name: str, value, default):
-    """``value`` converted to the type of ``default``, or :class:`ConfigError`."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, list):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]  # -p forget_classes=3
-        ok = isinstance(value, list)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(f"parameter {name} must be {_type_name(default)} (like {default!r}), got {value!r}")
-    return value
-
-
 def resolve_parameters(profile: str, overrides: dict, declared: dict[str, dict], cwd: Path) -> dict:
-    """Profile + overrides, checked against what the notebooks declare (see module doc)."""
+    """Profile + overrides, every name checked against what the notebooks declare (papermill
+    itself would only warn) and the whole set validated by :class:`Settings`."""
     params = load_profile(profile)
     for key in overrides:
         if key in RUNNER_PARAMETERS:
             raise ConfigError(f"{key} is set by the runner; choose the run's folder with --run NAME")
     params |= overrides
-    defaults: dict = {}
-    for nb_params in declared.values():
-        for name, default in nb_params.items():
-            defaults.setdefault(name, default)
-    unknown = sorted(set(params) - set(defaults))
+    known = set().union(*[set(d) for d in declared.values()])
+    unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(
-            f"unknown parameter {unknown[0]!r}: no notebook declares it; known: {', '.join(sorted(defaults))}"
+            f"unknown parameter {unknown[0]!r}: no notebook declares it; known: {', '.join(sorted(known))}"
         )
-    params = {name: check_value(name, value, defaults[name]) for name, value in params.items()}
     for key in PATH_PARAMETERS:  # absolute, so every kernel sees the same folders
-        path = Path(str(params.get(key, defaults[key]))).expanduser()
+        path = Path(str(params.get(key, Settings().to_dict()[key]))).expanduser()
         if not path.is_absolute():
             path = (cwd if key in overrides else project_root()) / path
         params[key] = str(path.resolve())
-    StageConfig(**{**defaults, **params})  # the same validation the notebooks' config cells do
-    return params
+    checked = Settings(**params).to_dict()  # the same validation the notebooks' config cells do
+    return {k: checked[k] for k in params}
 
 
-def resolved_config(params: dict, declared: dict[str, dict]) -> dict:
-    """Every setting of the run: the notebooks' defaults overridden by ``params``."""
-    full: dict = {}
-    for nb_params in declared.values():
-        full |= {k: v for k, v in nb_params.items() if k not in full}
-    full |= params
-    return {k: v for k, v in StageConfig(**full).to_dict().items() if k != "run_dir"}
+def resolved_config(params: dict) -> dict:
+    """Every setting of the run: the defaults overridden by ``params``."""
+    return {k: v for k, v in Settings(**params).to_dict().items() if k != "run_dir"}
 
 
 # --------------------------------------------------------------------------
@@ -287,7 +209,7 @@ def run_report(
     if not summary_path.is_file():
         raise NotebookFailed(f"06_report did not write metrics/summary.json; see {tmp}")
     total = time.perf_counter() - start
-    resolved = resolved_config(params, declared)
+    resolved = resolved_config(params)
     write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings})
     atomic_write_text(
         tmp / "params.yaml",
@@ -406,7 +328,7 @@ hyperparameter search included) for every other row.</p>
 
 
 def add_subcommand(sub) -> None:
-    """Register ``mnemonic-mu report`` (called by :mod:`mnemonic_mu.cli`)."""
+    """Register ``mnemonic-mu report`` (called by :mod:`mnemonic_mu.drivers.cli`)."""
     p = sub.add_parser(
         "report",
         help="run the six notebooks with papermill and write an HTML report",
@@ -443,9 +365,8 @@ __all__ = [
     "NotebookFailed",
     "PROFILES",
     "add_subcommand",
-    "check_value",
     "declared_parameters",
-    "load_profile",
+    "notebook_dir",
     "parse_overrides",
     "resolve_parameters",
     "run_report",

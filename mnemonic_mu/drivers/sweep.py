@@ -1,0 +1,453 @@
+"""Methods x forget classes x seeds on one dataset: ``mnemonic-mu sweep``.
+
+The sweep maps the pipeline (:mod:`mnemonic_mu.pipeline`) over requests:
+
+1. train (or load from the cache) per seed the original (with codes) and the
+   original-without-codes, and per (seed, class) the retrain reference - in
+   parallel across processes (joblib);
+2. per (seed, class), in parallel: every method of ``settings.baselines`` and
+   the settings' own step (row ``mnemonic``), scored by
+   :func:`mnemonic_mu.pipeline.score` like the references ``original``,
+   ``no_codes`` and ``retrain``; each row is cached under a key of its request's
+   settings and the versions of the code that made it, so a rerun after a change
+   to one method recomputes that method's rows and keeps the others;
+3. aggregate: mean +- std over every (seed, class) run and the worst class, as
+   JSON (``sweep.json``) and markdown (``sweep.md``);
+4. the retrain band of epsilon-vs-retrain: the same score between two retrain
+   references of the same class trained with different seeds, for every
+   ordered pair of seeds (:func:`retrain_band`).  Retrain scores 0 against
+   itself by definition, so this, not 0, is how far an unlearned model can
+   sit from retrain while being "as good as another retrain".
+
+Gap to retrain: :func:`mnemonic_mu.algorithms.metrics.gap_to_retrain`.  The
+``retrain`` row is the cached retrain reference itself; its time is its
+recorded training time.  All other times are the method's own wall time
+(hyperparameter search included) after a warm-up, with a fixed torch thread
+count per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from .. import pipeline
+from ..algorithms.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
+from ..algorithms.metrics import ACCURACY_METRICS, check_forget_classes, gap_to_retrain
+from ..algorithms.methods import UnlearnData
+from ..errors import ConfigError
+from ..io import store
+from ..io.artifacts import atomic_write_text, write_json
+from ..runtime import environment, setup
+from ..settings import Settings
+
+REFERENCES = pipeline.ROLES
+# which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
+GOOD = {"A_R": "high", "E_F": "high", "A_R_train": "high", "E_F_train": "high", "gap": "low", "seconds": "low"}
+
+# The paper's full-MNIST numbers, forget class 0, 3 runs (docs/method.md): A_R / E_F.
+PAPER_MNIST = {
+    "mnemonic_tuned": (95.9, 100.0),
+    "ssd": (96.9, 93.1),
+    "fisher_forgetting": (94.1, 100.0),
+}
+
+# What each kind of row depends on: its key holds these algorithm versions.
+_SCORED = ("data", "codes", "train", "evaluate", "attacks")
+ROW_COMPONENTS = {"reference": _SCORED, "mnemonic": _SCORED + ("fisher", "forget")}
+
+
+def check_plan(s: Settings, classes, seeds, jobs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    classes, seeds = tuple(int(c) for c in classes), tuple(int(x) for x in seeds)
+    if not classes or not seeds:
+        raise ConfigError("a sweep needs at least one forget class and one seed")
+    if len(set(seeds)) != len(seeds) or len(set(classes)) != len(classes):
+        raise ConfigError("list each seed and each class once")
+    if int(jobs) < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    return classes, seeds
+
+
+def sweep_key(s: Settings, classes, seeds) -> str:
+    """The key of a sweep's folder: its recipe, methods, classes and seeds (not where or how fast
+    it runs, nor the multi-class mode: every request of a sweep forgets one class)."""
+    d = {k: v for k, v in s.results_dict().items() if k not in ("seed", "forget_classes", "multi")}
+    return store.key_of(d | {"classes": list(classes), "seeds": list(seeds)}, ())
+
+
+def sweep_folder(s: Settings, classes, seeds, out_dir: str = "") -> Path:
+    return Path(out_dir) if out_dir else Path("reports/sweep") / f"{s.dataset}-{sweep_key(s, classes, seeds)}"
+
+
+def row_components(method: str) -> tuple[str, ...]:
+    if method in REFERENCES:
+        return ROW_COMPONENTS["reference"]
+    if method == "mnemonic":
+        return ROW_COMPONENTS["mnemonic"]
+    return _SCORED + (f"method:{method}",)
+
+
+def row_key(request: Settings, method: str) -> str:
+    """A row's key: the request's settings and the versions of the code behind that row."""
+    d = {k: v for k, v in request.results_dict().items() if k not in ("baselines",)}
+    return store.key_of(d | {"method": method}, row_components(method))
+
+
+# --------------------------------------------------------------------------
+# Workers (run in separate processes; everything they need comes as arguments)
+
+_DATA_CACHE: dict = {}
+
+
+def _worker_setup(s: Settings):
+    device = setup(s)
+    key = (s.dataset, s.data_root, s.split_seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = pipeline.load_data(s)
+    return _DATA_CACHE[key], device
+
+
+def _train_job(s: Settings, kind: str) -> dict:
+    dataset, device = _worker_setup(s)
+    (ck, cached), = pipeline.train_models(s, dataset, (kind,), device).values()
+    return {"kind": kind, "seed": s.seed, "exclude": ck.config["train"]["exclude_classes"], "from_cache": cached,
+            "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
+
+
+def request_rows(s: Settings, folder: Path) -> list[dict]:
+    """Every reference, the settings' step and every baseline on the request of ``s``
+    (one seed, one forget class); rows already on disk under the same key are reused."""
+    dataset, device = _worker_setup(s)
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    (cls,) = forget_classes
+    common = {"seed": s.seed, "forget_class": cls}
+    models: dict = {}
+
+    def model(role):
+        if role not in models:
+            models[role] = pipeline.train_models(s, dataset, (role,), device)[role][0]
+        return models[role]
+
+    def cached(method, compute):
+        path = folder / "rows" / f"seed{s.seed}_class{cls}" / f"{method}.json"
+        rows, _ = store.cached_rows(path, row_key(s, method), lambda: [common | compute() | {"method": method}],
+                                    s.use_cache)
+        return rows[0]
+
+    data = {}
+
+    def unlearn_data():
+        if "d" not in data:
+            data["d"] = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
+        return data["d"]
+
+    out = []
+    for role in REFERENCES:
+        def ref(role=role):
+            ck = model(role)
+            return pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset) | {
+                "reference": True}
+        out.append(cached(role, ref))
+
+    def step():
+        ck = model("original")
+        done = pipeline.forget_step(s, ck.model, ck.codes, forget_classes)
+        return pipeline.score(done.model, model("retrain").model, dataset, s) | pipeline.record_row(
+            done.record, done.seconds) | {"reference": False}
+
+    out.append(cached("mnemonic", step))
+    for name in s.baselines:
+        def method(name=name):
+            for role in ("original", "no_codes", "retrain"):
+                model(role)
+            result = pipeline.run_method(name, s, dataset, models, unlearn_data())
+            return pipeline.score(result.model, model("retrain").model, dataset, s) | pipeline.method_row(
+                result, name) | {"reference": False}
+        out.append(cached(name, method))
+    rows = {r["method"]: r for r in out}
+    for r in out:
+        r["gap"] = gap_to_retrain(r, rows["retrain"])
+    return out
+
+
+# --------------------------------------------------------------------------
+# Driver
+
+
+def _parallel(fn, jobs_args: list[tuple], n_jobs: int) -> list:
+    if n_jobs <= 1 or len(jobs_args) <= 1:
+        return [fn(*a) for a in jobs_args]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(*a) for a in jobs_args)
+
+
+def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Iterable[int] = (0, 1, 2),
+              jobs: int = 1, out_dir: str = "") -> dict:
+    """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``."""
+    classes, seeds = check_plan(s, classes, seeds, jobs)
+    start = time.perf_counter()
+    dataset = pipeline.load_data(s)
+    for c in classes:
+        check_forget_classes([c], dataset.num_classes)
+    folder = sweep_folder(s, classes, seeds, out_dir)
+    requests = [s.replace(seed=seed, forget_classes=(c,)) for seed in seeds for c in classes]
+    # stage 1: trained models, longest first so the pool stays busy
+    train_args = []
+    for seed in seeds:
+        first = s.replace(seed=seed, forget_classes=(classes[0],))
+        train_args += [(first, "original"), (first, "no_codes")]
+        train_args += [(r, "retrain") for r in requests if r.seed == seed]
+    trained = _parallel(_train_job, train_args, jobs)
+    t_train = time.perf_counter() - start
+    # stage 2: one job per (seed, class); each writes its rows, so a killed sweep resumes
+    parts = _parallel(request_rows, [(r, folder) for r in requests], jobs)
+    rows = [r for part in parts for r in part]
+    band = retrain_band(s, classes, seeds, dataset)
+    device = setup(s)
+    return {
+        "settings": s.to_dict(),
+        "classes": list(classes),
+        "seeds": list(seeds),
+        "key": sweep_key(s, classes, seeds),
+        "folder": str(folder),
+        "environment": environment(device) | {"torch_threads_per_worker": s.threads or 1, "jobs": jobs},
+        "trained": trained,
+        "rows": rows,
+        "summary": summarise(rows, classes),
+        "retrain_band": band,
+        "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start},
+    }
+
+
+def retrain_band(s: Settings, classes, seeds, dataset) -> dict | None:
+    """epsilon-vs-retrain between retrain references of one class trained with different seeds.
+
+    For every class and ordered pair of seeds (a, b): the score of retrain(b)
+    against retrain(a) on the forget-test samples, the pairing every row of
+    the sweep uses (unlearned model of seed a against retrain(a)).  Returns
+    ``{"epsilon-vs-retrain": {"mean", "std", "n_pairs", "per_class"}}``, or
+    ``None`` with fewer than two seeds.  Uses only the cached references.
+    """
+    if len(seeds) < 2:
+        return None
+    device = setup(s)
+    x_te, y_te = dataset.split("test")
+    values: dict[int, list[float]] = {}
+    for c in classes:
+        mask = y_te == c
+        conf = {}
+        for seed in seeds:
+            request = s.replace(seed=seed, forget_classes=(c,))
+            ref = pipeline.train_models(request, dataset, ("retrain",), device)["retrain"][0]
+            conf[seed] = sample_statistics(ref.model, x_te[mask], y_te[mask])["logit_confidence"]
+        values[c] = [epsilon_vs_retrain(conf[b], conf[a]) for a in seeds for b in seeds if a != b]
+    flat = [v for vs in values.values() for v in vs]
+    return {"epsilon-vs-retrain": {
+        "mean": float(np.mean(flat)), "std": float(np.std(flat)), "n_pairs": len(flat),
+        "per_class": {c: float(np.mean(v)) for c, v in values.items()},
+    }}
+
+
+def _metric_values(row: dict) -> dict[str, float]:
+    out = {k: row[k] for k in ACCURACY_METRICS}
+    out |= {name: a["value"] for name, a in row["attacks"].items()}
+    out |= {"gap": row["gap"], "seconds": row["seconds"], "backward_passes": row["backward_passes"]}
+    return {k: math.nan if v is None else float(v) for k, v in out.items()}  # JSON stores NaN as null
+
+
+def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
+    """Per method: mean, std (over every seed x class run) and the worst class of each metric.
+
+    Worst class: the class whose seed-mean is lowest (A_R, E_F), highest (gap,
+    time) or, for attacks, farthest from retrain's seed-mean on the same class.
+    """
+    classes = list(classes)
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    retrain_cls = {c: [_metric_values(r) for r in by_method.get("retrain", []) if r["forget_class"] == c]
+                   for c in classes}
+    summary = {}
+    for method, mrows in by_method.items():
+        vals = [_metric_values(r) for r in mrows]
+        entry: dict = {"n_runs": len(vals), "reference": bool(mrows[0]["reference"])}
+        for metric in vals[0]:
+            xs = np.array([v[metric] for v in vals], dtype=float)
+            per_class = {}
+            for c in classes:
+                cx = [v[metric] for v, r in zip(vals, mrows) if r["forget_class"] == c]
+                if cx:
+                    per_class[c] = float(np.nanmean(cx))
+            worst = _worst(metric, per_class, retrain_cls)
+            entry[metric] = {
+                "mean": float(np.nanmean(xs)) if np.isfinite(xs).any() else math.nan,
+                "std": float(np.nanstd(xs)) if np.isfinite(xs).any() else math.nan,
+                "worst_class": worst[0],
+                "worst": worst[1],
+                "per_class": per_class,
+            }
+        summary[method] = entry
+    return summary
+
+
+def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple[int | None, float]:
+    finite = {c: v for c, v in per_class.items() if math.isfinite(v)}
+    if not finite:
+        return None, math.nan
+    if GOOD.get(metric) == "high":
+        c = min(finite, key=finite.get)
+    elif GOOD.get(metric) == "low" or metric == "backward_passes" or metric == "epsilon-vs-retrain":
+        c = max(finite, key=finite.get)
+    else:  # attacks: distance to retrain's value on the same class
+        def dist(c):
+            ref = [v[metric] for v in retrain_cls.get(c, [])]
+            return abs(finite[c] - float(np.mean(ref))) if ref else 0.0
+
+        c = max(finite, key=dist)
+    return int(c), float(finite[c])
+
+
+# --------------------------------------------------------------------------
+# Tables
+
+_COLUMNS = [
+    ("A_R", "A_R (%)", 1),
+    ("E_F", "E_F (%)", 1),
+    ("A_R_train", "A_R train (%)", 1),
+    ("E_F_train", "E_F train (%)", 1),
+    ("entropy-LR", "entropy-LR", 3),
+    ("loss-LR-CV", "loss-LR-CV", 3),
+    ("confidence-SVC", "confidence-SVC", 3),
+    ("epsilon-vs-retrain", "epsilon-vs-retrain", 2),
+    ("linear probe", "linear probe", 3),
+    ("gap", "gap to retrain", 2),
+    ("seconds", "time (s)", 3),
+]
+
+
+def _fmt(x: float, digits: int) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    return f"{x:.{digits}f}"
+
+
+def markdown_tables(result: dict) -> str:
+    """Two markdown tables (mean +- std; worst class) plus the direction of every column."""
+    summary, cfg = result["summary"], result["settings"]
+    order = [m for m in REFERENCES if m in summary] + [m for m in summary if m not in REFERENCES]
+    head = "| method | " + " | ".join(label for _, label, _ in _COLUMNS) + " | backward passes |"
+    sep = "|" + "---|" * (len(_COLUMNS) + 2)
+    lines = [f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
+             f"(dataset {cfg['dataset']}, model {cfg['model']}, {cfg['epochs']} epochs, codes {cfg['code_dist']}, "
+             f"step {cfg['step']}):", "",
+             head, sep]
+
+    def rows(cell, passes: str) -> list[str]:
+        out = []
+        for m in order:
+            e = summary[m]
+            name = f"*{m}*" if e["reference"] else m
+            cells = [cell(e[k], d) for k, _, d in _COLUMNS]
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes'][passes], 0)} |")
+        return out
+
+    lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
+    lines += ["", "Worst class (class: its mean over seeds; lowest A_R / E_F, highest gap / time / epsilon, "
+              "attacks farthest from retrain's value):", "", head, sep]
+    lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
+    lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
+              "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
+              "confidence-SVC x 100, lower is better."]
+    lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values()]
+    nulls = [r["attacks"]["epsilon-vs-retrain"].get("null") for r in result.get("rows", [])]
+    nulls = [v for v in nulls if v is not None]
+    if nulls:
+        lines += [f"- epsilon-vs-retrain of two samples of one distribution at this sample size "
+                  f"(finite-sample floor): {np.mean(nulls):.2f}."]
+    band = (result.get("retrain_band") or {}).get("epsilon-vs-retrain")
+    if band:
+        lines += [f"- epsilon-vs-retrain of a retrain reference trained with another seed (the retrain band, "
+                  f"{band['n_pairs']} ordered seed pairs): {band['mean']:.2f} +- {band['std']:.2f}."]
+    if "retrain" in summary:
+        rt = summary["retrain"]["seconds"]["mean"]
+        ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
+                           if not summary[m]["reference"] and rt > 0)
+        lines += ["", f"Time as a fraction of retrain's training time (same run): {ratios}."]
+    if "original" in summary and "no_codes" in summary:
+        with_codes = summary["original"]["seconds"]["mean"]
+        without = summary["no_codes"]["seconds"]["mean"]
+        lines += [f"Training with codes took {with_codes:.1f} s against {without:.1f} s without "
+                  f"(ratio {with_codes / without:.2f}; times recorded when each cached model was trained)."]
+    if cfg["dataset"] in ("mnist", "mnist5k"):
+        paper = ", ".join(f"{m} {a:.1f} / {f:.1f}" for m, (a, f) in PAPER_MNIST.items())
+        lines += ["", f"Paper (full MNIST, 200 epochs, forget class 0, test-set-tuned lambdas), A_R / E_F: {paper}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "sweep.json", result)
+    atomic_write_text(folder / "sweep.md", markdown_tables(result))
+    return folder / "sweep.json", folder / "sweep.md"
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
+                 "t_mix", "code_dist", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "device", "threads",
+                 "cache_dir", "use_cache")
+
+
+def add_subcommand(sub) -> None:
+    from ..settings import add_options
+
+    p = sub.add_parser(
+        "sweep",
+        help="methods x forget classes x seeds on one dataset: mean +- std and worst class",
+        description="Train (or load cached) originals, no-code models and retrain references, run the "
+        "settings' step and every baseline on every forget class and seed, score accuracy, the five "
+        "attacks and the gap to retrain; writes sweep.json and sweep.md.",
+    )
+    p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
+    add_options(p, SWEEP_OPTIONS)
+    a = p.add_argument
+    a("--classes", type=int, nargs="+", default=list(range(10)), help="forget classes (default 0..9)")
+    a("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    a("--jobs", type=int, default=1, help="worker processes (default 1)")
+    a("--out-dir", default="", help="output folder (default reports/sweep/<dataset>-<key>)")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from .cli import settings_from_args
+
+    s = settings_from_args(args, SWEEP_OPTIONS)
+    result = run_sweep(s, args.classes, args.seeds, args.jobs, args.out_dir)
+    js, md = write_sweep(result, Path(result["folder"]))
+    print(markdown_tables(result))
+    print(f"wall time {result['timing']['total_seconds']:.1f} s; wrote {js} and {md}")
+    return 0
+
+
+__all__ = [
+    "PAPER_MNIST",
+    "REFERENCES",
+    "add_subcommand",
+    "markdown_tables",
+    "request_rows",
+    "row_key",
+    "run_sweep",
+    "summarise",
+    "write_sweep",
+]

@@ -1,0 +1,280 @@
+"""The method's stages, top to bottom; every driver runs these functions.
+
+    data -> codes -> train or load (original, no-codes, retrain) -> code Fisher
+         -> forget -> evaluate -> attacks -> baselines
+
+Each stage is a function from explicit inputs to explicit outputs.  Keys,
+caching and files happen at one boundary, :mod:`mnemonic_mu.io.store`
+(datasets and trained models); the stages themselves only compute.
+``mnemonic-mu experiment`` runs one request through :func:`run_request`; the
+sweep maps :func:`run_request`'s parts over (seed, class) requests; the
+notebooks call the same functions one stage per notebook
+(:mod:`mnemonic_mu.notebook_stages`); :func:`score` scores every model for
+all of them, so a number means the same thing wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from .algorithms.attacks import run_attacks
+from .algorithms.codes import generate_codes
+from .algorithms.fisher import Fisher, code_fisher
+from .algorithms.forget import Calibration, ForgetRecord, forget
+from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
+from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain
+from .io import store
+from .io.checkpoint import Checkpoint
+from .io.data import Dataset
+from .runtime import environment, setup
+from .settings import Settings
+
+# The trained models of a request: with codes, the same recipe without codes, and
+# retrain (from scratch without the forget classes: the gold standard).
+ROLES = ("original", "no_codes", "retrain")
+
+
+# --------------------------------------------------------------------------
+# 1. Data
+
+
+def load_data(s: Settings) -> Dataset:
+    """The dataset of ``s``, split by ``s.split_seed`` (cached: :func:`mnemonic_mu.io.store.load_data`)."""
+    return store.load_data(s)
+
+
+# --------------------------------------------------------------------------
+# 2. Codes (section 1 of docs/method.md)
+
+
+def make_codes(s: Settings, dataset: Dataset) -> torch.Tensor:
+    """One code per class, drawn from ``s.code_dist`` with its own generator seeded by ``s.seed``."""
+    return generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed)
+
+
+# --------------------------------------------------------------------------
+# 3. Train or load (Algorithm 1)
+
+
+def recipes(s: Settings, forget_classes: Iterable[int]) -> dict:
+    """The :class:`TrainConfig` of each role: codes at ``t_mix``; none; retain data only."""
+    return {
+        "original": s.train_config(),
+        "no_codes": s.train_config(t_mix=0.0),
+        "retrain": s.train_config(exclude=tuple(forget_classes)),
+    }
+
+
+def train_models(
+    s: Settings, dataset: Dataset, roles: Iterable[str] = ROLES, device=None, progress: bool = False
+) -> dict[str, tuple[Checkpoint, bool]]:
+    """``{role: (checkpoint, from_cache)}``: each model trained once per key, then loaded."""
+    device = device or setup(s)
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    recipe = recipes(s, forget_classes)
+    return {role: store.train_or_load(s, dataset, recipe[role], device, progress) for role in roles}
+
+
+# --------------------------------------------------------------------------
+# 4. The code Fisher (Eq. 6)
+
+
+def code_fishers(model: torch.nn.Module, codes: torch.Tensor) -> list[Fisher]:
+    """One diagonal Fisher per class, each from one backward pass on that class's code."""
+    return code_fisher(model, codes.to(next(model.parameters()).device))
+
+
+# --------------------------------------------------------------------------
+# 5. Forget (Eq. 5-7 and the calibrated step)
+
+
+@dataclass
+class Unlearned:
+    """The model after the one-shot step, what the step did, and its median time."""
+
+    model: torch.nn.Module
+    record: ForgetRecord
+    seconds: float
+
+
+def forget_step(
+    s: Settings,
+    model: torch.nn.Module,
+    codes: torch.Tensor,
+    forget_classes,
+    per_class: list[Fisher] | None = None,
+    lambdas: tuple[float, float] | None = None,
+    repeats: int = 3,
+) -> Unlearned:
+    """The step of ``s.step`` with ``(s.lambda1, s.lambda2)`` (or ``lambdas``), timed after a
+    warm-up as the median of ``repeats`` runs (the step is deterministic: every run gives the
+    same weights)."""
+    lambda1, lambda2 = lambdas or (s.lambda1, s.lambda2)
+    kwargs = dict(step=s.step, calibration=Calibration(multi=s.multi), per_class_fisher=per_class)
+    forget(model, codes, forget_classes, lambda1, lambda2, **kwargs)  # warm-up
+    runs = [forget(model, codes, forget_classes, lambda1, lambda2, **kwargs) for _ in range(repeats)]
+    seconds = sorted(r.seconds for _, r in runs)[len(runs) // 2]
+    new, record = runs[-1]
+    return Unlearned(new, record, seconds)
+
+
+def lambda_sweep(
+    s: Settings, model, codes, dataset: Dataset, forget_classes, per_class=None, split: str = "val"
+) -> dict:
+    """A_R and E_F on ``split`` (the validation split: never the test split) for every
+    (lambda1, lambda2) of the settings' grids; ``[i][j]`` is lambda1_grid[i], lambda2_grid[j]."""
+    from .algorithms.metrics import forgetting_scores, predict_logits
+
+    per_class = per_class or code_fishers(model, codes)
+    x, y = dataset.split(split)
+    out = {"split": split, "lambda1_grid": list(s.lambda1_grid), "lambda2_grid": list(s.lambda2_grid),
+           "A_R": [], "E_F": [], "sign": []}
+    cal = Calibration(multi=s.multi)
+    for l1 in s.lambda1_grid:
+        rows = ([], [], [])
+        for l2 in s.lambda2_grid:
+            new, rec = forget(model, codes, forget_classes, l1, l2, step=s.step, calibration=cal, per_class_fisher=per_class)
+            a_r, e_f = forgetting_scores(predict_logits(new, x), y, forget_classes)
+            rows[0].append(a_r)
+            rows[1].append(e_f)
+            rows[2].append(rec.sign + ("?" if rec.sign_tie else ""))
+        for key, row in zip(("A_R", "E_F", "sign"), rows):
+            out[key].append(row)
+    return out
+
+
+def best_lambdas(sweep: dict) -> tuple[float, float, float]:
+    """(lambda1, lambda2, A_R + E_F) maximising A_R + E_F of a sweep (first on ties)."""
+    best = None
+    for i, l1 in enumerate(sweep["lambda1_grid"]):
+        for j, l2 in enumerate(sweep["lambda2_grid"]):
+            score_ = sweep["A_R"][i][j] + sweep["E_F"][i][j]
+            if best is None or score_ > best[2] + 1e-9:
+                best = (l1, l2, score_)
+    return best
+
+
+def record_row(record: ForgetRecord, seconds: float) -> dict:
+    """What a results row keeps of a :class:`ForgetRecord`."""
+    keep = ("step", "multi", "sign", "sign_tie", "scale", "lambda1", "lambda2", "backward_passes",
+            "forget_code_predicted", "retain_codes_kept", "warnings", "alpha", "parts")
+    return {k: getattr(record, k) for k in keep} | {"seconds": seconds, "forget_seconds": seconds}
+
+
+# --------------------------------------------------------------------------
+# 6-7. Evaluate and attack: the one scoring function
+
+
+def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset: Dataset, s: Settings) -> dict:
+    """Accuracies (test and train, per class, confusion matrix; percent) and the five
+    attacks against the retrain reference, for one model of the request of ``s``."""
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    row = evaluate(model, dataset, forget_classes)
+    attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, probe_max_train=s.probe_max_train)
+    row["attacks"] = attacks
+    return row
+
+
+def add_gaps(rows: dict[str, dict]) -> dict[str, dict]:
+    """Add ``gap_to_retrain`` (:func:`~mnemonic_mu.algorithms.metrics.gap_to_retrain`) to every row."""
+    ref = rows.get("retrain")
+    for row in rows.values():
+        row["gap_to_retrain"] = gap_to_retrain(row, ref) if ref else None
+    return rows
+
+
+# --------------------------------------------------------------------------
+# 8. Baselines (the registry of algorithms/methods.py)
+
+
+def run_method(
+    name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint], data: UnlearnData | None = None
+) -> MethodResult:
+    """Registered method ``name`` on the request of ``s``, from the trained model it expects.
+
+    Data-based methods see retain / forget training data and the validation split,
+    never the test split; the mnemonic variants see only the model and its codes.
+    """
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    data = data or UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
+    start = models[INPUT_MODEL[name]]
+    return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed,
+                   **({"lambda1_grid": s.lambda1_grid, "lambda2_grid": s.lambda2_grid} if name == "mnemonic_tuned" else {}))
+
+
+def method_row(result: MethodResult, name: str) -> dict:
+    return {"seconds": result.seconds, "backward_passes": result.backward_passes, "chosen": result.chosen,
+            "input_model": INPUT_MODEL[name], "info": {k: v for k, v in result.info.items() if k != "warnings"},
+            "warnings": list(result.info.get("warnings", []))}
+
+
+# --------------------------------------------------------------------------
+# One request, every stage
+
+
+def reference_row(ck: Checkpoint, dataset: Dataset) -> dict:
+    """What a results row keeps of a trained reference: its time, its cost, its key."""
+    exclude = ck.config["train"]["exclude_classes"]
+    kept = ~torch.isin(dataset.y_train, torch.tensor(exclude, dtype=dataset.y_train.dtype))
+    return {"seconds": float(ck.config["train_seconds"]), "backward_passes": int(ck.config["train"]["epochs"]) * int(kept.sum()),
+            "checkpoint": str(ck.folder), "key": ck.config["key"], "exclude_classes": list(exclude),
+            "t_mix": ck.config["train"]["t_mix"], "replaced_fraction": ck.config["replaced_fraction"]}
+
+
+def run_request(s: Settings, progress: bool = False) -> dict:
+    """Every stage for the request of ``s``: train or load the three models, forget with
+    ``s.step``, score it, the references and every method of ``s.baselines``.
+
+    Returns ``{"settings", "environment", "rows": {name: row}, "total_seconds"}``; rows
+    ``original``, ``no_codes``, ``retrain`` (references), ``mnemonic`` (the step of ``s``)
+    and one per baseline, each with accuracies, attacks and ``gap_to_retrain``.
+    """
+    start = time.perf_counter()
+    device = setup(s)
+    dataset = load_data(s)
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    trained = train_models(s, dataset, device=device, progress=progress)
+    models = {role: ck for role, (ck, _) in trained.items()}
+    retrain_model = models["retrain"].model
+    rows: dict[str, dict] = {}
+    for role, (ck, cached) in trained.items():
+        rows[role] = score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset) | {"from_cache": cached}
+    original = models["original"]
+    unlearned = forget_step(s, original.model, original.codes, forget_classes)
+    rows["mnemonic"] = score(unlearned.model, retrain_model, dataset, s) | record_row(unlearned.record, unlearned.seconds)
+    data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config()) if s.baselines else None
+    for name in s.baselines:
+        result = run_method(name, s, dataset, models, data)
+        rows[name] = score(result.model, retrain_model, dataset, s) | method_row(result, name)
+    return {
+        "settings": s.to_dict(),
+        "environment": environment(device),
+        "rows": add_gaps(rows),
+        "total_seconds": time.perf_counter() - start,
+    }
+
+
+__all__ = [
+    "ROLES",
+    "Unlearned",
+    "add_gaps",
+    "best_lambdas",
+    "code_fishers",
+    "forget_step",
+    "lambda_sweep",
+    "load_data",
+    "make_codes",
+    "method_row",
+    "recipes",
+    "record_row",
+    "reference_row",
+    "run_method",
+    "run_request",
+    "score",
+    "train_models",
+]
+

@@ -1,0 +1,114 @@
+"""Figures and tables for the notebooks and reports (matplotlib, pandas).
+
+Nothing here computes a result the pipeline relies on: these functions draw
+and tabulate what the stages returned.  Figures and metrics of a run go to
+``<run_dir>/figures`` and ``<run_dir>/metrics``, named after their notebook.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .algorithms.forget import Calibration, forget
+from .algorithms.metrics import evaluate
+from .io.artifacts import atomic_write_bytes, write_json
+
+
+def savefig(fig, s, name: str) -> Path:
+    """Save ``fig`` as ``<run_dir>/figures/<name>.png`` (atomic) and return the path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    path = s.run_path / "figures" / f"{name}.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_metrics(s, name: str, metrics: dict) -> Path:
+    """Write ``<run_dir>/metrics/<name>.json`` atomically."""
+    path = s.run_path / "metrics" / f"{name}.json"
+    write_json(path, metrics)
+    return path
+
+
+def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train", "gap_to_retrain")):
+    """The summary's methods as a pandas DataFrame (rows = methods)."""
+    import pandas as pd
+
+    rows = {name: {c: row.get(c) for c in columns} for name, row in summary["methods"].items()}
+    return pd.DataFrame(rows).T.astype(float).round(2)
+
+
+def attack_table(summary: dict):
+    """The five attacks (columns) of every method that has them (rows), as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = {
+        name: {a: v.get("value") for a, v in row["attacks"].items()}
+        for name, row in summary["methods"].items()
+        if row.get("attacks")
+    }
+    return pd.DataFrame(rows).T.astype(float).round(3)
+
+
+def image_grid(ax_row, images: torch.Tensor, titles=None, cmap: str = "gray") -> None:
+    """Draw a row of images (C, H, W) on the given axes, one per axis, without ticks."""
+    for k, ax in enumerate(ax_row):
+        img = images[k]
+        if img.shape[0] == 1:
+            ax.imshow(img[0].numpy(), cmap=cmap)
+        else:  # colour images: rescale each to [0, 1] for display
+            arr = img.permute(1, 2, 0).numpy()
+            ax.imshow((arr - arr.min()) / max(float(arr.max() - arr.min()), 1e-12))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8)
+
+
+def per_class_bars(ax, per_class: dict[str, list[float]], forget_classes) -> None:
+    """Grouped bars of per-class accuracy (%) for several models; forget classes shaded."""
+    names = list(per_class)
+    k = len(next(iter(per_class.values())))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar(np.arange(k) + (i - (len(names) - 1) / 2) * width, per_class[name], width, label=name)
+    for c in forget_classes:
+        ax.axvspan(c - 0.45, c + 0.45, color="0.85", zorder=0)
+    ax.set_xticks(range(k))
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+
+
+def every_class(
+    model: torch.nn.Module,
+    codes: torch.Tensor,
+    dataset,
+    lambda1: float,
+    lambda2: float,
+    steps: Sequence[str] = ("paper", "calibrated"),
+) -> list[dict]:
+    """Forget each class in turn from the same model with each step; one row per (step, class).
+
+    Rows hold test A_R / E_F, the sign, whether the sign test tied, the scale and the
+    number of warnings, so a reader sees which requests a step fails on.  Costs
+    ``len(steps) * num_classes`` one-shot steps, no training.
+    """
+    rows = []
+    for step in steps:
+        for c in range(dataset.num_classes):
+            new, rec = forget(model, codes, [c], lambda1, lambda2, step=step, calibration=Calibration())
+            ev = evaluate(new, dataset, [c], splits=("test",))
+            rows.append({"step": step, "class": c, "A_R": ev["A_R"], "E_F": ev["E_F"], "sign": rec.sign,
+                         "sign_tie": rec.sign_tie, "scale": rec.scale, "forgotten": ev["E_F"] >= 99.0,
+                         "warnings": len(rec.warnings)})
+    return rows
+
+
+__all__ = ["attack_table", "every_class", "image_grid", "per_class_bars", "savefig", "summary_table", "write_metrics"]
