@@ -72,11 +72,12 @@ def recipes(s: Settings, forget_classes: Iterable[int]) -> dict:
 def train_models(
     s: Settings, dataset: Dataset, roles: Iterable[str] = ROLES, device=None, progress: bool = False
 ) -> dict[str, tuple[Checkpoint, bool]]:
-    """``{role: (checkpoint, from_cache)}``: each model trained once per key, then loaded."""
+    """``{role: (checkpoint, from_cache)}``: each model trained once per key, then loaded
+    (together as one computation with ``s.trainer == "ensemble"``)."""
     device = device or setup(s)
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     recipe = recipes(s, forget_classes)
-    return {role: store.train_or_load(s, dataset, recipe[role], device, progress) for role in roles}
+    return store.train_many(s, dataset, {role: recipe[role] for role in roles}, device, progress)
 
 
 # --------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Settings:
     t_mix: float = 0.1  # probability of replacing a sample by its class code (paper MNIST: 0.1)
     code_dist: str = "uniform"  # uniform U[0,1) (the kit's) | normal N(0,1) (the paper's)
     seed: int = 0  # initial weights, codes, batch order, coins, baselines and attacks
+    trainer: str = "single"  # single (one model at a time) | ensemble (a request's models as one computation; mlp, cnn)
     # -- the request and the one-shot step (Eq. 5-7)
     forget_classes: tuple[int, ...] = (0,)  # the classes to forget, C_F (paper: class 0)
     step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5 with fixed lambdas)
@@ -121,6 +122,7 @@ class Settings:
         return cls(**(load_profile(profile) | overrides))
 
 
+TRAINERS = ("single", "ensemble")
 RUNTIME = ("data_root", "download", "device", "threads", "cache_dir", "use_cache", "run_dir", "compute_upstream")
 
 
@@ -223,6 +225,9 @@ def _validate(s: Settings) -> None:
     _choose("code distribution", s.code_dist, CODE_DISTRIBUTIONS)
     _choose("step", s.step, STEPS)
     _choose("multi-class mode", s.multi, MULTI_MODES)
+    _choose("trainer", s.trainer, TRAINERS)
+    if s.trainer == "ensemble" and s.model == "resnet18":
+        raise ConfigError("trainer 'ensemble' cannot train resnet18 (BatchNorm statistics); use trainer 'single'")
     check_recipe(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.t_mix)
     for name in ("lambda1", "lambda2"):
         v = getattr(s, name)

@@ -167,3 +167,33 @@ def test_config_errors(digits):
         train_ensemble("mlp", digits, [(codes, replace(cfg, exclude_classes=tuple(range(10))))])
     with pytest.raises(ConfigError, match="unknown model"):
         train_ensemble("vit", digits, [(codes, cfg)])
+
+
+def test_the_pipeline_and_the_sweep_train_a_requests_models_as_one(tmp_path):
+    """trainer="ensemble": the three models of a request come from one ensemble, equal to the
+    one-by-one models up to float rounding, cached under their own keys; a sweep gets the same rows."""
+    from mnemonic_mu import pipeline
+    from mnemonic_mu.drivers import sweep
+    from mnemonic_mu.settings import Settings
+
+    single = Settings(dataset="digits", epochs=3, lr=0.05, forget_classes=(3,), baselines=("mnemonic_paper",),
+                      probe_max_train=300, cache_dir=str(tmp_path / "single"))
+    batched = single.replace(trainer="ensemble", cache_dir=str(tmp_path / "ensemble"))
+    data = pipeline.load_data(single)
+    one = pipeline.train_models(single, data)
+    many = pipeline.train_models(batched, data)
+    for role in pipeline.ROLES:
+        a, b = one[role][0], many[role][0]
+        assert not many[role][1] and a.config["key"] != b.config["key"]  # the trainer is part of the key
+        assert b.config["trainer"] == "ensemble"
+        for (name, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            torch.testing.assert_close(wb, wa, rtol=1e-4, atol=1e-5, msg=f"{role} {name}")
+    assert all(cached for _, cached in pipeline.train_models(batched, data).values())  # then loaded
+    rows = {}
+    for s in (single, batched):
+        result = sweep.run_sweep(s, classes=(3,), seeds=(0, 1), out_dir=str(tmp_path / s.trainer))
+        rows[s.trainer] = {(r["method"], r["seed"]): r for r in result["rows"]}
+    assert rows["single"].keys() == rows["ensemble"].keys()
+    for key, r in rows["single"].items():
+        assert abs(r["A_R"] - rows["ensemble"][key]["A_R"]) <= 0.5, key
+        assert abs(r["E_F"] - rows["ensemble"][key]["E_F"]) <= 0.5, key

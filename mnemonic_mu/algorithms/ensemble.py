@@ -71,6 +71,8 @@ CPU_BUDGET_FRACTION = 0.25  # of the host memory available when the call starts
 FALLBACK_BUDGET_BYTES = 2 * 2**30  # when the free memory cannot be read
 EVAL_BATCH = 2048  # validation samples per vectorised forward (as metrics.predict_logits)
 
+VERSION = 1  # bump when a change to this module changes trained weights
+
 
 # --------------------------------------------------------------------------
 # Memory estimate and chunking

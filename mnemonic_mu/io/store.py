@@ -19,6 +19,7 @@ Layout under ``<cache_dir>``::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -30,7 +31,7 @@ from typing import Callable
 import torch
 
 from .. import __version__
-from ..algorithms import attacks, codes, fisher, forget, methods, metrics, train
+from ..algorithms import attacks, codes, ensemble, fisher, forget, methods, metrics, train
 from ..algorithms.codes import generate_codes
 from ..algorithms.models import build_model
 from ..algorithms.train import TrainConfig, train_model
@@ -43,7 +44,7 @@ from .data import Dataset, load_dataset
 
 # The algorithm versions, by component; methods add "method:<name>".
 COMPONENTS = {
-    "data": data, "codes": codes, "train": train, "fisher": fisher, "forget": forget,
+    "data": data, "codes": codes, "train": train, "ensemble": ensemble, "fisher": fisher, "forget": forget,
     "evaluate": metrics, "attacks": attacks,
 }
 
@@ -101,8 +102,12 @@ MODEL_COMPONENTS = ("data", "codes", "train")
 
 
 def model_settings(s, dataset: Dataset, train_cfg: TrainConfig) -> dict:
-    """Everything that determines a trained model: its key hashes this and the code versions."""
-    return {
+    """Everything that determines a trained model: its key hashes this and the code versions.
+
+    A model trained in an ensemble equals its one-by-one twin only up to float rounding, so
+    the trainer is part of the key (and the ensemble's code version with it)."""
+    extra = {"trainer": "ensemble", "ensemble_version": ensemble.VERSION} if s.trainer == "ensemble" else {}
+    return extra | {
         "dataset": dataset.name,
         "data": dataset.summary(),
         "split_seed": s.split_seed,
@@ -117,6 +122,37 @@ def model_key(s, dataset: Dataset, train_cfg: TrainConfig) -> str:
     return key_of(model_settings(s, dataset, train_cfg), MODEL_COMPONENTS)
 
 
+def _model_folder(s, dataset: Dataset, key: str) -> Path:
+    return s.cache_path / "models" / f"{s.model}-{dataset.name}-{key}"
+
+
+def _cached(s, folder: Path, key: str, device) -> Checkpoint | None:
+    if s.use_cache and folder.is_dir():
+        try:
+            return load_checkpoint(folder, expect={"key": key}, device=device)
+        except CheckpointError:
+            pass  # a broken entry is replaced
+    return None
+
+
+def _save_trained(s, dataset: Dataset, train_cfg: TrainConfig, model, codes_, result, device) -> Checkpoint:
+    key = model_key(s, dataset, train_cfg)
+    folder = _model_folder(s, dataset, key)
+    config = model_settings(s, dataset, train_cfg) | {
+        "key": key,
+        "versions": versions(*MODEL_COMPONENTS),
+        "input_shape": list(dataset.input_shape),
+        "num_classes": dataset.num_classes,
+        "train_seconds": result.seconds,
+        "replaced_fraction": result.replaced_fraction,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    splits = {"train": dataset.train_index, "val": dataset.val_index, "test": dataset.test_index}
+    save_checkpoint(folder, model, codes_, config, splits, result.history)
+    return load_checkpoint(folder, expect={"key": key}, device=device)
+
+
 def train_or_load(
     s, dataset: Dataset, train_cfg: TrainConfig, device: torch.device, progress: bool = False
 ) -> tuple[Checkpoint, bool]:
@@ -125,32 +161,40 @@ def train_or_load(
     A corrupted cache entry is trained again; two processes asking for the same key
     wait for each other, so the model is trained once.
     """
-    settings = model_settings(s, dataset, train_cfg)
-    key = model_key(s, dataset, train_cfg)
-    root = s.cache_path
-    folder = root / "models" / f"{s.model}-{dataset.name}-{key}"
-    with file_lock(root / "locks" / f"{key}.lock"):
-        if s.use_cache and folder.is_dir():
-            try:
-                return load_checkpoint(folder, expect={"key": key}, device=device), True
-            except CheckpointError:
-                pass  # a broken entry is replaced below
+    return train_many(s, dataset, {"model": train_cfg}, device, progress)["model"]
+
+
+def train_many(
+    s, dataset: Dataset, train_cfgs: dict[str, TrainConfig], device: torch.device, progress: bool = False
+) -> dict[str, tuple[Checkpoint, bool]]:
+    """:func:`train_or_load` for several models of one recipe: ``{name: (checkpoint, from_cache)}``.
+
+    With ``s.trainer == "ensemble"`` the models not in the cache are trained together as
+    one computation (:func:`mnemonic_mu.algorithms.ensemble.train_ensemble`, chunked to
+    fit memory); each is stored under its own key as if trained alone.
+    """
+    keys = {name: model_key(s, dataset, cfg) for name, cfg in train_cfgs.items()}
+    with contextlib.ExitStack() as locks:
+        for key in sorted(set(keys.values())):  # one order for every process: no deadlock
+            locks.enter_context(file_lock(s.cache_path / "locks" / f"{key}.lock"))
+        out: dict[str, tuple[Checkpoint, bool]] = {}
+        for name, key in keys.items():
+            ck = _cached(s, _model_folder(s, dataset, key), key, device)
+            if ck is not None:
+                out[name] = (ck, True)
+        todo = [name for name in train_cfgs if name not in out]
         codes_ = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed)
-        model = build_model(s.model, dataset.input_shape, dataset.num_classes, seed=s.seed)
-        result = train_model(model, dataset, codes_, train_cfg, device=device, progress=progress)
-        config = settings | {
-            "key": key,
-            "versions": versions(*MODEL_COMPONENTS),
-            "input_shape": list(dataset.input_shape),
-            "num_classes": dataset.num_classes,
-            "train_seconds": result.seconds,
-            "replaced_fraction": result.replaced_fraction,
-            "device": str(device),
-            "torch": torch.__version__,
-        }
-        splits = {"train": dataset.train_index, "val": dataset.val_index, "test": dataset.test_index}
-        save_checkpoint(folder, model, codes_, config, splits, result.history)
-        return load_checkpoint(folder, expect={"key": key}, device=device), False
+        if s.trainer == "ensemble" and len(todo) > 1:
+            members = [(codes_, train_cfgs[name]) for name in todo]
+            trained = ensemble.train_ensemble(s.model, dataset, members, device=device, progress=progress)
+            for name, (model, result) in zip(todo, trained):
+                out[name] = (_save_trained(s, dataset, train_cfgs[name], model, codes_, result, device), False)
+        else:
+            for name in todo:
+                model = build_model(s.model, dataset.input_shape, dataset.num_classes, seed=s.seed)
+                result = train_model(model, dataset, codes_, train_cfgs[name], device=device, progress=progress)
+                out[name] = (_save_trained(s, dataset, train_cfgs[name], model, codes_, result, device), False)
+    return {name: out[name] for name in train_cfgs}
 
 
 # --------------------------------------------------------------------------
@@ -231,6 +275,7 @@ __all__ = [
     "model_key",
     "model_settings",
     "save_result",
+    "train_many",
     "train_or_load",
     "versions",
 ]
