@@ -120,6 +120,19 @@ def _train_job(s: Settings, kind: str) -> dict:
             "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
 
 
+def _train_seed_job(s: Settings, classes: tuple[int, ...]) -> list[dict]:
+    """Every model of one seed (original, no-codes, a retrain per class) in one task, so that
+    ``trainer="ensemble"`` trains them as one computation."""
+    dataset, device = _worker_setup(s)
+    recipe = pipeline.recipes(s, ())
+    cfgs = {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
+    cfgs |= {("retrain", (c,)): s.train_config(exclude=(c,)) for c in classes}
+    trained = store.train_many(s, dataset, cfgs, device)
+    return [{"kind": kind, "seed": s.seed, "exclude": list(exclude), "from_cache": cached,
+             "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
+            for (kind, exclude), (ck, cached) in trained.items()]
+
+
 def request_rows(s: Settings, folder: Path) -> list[dict]:
     """Every reference, the settings' step and every baseline on the request of ``s``
     (one seed, one forget class); rows already on disk under the same key are reused."""
@@ -180,18 +193,18 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
 # Driver
 
 
-def _parallel(fn, jobs_args: list[tuple], n_jobs: int) -> list:
-    if n_jobs <= 1 or len(jobs_args) <= 1:
-        return [fn(*a) for a in jobs_args]
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(*a) for a in jobs_args)
-
-
 def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Iterable[int] = (0, 1, 2),
-              jobs: int = 1, out_dir: str = "") -> dict:
-    """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``."""
+              jobs: int = 1, out_dir: str = "", executor=None) -> dict:
+    """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``.
+
+    ``executor`` (:mod:`mnemonic_mu.drivers.executor`) runs the independent tasks; the
+    default is this machine's processes with ``jobs`` workers.
+    """
     classes, seeds = check_plan(s, classes, seeds, jobs)
+    from .executor import make_executor
+
+    own = executor is None
+    executor = executor or make_executor("local", jobs)
     start = time.perf_counter()
     dataset = pipeline.load_data(s)
     for c in classes:
@@ -204,10 +217,18 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         first = s.replace(seed=seed, forget_classes=(classes[0],))
         train_args += [(first, "original"), (first, "no_codes")]
         train_args += [(r, "retrain") for r in requests if r.seed == seed]
-    trained = _parallel(_train_job, train_args, jobs)
-    t_train = time.perf_counter() - start
-    # stage 2: one job per (seed, class); each writes its rows, so a killed sweep resumes
-    parts = _parallel(request_rows, [(r, folder) for r in requests], jobs)
+    try:
+        if s.trainer == "ensemble":  # one task per seed: its models train as one computation
+            per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds], "train")
+            trained = [t for part in per_seed for t in part]
+        else:
+            trained = executor.map(_train_job, train_args, "train")
+        t_train = time.perf_counter() - start
+        # stage 2: one task per (seed, class); each writes its rows, so a killed sweep resumes
+        parts = executor.map(request_rows, [(r, folder) for r in requests], "score")
+    finally:
+        if own:
+            executor.close()
     rows = [r for part in parts for r in part]
     band = retrain_band(s, classes, seeds, dataset)
     device = setup(s)
@@ -217,7 +238,8 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         "seeds": list(seeds),
         "key": sweep_key(s, classes, seeds),
         "folder": str(folder),
-        "environment": environment(device) | {"torch_threads_per_worker": s.threads or 1, "jobs": jobs},
+        "environment": environment(device) | {"torch_threads_per_worker": s.threads or 1, "jobs": jobs,
+                                              "executor": executor.describe()},
         "trained": trained,
         "rows": rows,
         "summary": summarise(rows, classes),
@@ -405,7 +427,7 @@ def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
 
 
 SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
-                 "t_mix", "code_dist", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "device", "threads",
+                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "device", "threads",
                  "cache_dir", "use_cache")
 
 
