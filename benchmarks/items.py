@@ -422,6 +422,112 @@ def ensemble(quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------
+# 4c. Distributed sweeps: a LocalCluster of 2 workers vs 1, and Dask's cost per task
+
+DIST_EPOCHS = 12  # mnist5k MLP epochs: training dominates the sweep (see the timing split in bench.json)
+DIST_TRIVIAL = 1000  # trivial tasks for the per-task overhead
+
+
+def _worker_peak_rss_mb() -> float:
+    """Peak resident size of the process running this (a Dask worker), MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def distributed(quick: bool) -> dict:
+    """(a) A training-bound sweep (mnist5k MLP, ``DIST_EPOCHS`` epochs, classes 0 1, seeds 0 1,
+    baseline mnemonic_paper: 8 models to train, 4 requests to score) on a Dask LocalCluster of
+    1 and of 2 single-threaded workers, each run from a cold cache and a fresh cluster; the wall
+    time of ``run_sweep`` (cluster start-up excluded, recorded apart) and the executor's timing
+    split.  The two sizes take turns (1, 2 then 2, 1; one pair with ``quick``) and the speedup is
+    the median of the pairs' ratios, so a burst of load on a shared machine hits both sides.
+    (b) ``DaskExecutor.map`` (and bare ``client.map`` + ``gather``) over ``DIST_TRIVIAL`` trivial
+    tasks on 2 workers vs a plain loop: the scheduler's cost per task.
+    """
+    import statistics
+
+    from mnemonic_mu.drivers.executor import DaskExecutor
+    from mnemonic_mu.drivers.sweep import run_sweep
+
+    from .common import peak_rss_mb, rss_mb
+
+    rss_before = rss_mb()
+    load_before = load_average()
+    out: dict = {"variants": {}, "paired_ratios": {}}
+    what = (f"mnemonic-mu sweep on a Dask LocalCluster, mnist5k MLP {DIST_EPOCHS} epochs, classes 0 1, seeds 0 1, "
+            "baseline mnemonic_paper, probe_max_train 300, cold cache")
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    order = [1, 2] if quick else [1, 2, 2, 1]
+    for workers in order:
+        cache = Path(tempfile.mkdtemp(prefix="bench-dist-"))
+        s = Settings(dataset="mnist5k", epochs=DIST_EPOCHS, threads=1, baselines=("mnemonic_paper",),
+                     probe_max_train=300, cache_dir=str(cache / "cache"))
+        t0 = time.perf_counter()
+        ex = DaskExecutor(workers, progress=False, worker_resources={})
+        start_s = time.perf_counter() - t0
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = run_sweep(s, (0, 1), (0, 1), workers, out_dir=str(cache / "out"), executor=ex)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            worker_peak = max(ex.client.run(_worker_peak_rss_mb).values())
+        finally:
+            ex.close()
+            shutil.rmtree(cache, ignore_errors=True)
+        runs[workers].append({"wall": wall, "cpu": cpu, "start": start_s, "timing": result["timing"],
+                              "worker_peak": worker_peak, "load": load_average()})
+    for workers, rs in runs.items():
+        walls = [r["wall"] for r in rs]
+        name = f"dask_sweep_{workers}worker{'s' if workers > 1 else ''}"
+        out["variants"][name] = {
+            "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "cpu_median_s": statistics.median(r["cpu"] for r in rs), "reps": len(rs), "warmup": 0,
+            "cluster_start_s": [round(r["start"], 2) for r in rs], "timing": [r["timing"] for r in rs],
+            "load_after_each": [r["load"] for r in rs],
+            "worker_peak_rss_mb": round(max(r["worker_peak"] for r in rs), 1),
+            "what": f"{what}, {workers} worker{'s' if workers > 1 else ''} (client CPU time in cpu_median_s; "
+            "peak RSS of the client process; worker_peak_rss_mb: the largest worker's)",
+        }
+    out["paired_ratios"]["dask_2_vs_1_workers_speedup"] = statistics.median(
+        a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2]))
+
+    # (b) per-task cost: 1,000 trivial tasks
+    reps = 2 if quick else 3
+    args = [(i,) for i in range(DIST_TRIVIAL)]
+    loop, dask_map, bare = [], [], []
+    with DaskExecutor(2, progress=False, worker_resources={}) as ex:
+        ex.map(abs, args[:20], "warmup")
+        ex.client.gather(ex.client.map(abs, range(20), pure=False))
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            [abs(*a) for a in args]
+            loop.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ex.map(abs, args, "trivial")
+            dask_map.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ex.client.gather(ex.client.map(abs, range(DIST_TRIVIAL), pure=False))
+            bare.append(time.perf_counter() - t0)
+    peak = peak_rss_mb()
+    for name, times, how in (("loop_trivial_1000", loop, "a plain Python loop"),
+                             ("dask_executor_trivial_1000", dask_map, "DaskExecutor.map (futures, as_completed, "
+                              "gather, timings) on a LocalCluster of 2 workers"),
+                             ("dask_bare_trivial_1000", bare, "bare client.map + client.gather on the same cluster")):
+        out["variants"][name] = {
+            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "reps": reps,
+            "warmup": 1, "what": f"{DIST_TRIVIAL} trivial tasks (abs) through {how}",
+        }
+    for k in ("dask_executor_trivial_1000", "dask_bare_trivial_1000"):  # Dask's time per task beyond the loop's
+        v = out["variants"][k]
+        v["overhead_ms_per_task"] = 1e3 * (v["median_s"] - statistics.median(loop)) / DIST_TRIVIAL
+    load_after = load_average()
+    for v in out["variants"].values():
+        v |= {"load_before": load_before, "load_after": load_after, "rss_before_mb": round(rss_before, 1),
+              "peak_rss_mb": round(peak, 1), "peak_extra_mb": round(max(0.0, peak - rss_before), 1)}
+    return out
+
+
+# --------------------------------------------------------------------------
 # 5. End-to-end laptop report
 
 
@@ -484,6 +590,7 @@ ITEMS = {
     "retrain_mlp": retrain_mlp,
     "epochs": epochs,  # expands to epoch_kit, epoch_kit_no_codes, epoch_dataloader
     "ensemble": ensemble,  # expands to ensemble_mlp12, sequential_mlp12
+    "distributed": distributed,  # expands to dask_sweep_1worker, dask_sweep_2workers, *_trivial_1000
     "laptop_report": laptop_report,
 }
 CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": forget_cuda("resnet18")}

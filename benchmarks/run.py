@@ -14,7 +14,9 @@ Measures, in one run and at a fixed torch thread count:
 6. the peak memory of each;
 7. ensemble training: 12 MLPs trained as one computation
    (``mnemonic_mu.algorithms.ensemble.train_ensemble``) vs 12 sequential ``train_model``
-   runs, with the arithmetic floor of those trainings on this machine.
+   runs, with the arithmetic floor of those trainings on this machine;
+8. distributed sweeps (``distributed``): a training-bound sweep on a Dask LocalCluster of
+   2 workers vs 1, and the scheduler's cost per task over 1,000 trivial tasks.
 
 Each item runs in its own child process (so its peak resident memory is its
 own), with warm-up calls and several timed repetitions; figures are medians.
@@ -159,6 +161,10 @@ def summarise(items: dict) -> tuple[dict, dict]:
         "laptop_report_s": s("laptop_report"),
         "ensemble_s_mlp12_cpu": s("ensemble_mlp12"),
         "sequential_s_mlp12_cpu": s("sequential_mlp12"),
+        "dask_sweep_s_1worker": s("dask_sweep_1worker"),
+        "dask_sweep_s_2workers": s("dask_sweep_2workers"),
+        "dask_overhead_ms_per_task": (items.get("dask_executor_trivial_1000") or {}).get("overhead_ms_per_task"),
+        "dask_bare_overhead_ms_per_task": (items.get("dask_bare_trivial_1000") or {}).get("overhead_ms_per_task"),
     }
     resnet, rate = items.get("forget_resnet18_batched") or {}, (items.get("matmul_rate") or {}).get("gflops_achieved")
     if "gflop" in resnet:
@@ -202,6 +208,8 @@ def summarise(items: dict) -> tuple[dict, dict]:
         # ensemble training (the paired, interleaved ratio from the item replaces this one)
         "ensemble_vs_sequential": _ratio(s("sequential_mlp12"), s("ensemble_mlp12")),
         "ensemble_vs_floor": _ratio(s("ensemble_mlp12"), fig.get("floor_s_mlp12_cpu")),
+        # distributed sweeps: wall time of 1 Dask worker / 2 workers (the item's own figure replaces it)
+        "dask_2_vs_1_workers_speedup": _ratio(s("dask_sweep_1worker"), s("dask_sweep_2workers")),
         # --paper-scale: the same comparison on full MNIST, one model, one run
         "forget_vs_ssd_mnist": _ratio(s("ssd_mlp_mnist"), s("forget_mlp_mnist")),
         "forget_vs_retrain_mnist": _ratio(s("retrain_mlp_mnist"), s("forget_mlp_mnist")),
@@ -271,6 +279,12 @@ def markdown(report: dict) -> str:
                   f"{fig['gflop_mlp12_training']:.0f} GFLOP ({fig['gflop_mlp12_training_ensemble']:.0f} counted in "
                   f"the ensemble), needs {fig['floor_s_mlp12_cpu']:.1f} s at this machine's fp32 matmul rate of "
                   f"{fig['gflops_matmul_cpu_ensemble_item']:.1f} GFLOP/s."]
+    if fig.get("dask_sweep_s_2workers") and fig.get("dask_sweep_s_1worker"):
+        lines += ["", f"Distributed sweep (Dask LocalCluster, training-bound): {fig['dask_sweep_s_1worker']:.1f} s on 1 "
+                  f"worker, {fig['dask_sweep_s_2workers']:.1f} s on 2 (speedup "
+                  f"{rat.get('dask_2_vs_1_workers_speedup') or float('nan'):.2f}x); Dask's cost per trivial task: "
+                  f"{fig.get('dask_overhead_ms_per_task') or float('nan'):.2f} ms through DaskExecutor.map, "
+                  f"{fig.get('dask_bare_overhead_ms_per_task') or float('nan'):.2f} ms through bare client.map."]
     return "\n".join(lines) + "\n"
 
 

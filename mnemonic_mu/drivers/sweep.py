@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 
 from .. import pipeline
 from ..algorithms.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
@@ -209,7 +208,7 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
     dataset = pipeline.load_data(s)
     for c in classes:
         check_forget_classes([c], dataset.num_classes)
-    folder = sweep_folder(s, classes, seeds, out_dir)
+    folder = sweep_folder(s, classes, seeds, out_dir).resolve()  # one path for workers started elsewhere
     requests = [s.replace(seed=seed, forget_classes=(c,)) for seed in seeds for c in classes]
     # stage 1: trained models, longest first so the pool stays busy
     train_args = []
@@ -244,7 +243,9 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         "rows": rows,
         "summary": summarise(rows, classes),
         "retrain_band": band,
-        "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start},
+        # the executor's split: queueing (start on the worker - submit), training and scoring task time
+        "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start,
+                   **(executor.timing_split() if hasattr(executor, "timing_split") else {})},
     }
 
 
@@ -432,6 +433,8 @@ SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", 
 
 
 def add_subcommand(sub) -> None:
+    import argparse
+
     from ..settings import add_options
 
     p = sub.add_parser(
@@ -446,19 +449,76 @@ def add_subcommand(sub) -> None:
     a = p.add_argument
     a("--classes", type=int, nargs="+", default=list(range(10)), help="forget classes (default 0..9)")
     a("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    a("--jobs", type=int, default=1, help="worker processes (default 1)")
+    a("--jobs", type=int, default=1, help="worker processes (default 1); --backend dask without a scheduler: "
+      "the LocalCluster's workers; --backend slurm: the SLURM jobs (one worker each)")
     a("--out-dir", default="", help="output folder (default reports/sweep/<dataset>-<key>)")
+    g = p.add_argument_group("where the tasks run (docs/distributed.md)")
+    g.add_argument("--backend", choices=("local", "dask", "slurm"), default="local",
+                   help="local: this machine's processes (default); dask: a dask.distributed cluster "
+                   "(--scheduler, else a LocalCluster of --jobs workers); slurm: --jobs SLURM jobs via dask-jobqueue")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask: connect to this scheduler, e.g. tcp://HOST:8786 (default: Dask's scheduler-address "
+                   "setting / DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+    g.add_argument("--dry-run", action="store_true", help="slurm: print the worker job script and exit")
+    g.add_argument("--retries", type=int, default=None,
+                   help="dask, slurm: reruns of a task that raised (default 2; a dead worker's tasks are "
+                   "rescheduled by Dask anyway)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="dask, slurm: progress bar on stderr (default: when stderr is a terminal)")
+    g.add_argument("--worker-memory", default=None, help="slurm: memory per worker job (default 4GB)")
+    g.add_argument("--walltime", default=None, help="slurm: wall time per worker job (default 02:00:00)")
+    g.add_argument("--queue", default=None, help="slurm: partition (-p)")
+    g.add_argument("--account", default=None, help="slurm: account (-A)")
+    g.add_argument("--gpu-workers", action=argparse.BooleanOptionalAction, default=None,
+                   help="slurm: each job asks for one GPU and its worker advertises the Dask resource GPU=1 "
+                   "(default: when --device is cuda)")
     p.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args) -> int:
     from .cli import settings_from_args
+    from .executor import make_executor, slurm_job_script
 
     s = settings_from_args(args, SWEEP_OPTIONS)
-    result = run_sweep(s, args.classes, args.seeds, args.jobs, args.out_dir)
+    slurm = {"memory": args.worker_memory, "walltime": args.walltime, "queue": args.queue, "account": args.account}
+    slurm = {k: v for k, v in slurm.items() if v is not None}
+    gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
+    if args.backend != "slurm" and (slurm or args.gpu_workers is not None or args.dry_run):
+        raise ConfigError("--worker-memory, --walltime, --queue, --account, --gpu-workers and --dry-run need "
+                          "--backend slurm")
+    if args.backend != "dask" and args.scheduler:
+        raise ConfigError("--scheduler needs --backend dask")
+    if args.backend == "local" and (args.retries is not None or args.progress is not None):
+        raise ConfigError("--retries and --progress need --backend dask or slurm")
+    if args.dry_run:
+        print(slurm_job_script(gpu=gpu, **slurm), end="")
+        print(f"# {args.jobs} such job(s), one Dask worker each; the scheduler address above (127.0.0.1) "
+              "is a placeholder for this machine's, which a real run fills in")
+        return 0
+    options: dict = {}
+    if args.backend in ("dask", "slurm"):
+        options = {"retries": 2 if args.retries is None else args.retries, "progress": args.progress}
+    if args.backend == "dask":
+        options["scheduler"] = args.scheduler
+    if args.backend == "slurm":
+        options |= slurm | {"gpu": gpu or None}
+    executor = make_executor(args.backend, args.jobs, **options)
+    try:
+        info = executor.describe()
+        if args.backend != "local":
+            link = f"dashboard {info['dashboard']}" if info.get("dashboard") else "no dashboard (install bokeh)"
+            print(f"Dask scheduler {info['scheduler']} ({info['cluster']}), {link}", flush=True)
+        out_dir = str(Path(args.out_dir).expanduser().resolve()) if args.out_dir else ""  # workers elsewhere see one path
+        result = run_sweep(s, args.classes, args.seeds, args.jobs, out_dir, executor=executor)
+    finally:
+        executor.close()
     js, md = write_sweep(result, Path(result["folder"]))
     print(markdown_tables(result))
-    print(f"wall time {result['timing']['total_seconds']:.1f} s; wrote {js} and {md}")
+    t = result["timing"]
+    print(f"wall time {t['total_seconds']:.1f} s; wrote {js} and {md}")
+    if "queue_seconds" in t:
+        print(f"task time summed over workers: queueing {t['queue_seconds']:.1f} s, training "
+              f"{t.get('train_seconds', 0.0):.1f} s, scoring {t.get('score_seconds', 0.0):.1f} s")
     return 0
 
 
