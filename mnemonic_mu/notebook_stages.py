@@ -67,26 +67,6 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "05_membership_evaluation": ("evaluate", "attacks"),
     "06_report": ("evaluate", "attacks"),
 }
-_COMMON = ("data_root", "download", "cache_dir", "run_dir")
-_RUNTIME = ("device", "threads", "compute_upstream")
-
-
-def _chain(stage: str) -> list[str]:
-    out: list[str] = []
-    for up in UPSTREAM[stage]:
-        out += [s for s in _chain(up) if s not in out]
-    return out + [stage] if stage not in out else out
-
-
-# The parameters each notebook declares: its own settings, those of every stage
-# upstream (needed to recompute their keys) and the runtime options.
-NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    nb: tuple(dict.fromkeys([n for s in _chain(nb) for n in STAGE_SETTINGS[s]] + list(_COMMON)
-                            + (list(_RUNTIME) if nb != "01_mnemonic_codes" else [])))
-    for nb in NOTEBOOKS
-}
-
-
 # --------------------------------------------------------------------------
 # Keys and results
 
@@ -445,7 +425,6 @@ COMPUTE = {
 __all__ = [
     "COMPUTE",
     "NOTEBOOKS",
-    "NOTEBOOK_PARAMETERS",
     "STAGE_SETTINGS",
     "UPSTREAM",
     "compute_codes",

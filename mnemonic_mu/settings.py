@@ -121,6 +121,17 @@ class Settings:
         """The defaults, overridden by a profile, then by ``overrides``."""
         return cls(**(load_profile(profile) | overrides))
 
+    @classmethod
+    def from_notebook(cls, profile: str, overrides: dict, **knobs) -> "Settings":
+        """A notebook's settings: ``profile``, then ``overrides`` (any setting), then the
+        notebook's own knobs; a knob left at None keeps the profile's value."""
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"overrides must be a mapping of setting names to values, got {overrides!r}")
+        unknown = sorted(set(overrides) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r} in overrides; see `mnemonic-mu settings`")
+        return cls.from_profile(profile, **(overrides | {k: v for k, v in knobs.items() if v is not None}))
+
 
 TRAINERS = ("single", "ensemble")
 RUNTIME = ("data_root", "download", "device", "threads", "cache_dir", "use_cache", "run_dir", "compute_upstream")

@@ -1,95 +1,134 @@
-"""The committed notebooks: no outputs, one literal parameters cell that matches the config.
+"""The committed notebooks: the source people edit, checked for structure, never for a second copy.
 
-These tests read the .ipynb files only (no kernel); executing them is tested in
-tests/test_report.py.
+The ``.ipynb`` files are the source (kept free of outputs by nbstripout, see
+CONTRIBUTING.md).  These tests read them only (no kernel); executing them is tested in
+tests/test_report.py and tests/test_sweep.py.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
 from mnemonic_mu import notebook_stages as stages
 from mnemonic_mu.errors import ConfigError, StageOrderError
-from mnemonic_mu.drivers.report import PROFILES, declared_parameters, resolve_parameters
-from mnemonic_mu.settings import Settings, load_profile
+from mnemonic_mu.settings import PROFILES, Settings, load_profile
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def _read(name: str):
-    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-
-
-def _parameters_cell(nb) -> int:
-    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"{len(tagged)} cells tagged 'parameters'"
-    return tagged[0]
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+ALL = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+PLAN = {"classes", "seeds", "jobs", "out_dir", "rerun"}  # 07's sweep plan: not settings
+MAX_KNOBS = 10
 
 
-@pytest.mark.parametrize("name", stages.NOTEBOOKS)
-def test_committed_without_outputs_and_with_kernelspec(name):
-    nb = _read(name)
+def check_structure(path: Path) -> None:
+    """What CI asks of a notebook: valid, a python3 kernelspec, no outputs, one literal
+    ``parameters`` cell right after the imports (a handful of commented knobs), a config
+    cell building the settings from exactly those knobs, and Summary and Exercises."""
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
+    name = path.stem
+    assert nb.metadata["kernelspec"]["name"] == "python3", name
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    assert not dirty, f"{name}: cells {dirty} have outputs; clear them before committing"
-
-
-@pytest.mark.parametrize("name", stages.NOTEBOOKS)
-def test_parameters_cell_holds_commented_literals_after_the_imports(name):
-    nb = _read(name)
-    idx = _parameters_cell(nb)
+    assert not dirty, f"{name}: cells {dirty} have outputs; clear them (nbstripout) before committing"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: {len(tagged)} cells tagged 'parameters'"
+    idx = tagged[0]
     code_before = [c for c in nb.cells[:idx] if c.cell_type == "code"]
-    assert len(code_before) == 1 and "import" in code_before[0].source, "parameters must follow the imports cell"
-    lines = nb.cells[idx].source.splitlines()
-    for stmt, line in zip(ast.parse(nb.cells[idx].source).body, lines, strict=True):
+    assert len(code_before) == 1 and "import" in code_before[0].source, f"{name}: parameters must follow the imports"
+    source = nb.cells[idx].source
+    lines = [line for line in source.splitlines() if line.strip()]
+    assert len(lines) <= MAX_KNOBS, f"{name}: {len(lines)} parameter lines; keep about ten knobs"
+    knobs = {}
+    for stmt, line in zip(ast.parse(source).body, lines, strict=True):
         assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1, line
-        ast.literal_eval(stmt.value)  # literals only
+        knobs[stmt.targets[0].id] = ast.literal_eval(stmt.value)  # literals only
         assert "  # " in line, f"{name}: parameter without a trailing comment: {line}"
-    assert "|" not in nb.cells[idx].source.split("#")[0]
-
-
-@pytest.mark.parametrize("name", stages.NOTEBOOKS)
-def test_parameters_match_the_config_and_the_laptop_profile(name):
-    nb = _read(name)
-    idx = _parameters_cell(nb)
-    declared = {
-        k: ast.literal_eval(v["default"]) for k, v in papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")).items()
-    }
-    assert tuple(declared) == stages.NOTEBOOK_PARAMETERS[name]
-    defaults = Settings().to_dict()
-    for key, value in declared.items():
-        assert value == defaults[key], f"{name}: default of {key} differs from Settings"
-    for key, value in load_profile("laptop").items():
-        if key in declared:
-            assert declared[key] == value, f"{name}: default of {key} is not the laptop profile's"
-    # the next code cell passes every parameter, by name, to the config dataclass
+    assert "|" not in source.split("#")[0]  # papermill cannot read `X | None` annotations
+    assert knobs.get("profile") == "laptop" and knobs.get("overrides") == {}, name
+    settings = set(Settings.names())
+    for key, value in knobs.items():
+        if key in ("profile", "overrides") or key in PLAN:
+            continue
+        assert key in settings, f"{name}: knob {key} is not a setting"
+        if value is not None:
+            Settings(**{key: value})  # a knob's default is None (the profile's) or a valid value
+    # the next code cell builds the settings from the profile, the overrides and exactly these knobs
     config = next(c for c in nb.cells[idx + 1 :] if c.cell_type == "code")
-    calls = [n for n in ast.walk(ast.parse(config.source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Settings"]
-    assert len(calls) == 1, f"{name}: the config cell must build Settings"
-    passed = {kw.arg: kw.value.id for kw in calls[0].keywords if isinstance(kw.value, ast.Name)}
-    assert passed == {k: k for k in declared}, f"{name}: config cell does not pass exactly its parameters"
-    Settings(**declared)  # the defaults validate
+    calls = [n for n in ast.walk(ast.parse(config.source))
+             if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "from_notebook"]
+    assert len(calls) == 1, f"{name}: the config cell must call Settings.from_notebook"
+    passed = {kw.arg for kw in calls[0].keywords}
+    assert passed == set(knobs) - {"profile", "overrides"} - PLAN, f"{name}: config cell does not pass its knobs"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "## Summary" in text and "## Exercises" in text, name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_structure(name):
+    check_structure(NOTEBOOKS / f"{name}.ipynb")
+
+
+def test_every_stage_has_its_notebook():
+    assert set(stages.NOTEBOOKS) <= set(ALL) and "07_comparison" in ALL
+
+
+def test_a_notebook_saved_by_jupyterlab_still_passes(tmp_path):
+    """JupyterLab saves nbformat 4.5 with cell ids, its own metadata and, after "Run all",
+    outputs: once nbstripout (the git filter of CONTRIBUTING.md) has cleaned it, it passes
+    the same checks, with no second copy to keep in sync."""
+    src = nbformat.read(NOTEBOOKS / "04_unlearning.ipynb", as_version=4)
+    nb = nbformat.v4.upgrade(src, from_version=4, from_minor=src.nbformat_minor)  # 4.5: cell ids
+    nb.nbformat_minor = 5
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        if cell.cell_type == "code":
+            cell.execution_count = i
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+            cell.metadata["execution"] = {"iopub.status.idle": "2026-12-01T10:00:00Z"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    nb.metadata["widgets"] = {}
+    saved = tmp_path / "04_unlearning.ipynb"
+    nbformat.write(nb, saved)
+    with pytest.raises(AssertionError, match="have outputs"):
+        check_structure(saved)  # a notebook with outputs is refused ...
+    strip = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "nbstripout"
+    exe = str(strip) if strip.exists() else "nbstripout"
+    subprocess.run([exe, str(saved)], check=True)
+    check_structure(saved)  # ... and passes once stripped
+    again = nbformat.read(saved, as_version=4)
+    ids = [c["id"] for c in again.cells]
+    assert again.nbformat_minor == 5 and len(set(ids)) == len(ids)  # 4.5, one id per cell
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_profiles_only_name_declared_parameters_of_the_right_type(profile):
-    declared = declared_parameters(NOTEBOOKS)
-    params = resolve_parameters(profile, {}, declared, Path.cwd())
-    assert params.keys() <= set().union(*[set(d) for d in declared.values()])
+def test_profiles_are_partial_overrides_of_the_settings(profile):
+    overrides = load_profile(profile)
+    assert set(overrides) <= set(Settings.names())
+    Settings.from_profile(profile)  # validates
 
 
-def test_every_notebook_has_summary_and_exercises():
-    for name in stages.NOTEBOOKS:
-        text = "\n".join(c.source for c in _read(name).cells if c.cell_type == "markdown")
-        assert "## Summary" in text and "## Exercises" in text, name
-        assert json.dumps(text)  # plain text
+def test_nothing_refers_to_files_outside_the_repository():
+    """Every reference in code, notebooks and docs resolves inside the repository."""
+    outside = re.compile(r"\b(METHOD|EVALUATION|STYLE|DATA)\.md\b|\.\./shared\b")
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    hits = []
+    for rel in files:
+        path = ROOT / rel
+        if path.suffix in (".py", ".md", ".ipynb", ".yaml", ".toml", "") and path.is_file():
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if outside.search(line) and rel != "tests/test_notebooks.py":
+                    hits.append(f"{rel}:{n}: {line.strip()[:80]}")
+    assert not hits, "\n".join(hits)
+    # and the docs the notebooks cite exist
+    for name in ("method.md", "protocol.md", "settings.md", "results.md"):
+        assert (ROOT / "docs" / name).is_file(), name
 
 
 def test_stage_order_error_names_the_notebook_to_run_first(tmp_path):
@@ -122,6 +161,11 @@ def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="forget_classes"):
         Settings(forget_classes=[])
     assert Settings(forget_classes=3, lambda1=1).forget_classes == (3,)
+    # a notebook's knobs: None keeps the profile's value; overrides must name settings
+    assert Settings.from_notebook("ci", {}, epochs=None).epochs == load_profile("ci")["epochs"]
+    assert Settings.from_notebook("ci", {"lr": 0.1}, epochs=3).epochs == 3
+    with pytest.raises(ConfigError, match="unknown setting 'epoch'"):
+        Settings.from_notebook("laptop", {"epoch": 3})
 
 
 def test_a_version_bump_changes_the_stage_keys_downstream(monkeypatch):
@@ -137,14 +181,3 @@ def test_a_version_bump_changes_the_stage_keys_downstream(monkeypatch):
     for stage in ("03_fisher", "04_unlearning", "05_membership_evaluation", "06_report"):
         assert after[stage] != before[stage], stage
 
-
-def test_committed_notebooks_match_their_generator(tmp_path):
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, str(NOTEBOOKS / "_build.py"), str(tmp_path)], check=True)
-    for name in stages.NOTEBOOKS:
-        fresh = (tmp_path / f"{name}.ipynb").read_text()
-        assert fresh == (NOTEBOOKS / f"{name}.ipynb").read_text(), (
-            f"{name}.ipynb differs from notebooks/_build.py: edit the generator and run it"
-        )

@@ -151,9 +151,9 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
 
     from mnemonic_mu.drivers.report import notebook_dir
 
-    params = {"dataset": "digits", "epochs": 20, "lr": 0.05, "baselines": ["mnemonic_calibrated", "finetune"],
-              "classes": [0], "seeds": [0], "jobs": 1, "probe_max_train": 300,
-              "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "out")}
+    params = {"profile": "ci", "baselines": ["mnemonic_calibrated", "finetune"], "classes": [0], "seeds": [0],
+              "jobs": 1, "out_dir": str(tmp_path / "out"),
+              "overrides": {"epochs": 20, "probe_max_train": 300, "cache_dir": str(tmp_path / "cache")}}
     outputs = []
     for i in range(2):
         out = tmp_path / f"07-{i}.ipynb"

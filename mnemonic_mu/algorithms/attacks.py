@@ -1,7 +1,7 @@
-"""Membership-style attacks on a forget request (EVALUATION.md, "Membership-style attacks").
+"""Membership-style attacks on a forget request (docs/protocol.md, "Membership-style attacks").
 
 Five recipes, each a pure function of arrays with input checks, named exactly
-as in EVALUATION.md.  Notation: member = 1.  Every random split is seeded.
+as in docs/protocol.md.  Notation: member = 1.  Every random split is seeded.
 
 ================== ============================================ ===========================================
 name               what it reports                              direction
@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import ConfigError
 from .metrics import check_forget_classes, predict_logits
 
-DELTA = 1e-5  # delta of epsilon-vs-retrain (EVALUATION.md)
+DELTA = 1e-5  # delta of epsilon-vs-retrain (docs/protocol.md)
 
 VERSION = 1  # bump when a change to this module changes an attack's value
 

@@ -1,4 +1,4 @@
-"""Accuracy metrics of class-wise forgetting (EVALUATION.md, "Accuracy metrics").
+"""Accuracy metrics of class-wise forgetting (docs/protocol.md, "Accuracy metrics").
 
 A_R: accuracy on samples of the remaining classes (%), higher is better.
 E_F: error on samples of the forget classes (%), 100 = fully forgotten.
@@ -116,11 +116,11 @@ def evaluate(
 
 
 ACCURACY_METRICS = ("A_R", "E_F", "A_R_train", "E_F_train")
-MIA_ATTACK = "confidence-SVC"  # EVALUATION.md's "MIA-efficacy", the MIA score of the gap
+MIA_ATTACK = "confidence-SVC"  # docs/protocol.md's "MIA-efficacy", the MIA score of the gap
 
 
 def gap_to_retrain(row: dict, ref: dict) -> float | None:
-    """Gap to retrain (EVALUATION.md): mean |row - ref| over A_R, E_F, A_R_train,
+    """Gap to retrain (docs/protocol.md): mean |row - ref| over A_R, E_F, A_R_train,
     E_F_train and the MIA score (confidence-SVC "MIA-efficacy" x 100), all in %.
 
     ``row`` and ``ref`` are result rows (``ref`` = the retrain reference); a

@@ -110,7 +110,7 @@ def _cmd_settings(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import report, sweep
+    from . import report, results, sweep
 
     parser = _Parser(prog="mnemonic-mu", description="One-shot unlearning with mnemonic codes.")
     parser.add_argument("--version", action="version", version=f"mnemonic-mu {__version__}")
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_parser(sub)
     sweep.add_subcommand(sub)
     report.add_subcommand(sub)
+    results.add_subcommand(sub)
     st = sub.add_parser("settings", help="the table of settings and defaults (or a profile's values)")
     st.add_argument("--profile", default=None, help="print this profile's resolved settings instead")
     st.set_defaults(func=_cmd_settings)

@@ -3,32 +3,46 @@
 ::
 
     mnemonic-mu report [--profile ci|laptop|paper] [--run NAME] [-p key=value ...]
+    mnemonic-mu report [--profile P] --grid KEY=[V1,V2] [--grid KEY2=[...]] [--jobs N] [-p key=value ...]
 
 Parameters come from a profile (``mnemonic_mu/profiles/<name>.yaml``) and
 ``-p`` overrides (each value read with ``yaml.safe_load``, never evaluated).
 Before anything runs, every name is checked against the ``parameters``
 cells of the notebooks (a name no notebook declares is an error; papermill
 itself would only warn) and its type against the declared default, and the
-whole set is validated by :class:`~mnemonic_mu.stages.StageConfig`.  Each
+whole set is validated by :class:`~mnemonic_mu.settings.Settings`.  Each
 notebook then gets only the names it declares.
 
 The run is built in a hidden staging folder beside ``reports/<run>/`` and
 renamed into place when every notebook has succeeded.  When a notebook
 fails, the run stops with the notebook's name and cell, and the staging
-folder (with the partial executed notebook) is kept as
-``reports/<run>.failed/``.
+folder (with the partial executed notebook and a ``failure.json`` naming the
+notebook, the cell and the error) is kept as ``reports/<run>.failed/``.
+
+Pages are rendered from the jinja2 templates in ``mnemonic_mu/templates/``:
+``run.html.j2`` (``reports/<run>/index.html``: a verdict box, the summary,
+the attacks, the notebooks, the figures with captions, the files, the
+settings) and ``gallery.html.j2`` (``reports/index.html``: one row per run and
+per failed run, rebuilt after every run from what is under ``reports/``).
+
+``--grid`` runs the Cartesian product of its values as ordinary runs, one
+folder each (named from the grid values), through
+:func:`~mnemonic_mu.drivers.executor.make_executor`; a run whose folder holds
+an ``index.html`` and the same resolved settings is not redone, and a failed
+run does not stop the others.
 """
 
 from __future__ import annotations
 
 import ast
-import html
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -36,8 +50,10 @@ import yaml
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import atomic_write_text, write_json
 from ..notebook_stages import NOTEBOOKS
-from ..settings import PROFILES, Settings, load_profile, parse_overrides, project_root
+from ..settings import PROFILES, Settings, parse_overrides, project_root
 
+
+LOG = logging.getLogger(__name__)
 KERNEL = "python3"
 PATH_PARAMETERS = ("data_root", "cache_dir")  # -p values: relative to the caller's directory
 RUNNER_PARAMETERS = ("run_dir",)  # set by the runner (use --run)
@@ -77,31 +93,44 @@ def declared_parameters(folder: Path) -> dict[str, dict]:
 
 
 def resolve_parameters(profile: str, overrides: dict, declared: dict[str, dict], cwd: Path) -> dict:
-    """Profile + overrides, every name checked against what the notebooks declare (papermill
-    itself would only warn) and the whole set validated by :class:`Settings`."""
-    params = load_profile(profile)
+    """The run's settings over its profile: ``overrides`` with every name checked against the
+    settings (papermill itself would only warn) and the whole set validated by
+    :class:`Settings`; data_root and cache_dir made absolute, so every kernel sees the same
+    folders.  What each notebook receives is :func:`notebook_parameters`."""
     for key in overrides:
         if key in RUNNER_PARAMETERS:
             raise ConfigError(f"{key} is set by the runner; choose the run's folder with --run NAME")
-    params |= overrides
-    known = set().union(*[set(d) for d in declared.values()])
-    unknown = sorted(set(params) - known)
+    known = set(Settings.names())
+    unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(
-            f"unknown parameter {unknown[0]!r}: no notebook declares it; known: {', '.join(sorted(known))}"
+            f"unknown parameter {unknown[0]!r}: no notebook declares it and it is not a setting; "
+            f"known: {', '.join(sorted(known))}"
         )
-    for key in PATH_PARAMETERS:  # absolute, so every kernel sees the same folders
-        path = Path(str(params.get(key, Settings().to_dict()[key]))).expanduser()
+    params = dict(overrides)
+    base = Settings.from_profile(profile).to_dict()
+    for key in PATH_PARAMETERS:
+        path = Path(str(params.get(key, base[key]))).expanduser()
         if not path.is_absolute():
             path = (cwd if key in overrides else project_root()) / path
         params[key] = str(path.resolve())
-    checked = Settings(**params).to_dict()  # the same validation the notebooks' config cells do
+    checked = Settings.from_profile(profile, **params).to_dict()  # the notebooks' own validation, now
     return {k: checked[k] for k in params}
 
 
-def resolved_config(params: dict) -> dict:
-    """Every setting of the run: the defaults overridden by ``params``."""
-    return {k: v for k, v in Settings(**params).to_dict().items() if k != "run_dir"}
+def notebook_parameters(declared: dict, profile: str, params: dict, run_dir: str) -> dict:
+    """What one notebook receives: its profile, its own knobs that the run sets, and every
+    other setting of the run in its ``overrides`` mapping (the run's folder included)."""
+    mine: dict = {"profile": profile} if "profile" in declared else {}
+    mine |= {k: v for k, v in params.items() if k in declared and k not in ("profile", "overrides")}
+    if "overrides" in declared:
+        mine["overrides"] = {k: v for k, v in params.items() if k not in mine} | {"run_dir": run_dir}
+    return mine
+
+
+def resolved_config(profile: str, params: dict) -> dict:
+    """Every setting of the run: the profile overridden by ``params``."""
+    return {k: v for k, v in Settings.from_profile(profile, **params).to_dict().items() if k != "run_dir"}
 
 
 # --------------------------------------------------------------------------
@@ -119,6 +148,9 @@ def _kernel_manager_class():
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
+            # sockets of its own: the default prefix ("kernel-ipc" in the working folder) can be
+            # taken by two kernels started at once from different processes (--grid --jobs N)
+            kwargs.setdefault("ip", os.path.join(tempfile.gettempdir(), f"mnemonic-mu-kernel-{uuid.uuid4().hex}"))
             super().__init__(**kwargs)
 
     return IPCKernelManager
@@ -160,6 +192,19 @@ def _html(executed: Path) -> str:
     return body
 
 
+RUN_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # the characters a run folder's name may hold
+
+
+def _check_run_name(run: str) -> None:
+    if not re.fullmatch(RUN_NAME, run):
+        raise ConfigError(f"run name {run!r} may only hold letters, digits, '.', '_' and '-'")
+
+
+def reports_root(reports_dir: str | os.PathLike | None = None) -> Path:
+    """The folder the run folders go in: ``reports_dir`` or ``<repo>/reports``."""
+    return Path(reports_dir).resolve() if reports_dir else project_root() / "reports"
+
+
 def run_report(
     profile: str = "laptop",
     run: str | None = None,
@@ -168,34 +213,53 @@ def run_report(
     notebooks: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Path:
-    """Execute the notebooks and write ``reports/<run>/``; returns the path of ``index.html``."""
+    """Execute the notebooks and write ``reports/<run>/``; returns the path of ``index.html``.
+
+    The gallery ``reports/index.html`` is rebuilt afterwards, whether the run succeeded or
+    failed.  A failure raises :class:`NotebookFailed` (or the :class:`MnemonicError` a
+    notebook raised) after the partial run is kept as ``reports/<run>.failed/`` with a
+    ``failure.json``.
+    """
     run = run or profile
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run):
-        raise ConfigError(f"run name {run!r} may only hold letters, digits, '.', '_' and '-'")
+    _check_run_name(run)
     folder = Path(notebooks).resolve() if notebooks else notebook_dir()
     declared = declared_parameters(folder)
     params = resolve_parameters(profile, dict(overrides or {}), declared, Path.cwd())
+    resolved = resolved_config(profile, params)
 
-    root = Path(reports_dir).resolve() if reports_dir else project_root() / "reports"
+    root = reports_root(reports_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=root))
     tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+    record = {"profile": profile, "run": run, "overrides": dict(overrides or {}), "parameters": params, "resolved": resolved}
+    atomic_write_text(tmp / "params.yaml", yaml.safe_dump(record, sort_keys=False))  # a failed run keeps it too
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    nb: str | None = None
     try:
         for nb in NOTEBOOKS:
-            mine = {k: v for k, v in params.items() if k in declared[nb]}
-            if "run_dir" in declared[nb]:
-                mine["run_dir"] = str(tmp)
+            mine = notebook_parameters(declared[nb], profile, params, str(tmp))
             t0 = time.perf_counter()
             _execute(folder / f"{nb}.ipynb", tmp / f"{nb}.ipynb", mine, folder, progress)
             timings[nb] = time.perf_counter() - t0
             atomic_write_text(tmp / f"{nb}.html", _html(tmp / f"{nb}.ipynb"))
+        summary_path = tmp / "metrics" / "summary.json"
+        if not summary_path.is_file():
+            raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
+        total = time.perf_counter() - start
+        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings})
+        summary = json.loads(summary_path.read_text())
+        from .pages import index_html
+
+        page = index_html(run, profile, resolved, summary, timings, total, tmp, params=record)
+        atomic_write_text(tmp / "index.html", page)
     except Exception as exc:
         failed = root / f"{run}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(tmp, failed)
+        write_json(failed / "failure.json", failure_record(exc, run, profile, nb, failed, timings))
+        _rebuild_gallery(root)
         if type(exc).__name__ == "PapermillExecutionError":
             raise NotebookFailed(
                 f"notebook {nb}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
@@ -205,21 +269,6 @@ def run_report(
             raise
         raise NotebookFailed(f"notebook {nb}.ipynb could not run ({type(exc).__name__}: {exc}); see {failed}") from exc
 
-    summary_path = tmp / "metrics" / "summary.json"
-    if not summary_path.is_file():
-        raise NotebookFailed(f"06_report did not write metrics/summary.json; see {tmp}")
-    total = time.perf_counter() - start
-    resolved = resolved_config(params)
-    write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings})
-    atomic_write_text(
-        tmp / "params.yaml",
-        yaml.safe_dump(
-            {"profile": profile, "run": run, "overrides": overrides or {}, "parameters": params, "resolved": resolved},
-            sort_keys=False,
-        ),
-    )
-    summary = json.loads(summary_path.read_text())
-    atomic_write_text(tmp / "index.html", index_html(run, profile, resolved, summary, timings, total, tmp))
     old = None
     if final.exists():
         old = root / f".{run}.old-{os.getpid()}"
@@ -228,99 +277,36 @@ def run_report(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(root / f"{run}.failed", ignore_errors=True)  # an earlier failure is history now
+    _rebuild_gallery(root)
     return final / "index.html"
 
 
-# --------------------------------------------------------------------------
-# index.html
-
-_TITLES = {
-    "01_mnemonic_codes": "Mnemonic codes",
-    "02_training": "Training with codes, without codes, retrain",
-    "03_fisher": "Fisher information from the codes",
-    "04_unlearning": "One-shot unlearning",
-    "05_membership_evaluation": "Membership evaluation",
-    "06_report": "Report",
-}
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:0.5em;vertical-align:top}
-figure img{max-width:520px}figcaption{font-size:0.85em;color:#555}code{background:#f4f4f4;padding:0 3px}
-"""
+def failure_record(exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path, timings: dict) -> dict:
+    """What ``<run>.failed/failure.json`` holds: the failing notebook, its cell and the error."""
+    papermill = type(exc).__name__ == "PapermillExecutionError"
+    partial = failed / f"{notebook}.ipynb" if notebook else None
+    return {
+        "run": run,
+        "profile": profile,
+        "notebook": notebook,
+        "cell_index": getattr(exc, "cell_index", None) if papermill else None,
+        "exec_count": getattr(exc, "exec_count", None) if papermill else None,
+        "ename": getattr(exc, "ename", None) if papermill else type(exc).__name__,
+        "evalue": str(getattr(exc, "evalue", "") if papermill else exc)[:2000],
+        "partial_notebook": partial.name if partial is not None and partial.is_file() else None,
+        "seconds": timings,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return html.escape(str(value))
+def _rebuild_gallery(root: Path) -> None:
+    """Rebuild ``reports/index.html``; a problem there is logged, never raised over the run's own result."""
+    try:
+        from .pages import build_gallery
 
-
-def summary_rows(summary: dict) -> list[tuple[str, dict]]:
-    return list(summary["methods"].items())
-
-
-def index_html(run: str, profile: str, settings_used: dict, summary: dict, timings: dict, total: float, folder: Path) -> str:
-    """The report's front page: links, the summary table, every figure inline, the settings."""
-    cols = ("A_R", "E_F", "A_R_train", "E_F_train", "test_accuracy", "gap_to_retrain")
-    head = "".join(f"<th>{c}</th>" for c in ("method", *cols, "seconds"))
-    rows = []
-    for name, row in summary_rows(summary):
-        secs = row.get("forget_seconds", row.get("train_seconds", row.get("seconds")))
-        cells = "".join(f"<td>{_fmt(row.get(c))}</td>" for c in cols)
-        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}<td>{_fmt(secs)}</td></tr>")
-    attack_rows = []
-    names = []
-    for _, row in summary_rows(summary):
-        names += [n for n in (row.get("attacks") or {}) if n not in names]
-    if names:
-        attack_rows.append("<tr><th>attack</th>" + "".join(f"<th>{html.escape(m)}</th>" for m, _ in summary_rows(summary)) + "</tr>")
-        for a in names:
-            vals = "".join(f"<td>{_fmt(((r.get('attacks') or {}).get(a) or {}).get('value'))}</td>" for _, r in summary_rows(summary))
-            attack_rows.append(f"<tr><td>{html.escape(a)}</td>{vals}</tr>")
-    links = "".join(
-        f"<li><a href='{nb}.html'>{nb}</a> ({html.escape(_TITLES[nb])}; {timings.get(nb, 0):.1f} s; "
-        f"<a href='{nb}.ipynb'>notebook</a>)</li>"
-        for nb in NOTEBOOKS
-    )
-    figures = "".join(
-        f"<figure><img src='figures/{p.name}' alt='{p.stem}'><figcaption>{p.stem}</figcaption></figure>"
-        for p in sorted((folder / "figures").glob("*.png"))
-    )
-    settings = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in settings_used.items()
-    )
-    warnings = [
-        f"<li>{html.escape(name)}: {html.escape(w)}</li>"
-        for name, row in summary_rows(summary)
-        for w in row.get("warnings", [])
-    ]
-    forget = ", ".join(map(str, summary["forget_classes"]))
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>mnemonic-mu report {html.escape(run)}</title><style>{_CSS}</style></head>
-<body>
-<h1>mnemonic-mu report: {html.escape(run)}</h1>
-<p>Profile <code>{html.escape(profile)}</code>; dataset <code>{html.escape(summary['dataset'])}</code>,
-model <code>{html.escape(str(summary.get('model')))}</code>, forget class(es) {forget}, seed {summary['seed']}.
-All notebooks ran in {total:.0f} s.</p>
-<h2>Summary</h2>
-<p>Accuracies in percent on the test split (<code>_train</code>: training split). E_F = error on the forget
-class (100 = forgotten). Compare every method with <b>retrain</b>: gap_to_retrain is the mean absolute
-difference to it over A_R, E_F (test and train) and the confidence-SVC MIA score (lower is better).
-Seconds: training for original, no_codes and retrain; the unlearning method's own time (its
-hyperparameter search included) for every other row.</p>
-<table><tr>{head}</tr>{''.join(rows)}</table>
-{'<h3>Warnings</h3><ul>' + ''.join(warnings) + '</ul>' if warnings else ''}
-{'<h3>Membership attacks (shares and accuracies as fractions, epsilon as a log-ratio; the target is retrain&#39;s value)</h3><table>' + ''.join(attack_rows) + '</table>' if attack_rows else ''}
-<h2>Notebooks</h2><ol>{links}</ol>
-<h2>Figures</h2>{figures}
-<h2>Settings</h2><p>Also in <a href="params.yaml">params.yaml</a>; metrics in <code>metrics/*.json</code>.</p>
-<table>{settings}</table>
-</body></html>
-"""
+        build_gallery(root)
+    except Exception as exc:  # the run's outcome matters more than its listing
+        LOG.warning("could not rebuild the gallery %s: %s: %s", root / "index.html", type(exc).__name__, exc)
 
 
 # --------------------------------------------------------------------------
@@ -333,14 +319,23 @@ def add_subcommand(sub) -> None:
         "report",
         help="run the six notebooks with papermill and write an HTML report",
         description="Execute notebooks/01..06 with papermill and write reports/<run>/ (executed "
-        "notebooks, HTML pages, index.html, figures/, metrics/, params.yaml).",
+        "notebooks, HTML pages, index.html, figures/, metrics/, params.yaml) and the gallery "
+        "reports/index.html.  With --grid, one such run per point of the grid's Cartesian product.",
     )
     p.add_argument("--profile", default="laptop", help="ci | laptop (default) | paper")
-    p.add_argument("--run", default=None, help="name of the run folder under reports/ (default: the profile)")
+    p.add_argument("--run", default=None, help="name of the run folder under reports/ (default: the profile); "
+                   "with --grid, the prefix of every run's name")
     p.add_argument(
         "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
         help="override a notebook parameter (repeatable), e.g. -p epochs=5 -p forget_classes=[3]",
     )
+    p.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=[V1,V2]",
+        help="run every combination of these values as its own run (repeatable; values are a YAML list, "
+        "a list setting takes a list of lists: --grid forget_classes=[[1],[3]] --grid seed=[0,1]); "
+        "a run already finished with the same settings is not redone",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="grid runs at once (default 1)")
     p.add_argument("--reports-dir", default=None, help="where run folders go (default: <repo>/reports)")
     p.add_argument("--notebooks", default=None, help="folder of the stage notebooks (default: the repo's)")
     p.add_argument("--progress", action="store_true", help="show papermill's cell progress")
@@ -348,6 +343,27 @@ def add_subcommand(sub) -> None:
 
 
 def _cmd_report(args) -> int:
+    from .grid import parse_grid, run_grid
+
+    if args.grid:
+        results = run_grid(
+            profile=args.profile,
+            grid=parse_grid(args.grid),
+            overrides=parse_overrides(args.param),
+            jobs=args.jobs,
+            run=args.run,
+            reports_dir=args.reports_dir,
+            notebooks=args.notebooks,
+        )
+        for r in results:
+            secs = "-" if r["seconds"] is None or r["status"] == "skipped" else f"{r['seconds']:.0f} s"
+            print(f"{r['status']:8s} {r['run']:40s} {secs:>6s}  {r['index'] or r['error']}")
+        done = sum(r["status"] == "done" for r in results)
+        skipped = sum(r["status"] == "skipped" for r in results)
+        failed = sum(r["status"] == "failed" for r in results)
+        print(f"{len(results)} runs: {done} ran, {skipped} already done, {failed} failed; "
+              f"gallery: {reports_root(args.reports_dir) / 'index.html'}")
+        return 1 if failed else 0
     index = run_report(
         profile=args.profile,
         run=args.run,
@@ -358,6 +374,7 @@ def _cmd_report(args) -> int:
     )
     run = json.loads((index.parent / "metrics" / "run.json").read_text())
     print(f"report written in {run['seconds']:.0f} s: {index}")
+    print(f"gallery: {index.parent.parent / 'index.html'}")
     return 0
 
 
@@ -367,6 +384,7 @@ __all__ = [
     "add_subcommand",
     "declared_parameters",
     "notebook_dir",
+    "notebook_parameters",
     "parse_overrides",
     "resolve_parameters",
     "run_report",

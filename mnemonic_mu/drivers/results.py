@@ -1,0 +1,193 @@
+"""``mnemonic-mu results``: the docs' result tables, generated from sweep outputs.
+
+::
+
+    mnemonic-mu results [SWEEP_DIR ...] [--name NAME ...]
+
+Each ``SWEEP_DIR`` (a folder holding a ``sweep.json``) becomes a small summary file
+``docs/results/<name>.json``: the command that reproduces the sweep, its settings, and per
+method the mean, std and worst class of each headline metric, the number of requests
+forgotten and the distance of A_R to retrain's.  Then ``docs/results.md`` and the results
+block of ``README.md`` are rewritten from every ``docs/results/*.json``.  No number in those
+tables is typed by hand; a test renders them again from the committed JSON and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io.artifacts import atomic_write_text, write_json
+from ..settings import Settings, option, project_root
+
+FORGOTTEN = 99.0  # E_F at or above which a request counts as forgotten
+HEADLINE = ("A_R", "E_F", "gap", "seconds")
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE_RESULT = "mnist5k-laptop"  # the summary the README shows (else the first by name)
+
+
+def command_of(result: dict) -> str:
+    """The ``mnemonic-mu sweep`` command that reproduces ``result``'s settings (those that differ
+    from the laptop profile, plus the methods, classes and seeds)."""
+    from .sweep import SWEEP_OPTIONS
+
+    s, base = result["settings"], Settings.from_profile("laptop").to_dict()
+    words = ["mnemonic-mu", "sweep"]
+    for name in SWEEP_OPTIONS:
+        if name in ("cache_dir", "data_root", "device", "threads", "use_cache") or s[name] == base[name]:
+            continue
+        value = s[name]
+        if isinstance(value, list):
+            words += [option(name), *map(str, value)] if value else [option(name), "none"]
+        elif isinstance(value, bool):
+            words.append(option(name) if value else "--no-" + name.replace("_", "-"))
+        else:
+            words += [option(name), str(value)]
+    words += ["--classes", *map(str, result["classes"]), "--seeds", *map(str, result["seeds"])]
+    return " ".join(words)
+
+
+def _finite(xs) -> list[float]:
+    return [float(x) for x in xs if x is not None and math.isfinite(float(x))]
+
+
+def summarise_sweep(result: dict, name: str) -> dict:
+    """The committed summary of one sweep (see the module doc)."""
+    rows = result["rows"]
+    retrain = {(r["seed"], r["forget_class"]): r for r in rows if r["method"] == "retrain"}
+    methods: dict[str, dict] = {}
+    for method, entry in result["summary"].items():
+        mine = [r for r in rows if r["method"] == method]
+        delta = [r["A_R"] - retrain[(r["seed"], r["forget_class"])]["A_R"] for r in mine]
+        worst = int(np.argmin(delta))
+        methods[method] = {
+            "reference": entry["reference"],
+            "n": len(mine),
+            "forgotten": sum(r["E_F"] >= FORGOTTEN for r in mine),
+            "A_R_minus_retrain": {"mean": float(np.mean(delta)), "worst": float(delta[worst]),
+                                  "worst_request": {"seed": mine[worst]["seed"], "class": mine[worst]["forget_class"]}},
+            **{m: {k: entry[m][k] for k in ("mean", "std", "worst", "worst_class")} for m in HEADLINE},
+        }
+    env = result.get("environment", {})
+    return {
+        "name": name,
+        "command": command_of(result),
+        "settings": {k: v for k, v in result["settings"].items() if k not in ("cache_dir", "data_root", "run_dir")},
+        "classes": result["classes"],
+        "seeds": result["seeds"],
+        "hardware": {k: env.get(k) for k in ("processor", "cpu_count", "torch", "device")} | {
+            "jobs": env.get("jobs"), "torch_threads_per_worker": env.get("torch_threads_per_worker")},
+        "wall_seconds": result.get("timing", {}).get("total_seconds"),
+        "methods": methods,
+    }
+
+
+def _f(x, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def table(summary: dict) -> str:
+    """One markdown table of a summary: a row per method, references first."""
+    head = ("| method | forgotten (E_F >= 99) | A_R (%) | E_F (%) | A_R - retrain, mean | A_R - retrain, worst request "
+            "| gap to retrain | time (s) |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    order = sorted(summary["methods"].items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
+    for method, m in order:
+        d = m["A_R_minus_retrain"]
+        worst = f"{_f(d['worst'])} (seed {d['worst_request']['seed']}, class {d['worst_request']['class']})"
+        lines.append(
+            f"| {'*' + method + '*' if m['reference'] else method} | {m['forgotten']}/{m['n']} "
+            f"| {_f(m['A_R']['mean'])} +- {_f(m['A_R']['std'])} | {_f(m['E_F']['mean'])} +- {_f(m['E_F']['std'])} "
+            f"| {_f(d['mean'])} | {worst} | {_f(m['gap']['mean'])} | {_f(m['seconds']['mean'], 3)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _setup_line(summary: dict) -> str:
+    s = summary["settings"]
+    return (f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, codes {s['code_dist']}, step `{s['step']}` "
+            f"(row `mnemonic`), {len(summary['seeds'])} seeds x {len(summary['classes'])} forget classes, "
+            f"each request against its own retrain reference")
+
+
+def render_results(summaries: list[dict]) -> str:
+    """docs/results.md from the committed summaries."""
+    out = ["# Results", "",
+           "Generated by `mnemonic-mu results` from the summary files in `docs/results/`; each section names",
+           "the command that made its sweep. Rerun the command, then `mnemonic-mu results <its sweep folder>`",
+           "to refresh a section. Definitions: [protocol.md](protocol.md). Italic rows are the references.", ""]
+    for summary in summaries:
+        hw = summary["hardware"]
+        out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
+                table(summary),
+                f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
+                f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; the sweep took "
+                f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min. Source: `docs/results/{summary['name']}.json`.", ""]
+    return "\n".join(out)
+
+
+def readme_block(summaries: list[dict]) -> str:
+    """The README's one headline table: :data:`HEADLINE_RESULT`, else the first summary by name."""
+    if not summaries:
+        return f"{README_START}\n(no results yet: run `mnemonic-mu results SWEEP_DIR`)\n{README_END}"
+    first = next((x for x in summaries if x["name"] == HEADLINE_RESULT), summaries[0])
+    return (f"{README_START}\n{_setup_line(first)} ([docs/results.md](docs/results.md); generated by "
+            f"`mnemonic-mu results` from `docs/results/{first['name']}.json`, made by `{first['command']}`):\n\n"
+            f"{table(first)}{README_END}")
+
+
+def load_summaries(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def write_all(root: Path) -> tuple[Path, Path]:
+    """Rewrite docs/results.md and README.md's results block from docs/results/*.json."""
+    summaries = load_summaries(root / "docs" / "results")
+    atomic_write_text(root / "docs" / "results.md", render_results(summaries))
+    readme = root / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ConfigError(f"README.md has no {README_START} ... {README_END} block for the results table")
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    atomic_write_text(readme, pattern.sub(lambda _: readme_block(summaries), text))
+    return root / "docs" / "results.md", readme
+
+
+def collect(sweep_dir: Path, name: str, root: Path) -> Path:
+    path = Path(sweep_dir) / "sweep.json"
+    if not path.is_file():
+        raise ConfigError(f"{sweep_dir} holds no sweep.json; give the folder a `mnemonic-mu sweep` wrote")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ConfigError(f"result name {name!r} may only hold letters, digits, '.', '_' and '-'")
+    out = root / "docs" / "results" / f"{name}.json"
+    write_json(out, summarise_sweep(json.loads(path.read_text()), name))
+    return out
+
+
+def add_subcommand(sub) -> None:
+    p = sub.add_parser("results", help="write docs/results.md (and README's table) from sweep outputs",
+                       description="Summarise sweep folders into docs/results/<name>.json, then rewrite "
+                       "docs/results.md and README.md's results block from every docs/results/*.json.")
+    p.add_argument("sweeps", nargs="*", help="sweep output folders (holding sweep.json)")
+    p.add_argument("--name", nargs="*", default=None, help="one result name per folder (default: the folder's name)")
+    p.set_defaults(func=_cmd_results)
+
+
+def _cmd_results(args) -> int:
+    root = project_root()
+    names = args.name or [Path(d).resolve().name for d in args.sweeps]
+    if len(names) != len(args.sweeps):
+        raise ConfigError(f"{len(args.sweeps)} sweep folders but {len(names)} names; give one name per folder")
+    for folder, name in zip(args.sweeps, names):
+        print(f"wrote {collect(Path(folder), name, root)}")
+    for path in write_all(root):
+        print(f"wrote {path}")
+    return 0
+
+
+__all__ = ["collect", "command_of", "readme_block", "render_results", "summarise_sweep", "table", "write_all"]

@@ -1,0 +1,62 @@
+"""The docs' result tables are generated from committed summaries, never typed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mnemonic_mu.drivers import results as R
+from mnemonic_mu.drivers import sweep as S
+from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_tables_are_what_the_committed_summaries_give():
+    summaries = R.load_summaries(ROOT / "docs" / "results")
+    assert summaries, "docs/results/ holds no summary"
+    assert (ROOT / "docs" / "results.md").read_text() == R.render_results(summaries), (
+        "docs/results.md is stale: run `mnemonic-mu results`")
+    readme = (ROOT / "README.md").read_text()
+    assert R.readme_block(summaries) in readme, "README.md's results table is stale: run `mnemonic-mu results`"
+    for summary in summaries:
+        assert summary["command"].startswith("mnemonic-mu sweep ")
+        for method, m in summary["methods"].items():
+            assert 0 <= m["forgotten"] <= m["n"] and 0 <= m["A_R"]["mean"] <= 100, method
+        assert summary["methods"]["retrain"]["A_R_minus_retrain"]["mean"] == 0
+
+
+def test_summary_of_a_real_sweep_and_its_command(tmp_path):
+    s = Settings(dataset="digits", epochs=3, lr=0.05, baselines=("mnemonic_paper",), probe_max_train=300,
+                 cache_dir=str(tmp_path / "cache"))
+    result = S.run_sweep(s, classes=(0, 3), seeds=(0,), out_dir=str(tmp_path / "sweep"))
+    S.write_sweep(result, tmp_path / "sweep")
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "README.md").write_text(f"# x\n\n{R.README_START}\nold\n{R.README_END}\n\nend\n")
+    out = R.collect(tmp_path / "sweep", "digits-tiny", root)
+    summary = json.loads(out.read_text())
+    rows = [r for r in result["rows"] if r["method"] == "mnemonic_paper"]
+    retrain = {r["forget_class"]: r["A_R"] for r in result["rows"] if r["method"] == "retrain"}
+    m = summary["methods"]["mnemonic_paper"]
+    assert m["n"] == 2 and m["forgotten"] == sum(r["E_F"] >= 99 for r in rows)
+    deltas = [r["A_R"] - retrain[r["forget_class"]] for r in rows]
+    assert m["A_R_minus_retrain"]["mean"] == pytest.approx(sum(deltas) / 2)
+    assert m["A_R_minus_retrain"]["worst"] == pytest.approx(min(deltas))
+    # the command reproduces the settings: the options that differ from the laptop profile
+    words = summary["command"].split()
+    assert words[:2] == ["mnemonic-mu", "sweep"]
+    for option in ("--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--baselines", "mnemonic_paper",
+                   "--probe-max-train", "300", "--classes", "0", "--seeds"):
+        assert option in words, option
+    md, readme = R.write_all(root)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("\nend\n") and "| mnemonic_paper |" in text
+    assert "## digits-tiny" in md.read_text() and summary["command"] in md.read_text()
+    with pytest.raises(ConfigError, match="no sweep.json"):
+        R.collect(tmp_path, "x", root)
+    assert re.search(r"forgotten \(E_F >= 99\)", R.table(summary))
