@@ -569,6 +569,40 @@ def laptop_report(quick: bool) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------
+# bf16 autocast and channels_last: the effect on accuracy, measured
+
+
+def precision(quick: bool) -> dict:
+    """ResNet-18 (CIFAR stem) trained with codes on scikit-learn's digits (real 8x8 images, offline)
+    three ways: fp32, bf16 autocast, channels_last; the test accuracy of each and its seconds per
+    epoch, on this machine's device.  The options exist for the GPU; this item measures what
+    they do to accuracy instead of assuming it (on a CPU the timings say little)."""
+    from mnemonic_mu.algorithms.metrics import accuracy
+
+    from .common import peak_rss_mb, rss_mb
+
+    rss_before = rss_mb()
+    dataset = load_dataset("digits", split_seed=0)
+    codes = generate_codes(dataset.num_classes, dataset.input_shape, "uniform", seed=0)
+    epochs = 4 if quick else 15
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    variants = {}
+    for name, extra in (("fp32", {}), ("bf16", {"precision": "bf16"}), ("channels_last", {"channels_last": True})):
+        cfg = TrainConfig(epochs=epochs, batch_size=128, lr=0.05, t_mix=0.1, seed=0, eval_every=0, **extra)
+        model = build_model("resnet18", dataset.input_shape, dataset.num_classes, seed=0)
+        start = time.perf_counter()
+        train_model(model, dataset, codes, cfg, device=device)
+        seconds = time.perf_counter() - start
+        variants[f"resnet18_{name}"] = {
+            "median_s": seconds / epochs, "min_s": seconds / epochs, "reps": 1, "epochs": epochs, "device": device,
+            "peak_rss_mb": round(peak_rss_mb(), 1), "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
+            "test_accuracy": accuracy(model, *dataset.split("test")),
+            "what": f"ResNet-18 on digits, {epochs} epochs, {name}: seconds per epoch and test accuracy (%)",
+        }
+    return {"variants": variants}
+
+
 ITEMS = {
     "forget_mlp_batched": forget_mlp("batched"),
     "forget_mlp_batched_spinwait": forget_mlp("batched"),  # run with OMP_WAIT_POLICY=ACTIVE (see run.py)
@@ -591,6 +625,7 @@ ITEMS = {
     "epochs": epochs,  # expands to epoch_kit, epoch_kit_no_codes, epoch_dataloader
     "ensemble": ensemble,  # expands to ensemble_mlp12, sequential_mlp12
     "distributed": distributed,  # expands to dask_sweep_1worker, dask_sweep_2workers, *_trivial_1000
+    "precision": precision,  # expands to resnet18_fp32, resnet18_bf16, resnet18_channels_last
     "laptop_report": laptop_report,
 }
 CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": forget_cuda("resnet18")}

@@ -285,6 +285,10 @@ def markdown(report: dict) -> str:
                   f"{rat.get('dask_2_vs_1_workers_speedup') or float('nan'):.2f}x); Dask's cost per trivial task: "
                   f"{fig.get('dask_overhead_ms_per_task') or float('nan'):.2f} ms through DaskExecutor.map, "
                   f"{fig.get('dask_bare_overhead_ms_per_task') or float('nan'):.2f} ms through bare client.map."]
+    if "resnet18_fp32" in items and "test_accuracy" in items["resnet18_fp32"]:
+        lines += ["", "ResNet-18 on digits, test accuracy (%) / seconds per epoch: " + ", ".join(
+            f"{k.removeprefix('resnet18_')} {items[k]['test_accuracy']:.1f} / {items[k]['median_s']:.2f} s"
+            for k in ("resnet18_fp32", "resnet18_bf16", "resnet18_channels_last") if k in items)]
     return "\n".join(lines) + "\n"
 
 

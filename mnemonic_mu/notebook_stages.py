@@ -52,7 +52,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # The settings that change a stage's result (device, threads and paths do not) ...
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "01_mnemonic_codes": ("dataset", "split_seed", "code_dist", "seed", "t_mix", "batch_size"),
-    "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "forget_classes"),
+    "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "precision", "channels_last",
+                    "forget_classes"),
     "03_fisher": ("fisher_samples", "fisher_repeats", "lambda1", "lambda2"),
     "04_unlearning": ("lambda1", "lambda2", "step", "multi", "lambda1_grid", "lambda2_grid", "tune_lambdas"),
     "05_membership_evaluation": ("probe_max_train",),

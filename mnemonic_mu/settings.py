@@ -51,6 +51,8 @@ class Settings:
     code_dist: str = "uniform"  # uniform U[0,1) (the kit's) | normal N(0,1) (the paper's)
     seed: int = 0  # initial weights, codes, batch order, coins, baselines and attacks
     trainer: str = "single"  # single (one model at a time) | ensemble (a request's models as one computation; mlp, cnn)
+    precision: str = "fp32"  # fp32 | bf16 (autocast in the training step; a GPU option, measured in docs/performance.md)
+    channels_last: bool = False  # channels_last memory format for convolutional models (a GPU option)
     # -- the request and the one-shot step (Eq. 5-7)
     forget_classes: tuple[int, ...] = (0,)  # the classes to forget, C_F (paper: class 0)
     step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5 with fixed lambdas)
@@ -97,7 +99,8 @@ class Settings:
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, t_mix=self.t_mix if t_mix is None else t_mix,
-            cosine=self.cosine, seed=self.seed, exclude_classes=tuple(exclude),
+            cosine=self.cosine, seed=self.seed, exclude_classes=tuple(exclude), precision=self.precision,
+            channels_last=self.channels_last,
         )
 
     @property
@@ -134,6 +137,7 @@ class Settings:
 
 
 TRAINERS = ("single", "ensemble")
+PRECISIONS = ("fp32", "bf16")
 RUNTIME = ("data_root", "download", "device", "threads", "cache_dir", "use_cache", "run_dir", "compute_upstream")
 
 
@@ -237,6 +241,9 @@ def _validate(s: Settings) -> None:
     _choose("step", s.step, STEPS)
     _choose("multi-class mode", s.multi, MULTI_MODES)
     _choose("trainer", s.trainer, TRAINERS)
+    _choose("precision", s.precision, PRECISIONS)
+    if s.trainer == "ensemble" and (s.precision != "fp32" or s.channels_last):
+        raise ConfigError("trainer 'ensemble' trains in fp32 with the default memory format; use trainer 'single'")
     if s.trainer == "ensemble" and s.model == "resnet18":
         raise ConfigError("trainer 'ensemble' cannot train resnet18 (BatchNorm statistics); use trainer 'single'")
     check_recipe(s.epochs, s.batch_size, s.lr, s.momentum, s.weight_decay, s.t_mix)

@@ -179,6 +179,9 @@ def _check_members(members: Sequence[Member], dataset: Dataset) -> list[Member]:
         codes, cfg = member
         if not isinstance(cfg, TrainConfig):
             raise ConfigError(f"member {i}: the second item must be a TrainConfig, got {type(cfg).__name__}")
+        if cfg.precision != "fp32" or cfg.channels_last:
+            raise ConfigError(f"member {i}: the ensemble trains in fp32 with the default memory format; "
+                              "train bf16 or channels_last models with train_model")
         if not isinstance(codes, torch.Tensor) or tuple(codes.shape) != code_shape:
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise ConfigError(f"member {i}: codes must have shape {code_shape} (one per class), got {shape}")

@@ -10,7 +10,7 @@ reproducible whatever the program did before.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -44,6 +44,8 @@ class TrainConfig:
     seed: int = default("seed")  # initial weights, batch order, coins and augmentation
     exclude_classes: tuple[int, ...] = ()  # classes left out (the retrain reference)
     eval_every: int = 1  # validation accuracy every N epochs (0 = never)
+    precision: str = default("precision")  # fp32 | bf16: autocast of the forward pass and the loss
+    channels_last: bool = default("channels_last")  # channels_last memory format (4-D inputs and weights)
 
     def __post_init__(self) -> None:
         check_recipe(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.t_mix)
@@ -52,6 +54,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["exclude_classes"] = list(self.exclude_classes)
+        for name in ("precision", "channels_last"):  # the defaults leave the keys of fp32 models as they were
+            if d[name] == default(name):
+                del d[name]
         return d
 
 
@@ -97,6 +102,12 @@ def train_model(
     augment = make_augment(dataset)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+                else contextlib.nullcontext())
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -117,7 +128,10 @@ def train_model(
                 xb, mask = replace_with_codes(xb, yb, codes, cfg.t_mix, gen)
                 replaced += mask.sum()
             drawn += len(yb)
-            loss = F.cross_entropy(model(xb), yb)
+            if cfg.channels_last and xb.dim() == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast:  # bf16: the forward pass and the loss in bfloat16, the weights and SGD in fp32
+                loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
