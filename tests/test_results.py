@@ -60,3 +60,20 @@ def test_summary_of_a_real_sweep_and_its_command(tmp_path):
     with pytest.raises(ConfigError, match="no sweep.json"):
         R.collect(tmp_path, "x", root)
     assert re.search(r"forgotten \(E_F >= 99\)", R.table(summary))
+
+
+def test_the_readme_quick_start_output_is_its_committed_json():
+    """Every row the README's quick start shows is the committed experiment JSON, to two decimals."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```\n(method .*?)```", readme, flags=re.S)
+    assert len(blocks) == 1, "the quick start output block"
+    runs = blocks[0].split("\n\nmethod")
+    files = ("quickstart-calibrated.json", "quickstart-paper.json")
+    assert len(runs) == len(files)
+    for text, name in zip(runs, files):
+        rows = json.loads((ROOT / "docs" / "results" / "experiments" / name).read_text())["rows"]
+        shown = [line.split() for line in text.splitlines() if line.split() and line.split()[0] in rows]
+        assert {r[0] for r in shown} == set(rows), name
+        for method, a_r, e_f, gap in shown:
+            row = rows[method]
+            assert (a_r, e_f, gap) == (f"{row['A_R']:.2f}", f"{row['E_F']:.2f}", f"{row['gap_to_retrain']:.2f}"), method
