@@ -43,7 +43,7 @@ from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
 from ..runtime import environment, setup
-from ..settings import Settings
+from ..settings import Settings, resolve_path
 
 REFERENCES = pipeline.ROLES
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
@@ -80,7 +80,8 @@ def sweep_key(s: Settings, classes, seeds) -> str:
 
 
 def sweep_folder(s: Settings, classes, seeds, out_dir: str = "") -> Path:
-    return Path(out_dir) if out_dir else Path("reports/sweep") / f"{s.dataset}-{sweep_key(s, classes, seeds)}"
+    # the default lies under the repository's reports/ (like the cache under its data/), wherever it runs from
+    return Path(out_dir) if out_dir else resolve_path("reports/sweep") / f"{s.dataset}-{sweep_key(s, classes, seeds)}"
 
 
 def row_components(method: str) -> tuple[str, ...]:
