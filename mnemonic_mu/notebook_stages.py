@@ -404,8 +404,7 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
 
         data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
         for name in s.baselines:
-            result = pipeline.run_method(name, s, dataset, models, data)
-            rows[name] = pipeline.score(result.model, models["retrain"].model, dataset, s) | pipeline.method_row(result, name)
+            rows[name] = pipeline.score_method(name, s, dataset, models, data)
     summary = {
         "dataset": s.dataset, "model": s.model, "forget_classes": list(s.forget_classes), "seed": s.seed,
         "units": "percent", "methods": pipeline.add_gaps(rows),

@@ -207,6 +207,14 @@ def run_method(
                    **({"lambda1_grid": s.lambda1_grid, "lambda2_grid": s.lambda2_grid} if name == "mnemonic_tuned" else {}))
 
 
+def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint],
+                 data: UnlearnData | None = None) -> dict:
+    """Method ``name`` run on the request (:func:`run_method`) and its model scored against
+    retrain (:func:`score`): one results row, the same for every driver."""
+    result = run_method(name, s, dataset, models, data)
+    return score(result.model, models["retrain"].model, dataset, s) | method_row(result, name)
+
+
 def method_row(result: MethodResult, name: str) -> dict:
     return {"seconds": result.seconds, "backward_passes": result.backward_passes, "chosen": result.chosen,
             "input_model": INPUT_MODEL[name], "info": {k: v for k, v in result.info.items() if k != "warnings"},
@@ -249,8 +257,7 @@ def run_request(s: Settings, progress: bool = False) -> dict:
     rows["mnemonic"] = score(unlearned.model, retrain_model, dataset, s) | record_row(unlearned.record, unlearned.seconds)
     data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config()) if s.baselines else None
     for name in s.baselines:
-        result = run_method(name, s, dataset, models, data)
-        rows[name] = score(result.model, retrain_model, dataset, s) | method_row(result, name)
+        rows[name] = score_method(name, s, dataset, models, data)
     return {
         "settings": s.to_dict(),
         "environment": environment(device),
@@ -276,6 +283,7 @@ __all__ = [
     "run_method",
     "run_request",
     "score",
+    "score_method",
     "train_models",
 ]
 

@@ -116,7 +116,12 @@ def _worker_setup(s: Settings):
 def _train_job(s: Settings, kind: str) -> dict:
     dataset, device = _worker_setup(s)
     (ck, cached), = pipeline.train_models(s, dataset, (kind,), device).values()
-    return {"kind": kind, "seed": s.seed, "exclude": ck.config["train"]["exclude_classes"], "from_cache": cached,
+    return _trained_entry(kind, s.seed, ck, cached)
+
+
+def _trained_entry(kind: str, seed: int, ck, cached: bool) -> dict:
+    """What a sweep records of one trained (or loaded) model."""
+    return {"kind": kind, "seed": seed, "exclude": ck.config["train"]["exclude_classes"], "from_cache": cached,
             "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
 
 
@@ -128,9 +133,7 @@ def _train_seed_job(s: Settings, classes: tuple[int, ...]) -> list[dict]:
     cfgs = {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
     cfgs |= {("retrain", (c,)): s.train_config(exclude=(c,)) for c in classes}
     trained = store.train_many(s, dataset, cfgs, device)
-    return [{"kind": kind, "seed": s.seed, "exclude": list(exclude), "from_cache": cached,
-             "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
-            for (kind, exclude), (ck, cached) in trained.items()]
+    return [_trained_entry(kind, s.seed, ck, cached) for (kind, _), (ck, cached) in trained.items()]
 
 
 def request_rows(s: Settings, folder: Path) -> list[dict]:
@@ -179,9 +182,7 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
         def method(name=name):
             for role in ("original", "no_codes", "retrain"):
                 model(role)
-            result = pipeline.run_method(name, s, dataset, models, unlearn_data())
-            return pipeline.score(result.model, model("retrain").model, dataset, s) | pipeline.method_row(
-                result, name) | {"reference": False}
+            return pipeline.score_method(name, s, dataset, models, unlearn_data()) | {"reference": False}
         out.append(cached(name, method))
     rows = {r["method"]: r for r in out}
     for r in out:

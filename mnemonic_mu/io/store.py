@@ -183,7 +183,7 @@ def train_many(
             if ck is not None:
                 out[name] = (ck, True)
         todo = [name for name in train_cfgs if name not in out]
-        codes_ = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed)
+        codes_ = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed) if todo else None
         if s.trainer == "ensemble" and len(todo) > 1:
             members = [(codes_, train_cfgs[name]) for name in todo]
             trained = ensemble.train_ensemble(s.model, dataset, members, device=device, progress=progress)
