@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, MnemonicError
-from ..settings import RUNTIME, Settings, add_options, from_args, load_profile
+from ..settings import Settings, add_options, from_args, load_profile
 
 EXIT_USAGE = 2
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["EXPERIMENT_OPTIONS", "RUNTIME", "build_parser", "main", "settings_from_args"]
+__all__ = ["EXPERIMENT_OPTIONS", "build_parser", "main", "settings_from_args"]
 
 
 if __name__ == "__main__":
