@@ -7,9 +7,19 @@ prints that message (without a stack trace) and exits non-zero.
 
 from __future__ import annotations
 
+import re
+
 
 class MnemonicError(Exception):
-    """Base class of every error the kit raises on purpose."""
+    """Base class of every error the kit raises on purpose.
+
+    The message is kept on one line: a library message quoted inside it (a
+    pickle or YAML error, say) can span several lines, and its line breaks are
+    folded into single spaces.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(re.sub(r"\s*\n\s*", " ", str(message)).strip(), *args)
 
 
 class ConfigError(MnemonicError, ValueError):

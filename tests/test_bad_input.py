@@ -28,6 +28,7 @@ import io
 import json
 import os
 import pickle
+import random
 import socket
 import subprocess
 import sys
@@ -192,7 +193,9 @@ def damage_cifar(kind: str) -> Callable:
         if kind == "truncate":
             path.write_bytes(path.read_bytes()[:500])
         elif kind == "garbage":
-            path.write_bytes(os.urandom(4096))
+            path.write_bytes(random.Random(4).randbytes(4096))  # fixed bytes: the same failure on every run
+        elif kind == "persistent_id":  # pickle's message for this spans two lines
+            path.write_bytes(b"P1\n." + bytes(64))
         elif kind == "planted":
             path.write_bytes(pickle.dumps({"data": _PlantedCommand(env.tmp / "PWNED"), "labels": [0]}))
         elif kind == "not_a_dict":
@@ -394,6 +397,8 @@ CASES: list[Case] = [
     Case("4-idx-cli", DataError, "truncated", argv=cli("--dataset", "mnist", "--data-root", "{tmp}/data"), setup=damage_mnist("truncate")),
     Case("4-cifar-truncated", DataError, "could not read CIFAR-10 batch", load_data("cifar10"), setup=damage_cifar("truncate")),
     Case("4-cifar-garbage", DataError, "not in the CIFAR-10 python format", load_data("cifar10"), setup=damage_cifar("garbage")),
+    Case("4-cifar-persistent-id", DataError, "no persistent_load function", load_data("cifar10"),
+         setup=damage_cifar("persistent_id")),
     Case("4-cifar-not-a-dict", DataError, "could not read CIFAR-10 batch", load_data("cifar10"), setup=damage_cifar("not_a_dict")),
     Case("4-cifar-shape", DataError, "could not read CIFAR-10 batch", load_data("cifar10"), setup=damage_cifar("shape")),
     Case("4-cifar-one-missing", DataError, "missing data_batch_3", load_data("cifar10"), setup=damage_cifar("missing")),
