@@ -1,3 +1,6 @@
+import copy
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -106,15 +109,37 @@ def test_calibrated_step_forgets_the_codes(tiny_trained):
         assert rec.step == "calibrated" and rec.scale >= 0
 
 
-def test_sequential_multi_class_is_one_calibrated_step_per_class(tiny_trained):
+def expected_step(model, eta, alpha, sign, scale, forget_classes, cal):
+    """The calibrated step written out by hand: w + sign * gain * alpha_l * eta_l, where the
+    output layer (``head``) moves only in the forget classes' rows, by ``scale``, and every
+    other layer by min(scale, hidden_cap); with protect_rows off, everything by ``scale``."""
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in new.named_parameters():
+            step = alpha[n] * eta[n]
+            if cal.protect_rows and n.startswith("head."):
+                mask = torch.zeros(step.shape[0])
+                mask[list(forget_classes)] = 1.0
+                step = step * mask.view(-1, *([1] * (step.dim() - 1)))
+                gain = scale
+            else:
+                gain = scale if not cal.protect_rows or n.startswith("head.") else min(scale, cal.hidden_cap)
+            p.copy_(dict(model.named_parameters())[n] + sign * gain * step)
+    return new
+
+
+@pytest.mark.parametrize("cal", [Calibration(), Calibration.v1()], ids=["default", "v1"])
+def test_sequential_multi_class_is_one_calibrated_step_per_class(tiny_trained, cal):
     """Several classes: each part is the single-class calibrated step along f_c / f_R,
     applied to the previous part's model, with every Fisher taken from the input model."""
     model, codes = tiny_trained
-    new, rec = forget(model, codes, [3, 1], step="calibrated")
+    new, rec = forget(model, codes, [3, 1], step="calibrated", calibration=cal)
     assert rec.multi == "sequential" and [p["class"] for p in rec.parts] == [1, 3]
     assert rec.backward_passes == 4 and rec.alpha == {}  # still one backward pass per class
     assert rec.sign == "".join(p["sign"] for p in rec.parts) and len(rec.sign) == 2
-    assert rec.scale == max(p["scale"] for p in rec.parts) and min(p["scale"] for p in rec.parts) > 0
+    assert rec.scale == max(p["scale"] for p in rec.parts)
+    if cal == Calibration.v1():
+        assert min(p["scale"] for p in rec.parts) > 0
     fis = code_fisher(model, codes)
     f_r = mean_fisher([fis[0], fis[2]])  # the classes that stay, for both parts
     expect = model
@@ -122,28 +147,36 @@ def test_sequential_multi_class_is_one_calibrated_step_per_class(tiny_trained):
         eta = fisher_ratio(fis[part["class"]], f_r)
         alpha = layer_alphas(eta, 1e-3, 10.0)
         assert part["alpha"] == pytest.approx(alpha, rel=1e-4)
-        expect = perturbed(expect, eta, alpha, 1.0 if part["sign"] == "+" else -1.0, part["scale"])
-    for (n, p), q in zip(new.named_parameters(), expect.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        assert part["guard"]["scale"] == part["scale"]
+        expect = expected_step(expect, eta, alpha, 1.0 if part["sign"] == "+" else -1.0, part["scale"],
+                               [part["class"]], cal)
+    for (n, p), q in zip(new.named_parameters(), expect.parameters()):  # float rounding only
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     rep = code_report(new, codes, torch.arange(4), [1, 3])
     assert rec.forget_code_predicted == (rep["forget_margin"] > 0)
     if not rec.warnings:  # both forget codes lost, both remaining codes kept
         assert rep["E_F"] == 100.0 and rep["A_R"] == 100.0
 
 
-def test_joint_multi_class_and_single_class_modes(tiny_trained):
+@pytest.mark.parametrize("cal", [Calibration(), Calibration.v1()], ids=["default", "v1"])
+def test_joint_multi_class_and_single_class_modes(tiny_trained, cal):
     model, codes = tiny_trained
-    joint, rec = forget(model, codes, [1, 3], step="calibrated", calibration=Calibration(multi="joint"))
+    joint, rec = forget(model, codes, [1, 3], step="calibrated", calibration=replace(cal, multi="joint"))
     assert rec.multi == "joint" and rec.parts == [] and rec.sign in ("+", "-")
     fis = code_fisher(model, codes)
     eta = fisher_ratio(mean_fisher([fis[1], fis[3]]), mean_fisher([fis[0], fis[2]]))
-    expect = perturbed(model, eta, layer_alphas(eta, 1e-3, 10.0), 1.0 if rec.sign == "+" else -1.0, rec.scale)
-    for p, q in zip(joint.parameters(), expect.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    alpha = layer_alphas(eta, 1e-3, 10.0)
+    expect = expected_step(model, eta, alpha, 1.0 if rec.sign == "+" else -1.0, rec.scale, [1, 3], cal)
+    if cal == Calibration.v1():  # v1 is the paper's direction on one scale: perturbed() itself
+        expect_v1 = perturbed(model, eta, alpha, 1.0 if rec.sign == "+" else -1.0, rec.scale)
+        for p, q in zip(expect.parameters(), expect_v1.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    for p, q in zip(joint.parameters(), expect.parameters()):  # float rounding only
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     # the paper step is always the joint Eq. 5-7 step; one class has one mode
     assert forget(model, codes, [1, 3], step="paper")[1].multi == "joint"
-    one_seq, r1 = forget(model, codes, [2], step="calibrated")
-    one_joint, r2 = forget(model, codes, [2], step="calibrated", calibration=Calibration(multi="joint"))
+    one_seq, r1 = forget(model, codes, [2], step="calibrated", calibration=cal)
+    one_joint, r2 = forget(model, codes, [2], step="calibrated", calibration=replace(cal, multi="joint"))
     assert r1.multi == r2.multi == "single" and r1.scale == r2.scale
     for p, q in zip(one_seq.parameters(), one_joint.parameters()):
         assert torch.equal(p, q)
@@ -192,3 +225,73 @@ def test_too_few_codes_named_before_class_range(tiny_trained):
     model, codes = tiny_trained
     with pytest.raises(ConfigError, match="3 codes for a model with 4 classes"):
         forget(model, codes[:3], [3], step="paper")
+
+
+# --------------------------------------------------------------------------
+# The calibrated step's retain guard (docs/calibration.md)
+
+
+def test_remaining_rows_never_move_and_a_zero_cap_leaves_their_logits_exact(tiny_trained):
+    model, codes = tiny_trained
+    x = torch.randn(32, *codes.shape[1:], generator=torch.Generator().manual_seed(0))
+    for c in range(4):
+        new, rec = forget(model, codes, [c], step="calibrated")
+        others = [r for r in range(4) if r != c]
+        assert torch.equal(new.head.weight[others], model.head.weight[others])
+        assert torch.equal(new.head.bias[others], model.head.bias[others])
+        assert rec.guard["protect_rows"] and rec.guard["hidden_scale"] == min(rec.scale, 0.5)
+        only_row, _ = forget(model, codes, [c], step="calibrated", calibration=Calibration(hidden_cap=0.0))
+        with torch.no_grad():
+            assert torch.equal(only_row(x)[:, others], model(x)[:, others])  # only class c's score changes
+    # v1 moves every row (the damage the guard removes)
+    old, rec_old = forget(model, codes, [3], step="calibrated", calibration=Calibration.v1())
+    assert rec_old.scale > 0 and not torch.equal(old.head.weight[:3], model.head.weight[:3])
+
+
+def test_a_request_the_codes_cannot_forget_safely_warns_with_its_numbers(tiny_trained):
+    model, codes = tiny_trained
+    new, rec = forget(model, codes, [2], step="calibrated", calibration=Calibration(margin=1e6, max_scale=2.0**4))
+    (w,) = [w for w in rec.warnings if "largest safe scale" in w]
+    assert f"{rec.scale:g}" in w and "1e+06 nats" in w and f"{rec.guard['forget_margin']:+.3g}" in w
+    assert rec.guard["target_margin"] == 1e6 and rec.guard["scale"] == rec.scale <= 2.0**4
+    assert rec.forget_code_predicted or rec.guard["forget_margin"] > -1e6
+
+
+def test_views_the_input_model_already_gets_wrong_are_not_checked(tiny_trained):
+    from mnemonic_mu.algorithms.forget import code_margins, code_views
+
+    model, codes = tiny_trained
+    cal = Calibration(jitter=2.0)  # views far from the codes: some are misclassified before any step
+    views, labels = code_views(codes, cal.n_views, cal.jitter, cal.seed)
+    wrong = int(((code_margins(model, views, labels) <= 0) & (labels != 1)).sum())
+    assert wrong > 0
+    _, rec = forget(model, codes, [1], step="calibrated", calibration=cal)
+    assert rec.guard["views_skipped"] == wrong
+    _, rec_all = forget(model, codes, [1], step="calibrated", calibration=replace(cal, only_kept_views=False))
+    assert rec_all.guard["views_skipped"] == 0 and rec_all.scale == 0.0  # nothing can keep what was never kept
+    assert any("model is unchanged" in w for w in rec_all.warnings)
+
+
+def test_the_calibration_defaults_are_what_the_validation_study_chose():
+    """Calibration()'s constants come from docs/results/calibration/validation.json: the rule
+    applied to the committed rows picks them again, and docs/calibration.md is that file rendered."""
+    import importlib.util
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("calibration_study", root / "benchmarks" / "calibration_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    doc = json.loads(study.OUT.read_text())
+    assert study.choose(doc["settings"]) == doc["chosen"]
+    for r in doc["settings"]:
+        for cand, summary in r["summary"].items():
+            assert study.summarise(r["rows"], cand) == summary
+    fields = asdict(Calibration())
+    for k, v in doc["candidates"][doc["chosen"]].items():
+        assert fields[k] == v, k
+    assert study.markdown(doc) in study.DOC.read_text(), "docs/calibration.md is stale: python benchmarks/calibration_study.py --render"
+    for r in doc["settings"]:  # the study never reads the test split: every setting is scored on validation rows
+        assert r["rows"] and all("stand_in_A_R" in row for row in r["rows"])

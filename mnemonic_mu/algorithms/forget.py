@@ -12,13 +12,25 @@ Paper step (``step="paper"``)
        log-probability relative to the remaining codes wins, and the record
        says the test tied.
 
-Calibrated step (``step="calibrated"``, this kit's extension, see README)
-    Same direction ``alpha*eta``, but the step size is chosen per request from
-    the codes alone: the scale k of ``w +- k*alpha*eta`` grows geometrically
-    until every forget code (and jittered views of it) is misclassified with a
-    log-probability margin, while every remaining code (and its views) keeps its
-    class.  The sign reaching that with the smaller k wins.  No training, test or
-    validation data is touched.
+Calibrated step (``step="calibrated"``, this kit's extension, docs/calibration.md)
+    Same direction ``alpha*eta``, with two changes and a step size chosen per
+    request from the codes alone:
+
+    - the output layer's rows of the remaining classes stay where they are
+      (``protect_rows``): moving them shifts those classes' scores on every input,
+      and that, not the hidden layers, is what damaged the remaining classes on
+      the hard requests (docs/calibration.md, section "Where the damage lands");
+    - the scale k of ``w +- k*alpha*eta`` grows geometrically until every forget
+      code (and jittered views of it) is misclassified with a log-probability
+      margin, while every remaining code (and its views) that the input model
+      classifies correctly keeps its class; the forget rows follow k, the layers
+      below move by ``min(k, hidden_cap)``.  The sign reaching that with the
+      smaller k wins.  No training, test or validation data is touched.
+
+    When no scale forgets without a remaining code losing its class, the step
+    says so in a warning that names the numbers (target, margins reached, scale)
+    and takes the largest safe scale instead of damaging.  ``Calibration.v1()``
+    is the step of forget.VERSION 1 (every parameter on one scale, margin 2).
 
     Several forget classes (``Calibration.multi="sequential"``, the default):
     one calibrated step per forget class, applied in turn, each along its own
@@ -48,7 +60,7 @@ from ..errors import ConfigError, ModelStateError
 from .fisher import Fisher, code_fisher_means, mean_fisher, trainable
 from .metrics import check_forget_classes
 
-VERSION = 1  # bump when a change to this module changes the step's numbers
+VERSION = 2  # bump when a change to this module changes the step's numbers
 
 STEPS = ("paper", "calibrated")
 MULTI_MODES = ("sequential", "joint")
@@ -73,7 +85,8 @@ class ForgetRecord:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     multi: str = "single"  # "single" (one forget class), "joint" or "sequential"
-    parts: list[dict] = field(default_factory=list)  # sequential: class, sign, sign_tie, scale, alpha, code_scores
+    parts: list[dict] = field(default_factory=list)  # sequential: class, sign, sign_tie, scale, alpha, code_scores, guard
+    guard: dict = field(default_factory=dict)  # calibrated: the criterion's numbers (targets, margins reached, scales)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +178,18 @@ def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, for
     }
 
 
+@torch.no_grad()
+def code_margins(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per input: log p(label) minus the largest other log p (positive = classified as its label)."""
+    was_training = model.training
+    model.eval()
+    logp = F.log_softmax(model(codes).float(), 1).cpu()
+    model.train(was_training)
+    labels = labels.cpu()
+    true = logp.gather(1, labels[:, None]).squeeze(1)
+    return true - logp.scatter(1, labels[:, None], float("-inf")).max(1).values
+
+
 def code_views(codes: torch.Tensor, n_views: int, jitter: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each code plus ``n_views`` copies with Gaussian noise of std ``jitter * std(codes)``."""
     labels = torch.arange(len(codes))
@@ -227,9 +252,14 @@ def _check_lambdas(lambda1: float, lambda2: float) -> None:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Settings of the calibrated step (codes only; defaults chosen as in README)."""
+    """Settings of the calibrated step (codes only).
 
-    margin: float = 2.0  # forget codes must trail the best other class by at least this many nats ...
+    The defaults were chosen on validation splits only (docs/calibration.md, made by
+    ``python benchmarks/calibration_study.py``); :meth:`v1` is the step as it stood before
+    (kept for comparison).
+    """
+
+    margin: float = 4.0  # forget codes must trail the best other class by at least this many nats ...
     mirror: bool = True  # ... and by as much as they originally led it, when that is more
     retain_margin: float = 0.0  # remaining codes must keep their class by at least this margin ...
     retain_keep: float = 0.0  # ... and by this fraction of their original smallest margin
@@ -240,7 +270,17 @@ class Calibration:
     min_scale: float = 2.0**-6  # smallest scale tried (1.0 = the paper's step)
     max_scale: float = 2.0**20  # largest scale tried
     seed: int = 0  # views' noise
+    protect_rows: bool = True  # leave the remaining classes' output rows (weights and bias) where they are
+    hidden_cap: float = 0.5  # the layers below the output layer move by at most this scale (1.0 = the paper's)
+    only_kept_views: bool = True  # check only the remaining views the input model classifies correctly
     multi: str = "sequential"  # several forget classes: "sequential" (one step per class) or "joint"
+
+    @classmethod
+    def v1(cls, **changes) -> "Calibration":
+        """The calibrated step of kit versions before the retain guard (forget.VERSION 1):
+        every parameter moves by the same scale, margin 2, every remaining view checked."""
+        return cls(**({"margin": 2.0, "protect_rows": False, "hidden_cap": math.inf, "only_kept_views": False}
+                      | changes))
 
 
 def forget(
@@ -296,6 +336,7 @@ def forget(
     labels = torch.arange(num_classes)
     warnings: list[str] = []
 
+    guard: dict = {}
     if step == "paper":
         scale = 1.0
         # one copy for both candidates: w +- alpha*eta is written from the input's weights
@@ -315,7 +356,8 @@ def forget(
             _write_step(new, model, eta, alpha, 1.0)
     else:
         views, view_labels = _views(codes, cal, device)
-        new, sign, scale, scores, tie = _calibrate(model, eta, alpha, views, view_labels, forget_classes, cal, warnings)
+        new, sign, scale, scores, tie, guard = _calibrate(
+            model, eta, alpha, views, view_labels, forget_classes, cal, warnings)
 
     seconds = time.perf_counter() - start
     final = code_report(new, codes, labels, forget_classes)
@@ -330,11 +372,12 @@ def forget(
         alpha=alpha,
         code_scores=scores,
         forget_code_predicted=final["forget_margin"] > 0,
-        retain_codes_kept=final["retain_margin"] > 0,
+        retain_codes_kept=_kept_codes_kept(model, new, codes, forget_classes),
         backward_passes=num_classes,
         seconds=seconds,
         warnings=warnings,
         multi=multi,
+        guard=guard,
     )
     return new, _finish_record(record)
 
@@ -353,6 +396,14 @@ def _views(codes: torch.Tensor, cal: Calibration, device) -> tuple[torch.Tensor,
     return views.to(device), labels
 
 
+def _kept_codes_kept(before: nn.Module, after: nn.Module, codes: torch.Tensor, forget_classes) -> bool:
+    """Every remaining-class code that ``before`` classifies as its class, ``after`` does too."""
+    labels = torch.arange(len(codes))
+    remaining = ~torch.isin(labels, torch.tensor(list(forget_classes)))
+    was = code_margins(before, codes, labels) > 0
+    return bool((code_margins(after, codes, labels) > 0)[remaining & was].all())
+
+
 def _finish_record(record: ForgetRecord) -> ForgetRecord:
     """Add the warnings every step reports (tie, forget code kept, remaining code lost)."""
     if record.sign_tie:
@@ -369,7 +420,9 @@ def _finish_record(record: ForgetRecord) -> ForgetRecord:
             f"a forget code is still predicted as its own class: the step was too small for this request ({hint})"
         )
     if not record.retain_codes_kept:
-        record.warnings.append("a remaining-class code lost its class: the step may have damaged retained classes")
+        record.warnings.append(
+            "a remaining-class code that the input model classified correctly lost its class: "
+            "the step may have damaged retained classes")
     return record
 
 
@@ -387,12 +440,12 @@ def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, la
         alpha = layer_alphas(eta, lambda1, lambda2)
         keep = ~torch.isin(view_labels, torch.tensor(done, dtype=view_labels.dtype))
         part_warnings: list[str] = []
-        current, sign, scale, scores, tie = _calibrate(
+        current, sign, scale, scores, tie, guard = _calibrate(
             current, eta, alpha, views[keep], view_labels[keep], [c], cal, part_warnings
         )
         warnings += [f"class {c}: {w}" for w in part_warnings]
         parts.append({"class": c, "sign": sign, "sign_tie": bool(tie), "scale": float(scale),
-                      "alpha": alpha, "code_scores": scores})
+                      "alpha": alpha, "code_scores": scores, "guard": guard})
         done.append(c)
     seconds = time.perf_counter() - start
     final = code_report(current, codes, torch.arange(num_classes), forget_classes)
@@ -407,7 +460,7 @@ def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, la
         alpha={},
         code_scores={"final": final},
         forget_code_predicted=final["forget_margin"] > 0,
-        retain_codes_kept=final["retain_margin"] > 0,
+        retain_codes_kept=_kept_codes_kept(model, current, codes, forget_classes),
         backward_passes=num_classes,
         seconds=seconds,
         warnings=warnings,
@@ -423,10 +476,26 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     A scale k of sign s qualifies when (1) every forget-code view trails its best
     other class by ``target`` nats, (2) the forget classes became *less* likely on
     the remaining codes than before the step (the class is suppressed, not just
-    its code moved) and (3) every remaining-code view still leads by
-    ``retain_floor``.  Each sign is scanned upward until (3) fails; the sign that
-    qualifies at the smaller scale wins.
+    its code moved) and (3) every remaining-code view that the input model
+    classifies correctly still leads by ``retain_floor``.  Each sign is scanned
+    upward until (3) fails; the sign that qualifies at the smaller scale wins.
+    With ``cal.protect_rows`` the remaining classes' output rows do not move; the
+    layers below the output layer move by ``min(k, cal.hidden_cap)``.  Returns
+    ``(model, sign, scale, scores, tie, guard)``; ``guard`` holds the criterion's numbers.
     """
+    head = set(output_layer(model))
+    if cal.protect_rows and head:
+        eta = protect_retained_rows(model, eta, forget_classes)
+    # a remaining view the input model already gets wrong cannot be "kept": check the others
+    kept = code_margins(model, views, labels) > 0
+    kept |= torch.isin(labels, torch.tensor(list(forget_classes), dtype=labels.dtype))
+    unkept = int((~kept).sum())
+    if cal.only_kept_views and unkept:
+        views, labels = views[kept.to(views.device)], labels[kept]
+
+    def gains(k: float) -> dict[str, float]:
+        return {n: a * (k if n in head else min(k, cal.hidden_cap)) for n, a in alpha.items()}
+
     scales = []
     k = cal.min_scale
     while k <= cal.max_scale * (1 + 1e-9):
@@ -442,7 +511,7 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
         for k in scales:
             if found and k > min(v[0] for v in found.values()):
                 break  # a larger scale cannot win: the smaller qualifying scale is chosen below
-            _write_step(work, model, eta, alpha, sgn, k)
+            _write_step(work, model, eta, gains(k), sgn)
             rep = code_report(work, views, labels, forget_classes)
             if rep["retain_margin"] <= retain_floor:
                 break  # larger steps only damage more: stop this sign here
@@ -455,6 +524,9 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
                 found[s] = (k, rep)
                 break
     scores = {s: fallback[s][2] if s in fallback else {} for s in ("+", "-")}
+    guard = {"target_margin": float(target), "retain_floor": float(retain_floor),
+             "protect_rows": bool(cal.protect_rows and head), "hidden_cap": float(cal.hidden_cap),
+             "views_skipped": unkept if cal.only_kept_views else 0}
     tie = False
     if found:
         if len(found) == 2 and found["+"][0] == found["-"][0]:
@@ -466,19 +538,58 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     elif fallback:
         sign = min(fallback, key=lambda s: fallback[s][0])
         scale = fallback[sign][1]
+        rep = fallback[sign][2]
         warnings.append(
             f"calibration could not push the forget codes {target:.3g} nats below another class "
-            f"while keeping every remaining code; using the largest safe scale {scale:g}: "
-            "this class may not be forgotten"
+            f"while every remaining code keeps its class: the largest safe scale {scale:g} leaves the "
+            f"forget codes at margin {rep['forget_margin']:+.3g} (smallest remaining-code margin "
+            f"{rep['retain_margin']:+.3g}); this class may not be forgotten. A larger step costs remaining "
+            "classes: to take one knowingly, use step='paper' with a larger lambda2 (no guard applies there)"
         )
     else:
         sign, scale = "-", 0.0
         warnings.append(
-            "calibration found no scale that suppresses the forget class while keeping the "
-            "remaining codes; the model is unchanged"
+            "calibration found no scale that suppresses the forget class while every remaining code "
+            f"keeps its class (smallest remaining-code margin at the input: {start['retain_margin']:+.3g}); "
+            "the model is unchanged"
         )
+    if found or fallback:
+        rep = found[sign][1] if found else fallback[sign][2]
+        guard |= {"forget_margin": float(rep["forget_margin"]), "retain_margin": float(rep["retain_margin"])}
+    guard |= {"scale": float(scale), "hidden_scale": float(min(scale, cal.hidden_cap))}
     sgn = 1.0 if sign == "+" else -1.0
-    return perturbed(model, eta, alpha, sgn, scale), sign, scale, scores, tie
+    return perturbed(model, eta, gains(scale), sgn), sign, scale, scores, tie, guard
+
+
+def output_layer(model: nn.Module) -> list[str]:
+    """Names of the trainable tensors of the output layer: ``model.head`` when it is an
+    ``nn.Linear`` (every model of the kit), else the model's last ``nn.Linear``; empty when
+    it has none."""
+    head = getattr(model, "head", None)
+    found = "head" if isinstance(head, nn.Linear) else None
+    if found is None:
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Linear):
+                found = name
+    if found is None:
+        return []
+    names = set(trainable(model))
+    return [n for n in (f"{found}.weight", f"{found}.bias") if n in names]
+
+
+def protect_retained_rows(model: nn.Module, eta: Fisher, forget_classes: Iterable[int]) -> Fisher:
+    """``eta`` with the output layer's rows of every class but ``forget_classes`` set to 0.
+
+    Those rows are the remaining classes' own scores: moving them shifts a
+    remaining class's logit on every input, real data included, and the code
+    criterion cannot see it (the codes are memorised with large margins).
+    """
+    out = dict(eta)
+    for n in output_layer(model):
+        keep = torch.zeros(eta[n].shape[0], dtype=eta[n].dtype, device=eta[n].device)
+        keep[list(forget_classes)] = 1.0
+        out[n] = eta[n] * keep.view((-1,) + (1,) * (eta[n].dim() - 1))
+    return out
 
 
 __all__ = [
