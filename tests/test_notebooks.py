@@ -181,3 +181,23 @@ def test_a_version_bump_changes_the_stage_keys_downstream(monkeypatch):
     for stage in ("03_fisher", "04_unlearning", "05_membership_evaluation", "06_report"):
         assert after[stage] != before[stage], stage
 
+
+
+@pytest.mark.slow
+def test_notebook_08_runs_and_shows_where_the_step_lands(tmp_path):
+    """notebooks/08_calibration.ipynb through papermill on digits (the ci profile): every cell
+    runs, the output-layer split has the forget row and the remaining rows, and the strict
+    calibration prints the warning with its numbers."""
+    import papermill as pm
+
+    out = tmp_path / "08.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / "08_calibration.ipynb"), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
+                        kernel_name="python3", parameters={"profile": "ci", "epochs": 10, "forget_classes": [3],
+                                                           "overrides": {"cache_dir": str(tmp_path / "cache")}})
+    cells = [c for c in nbformat.read(out, 4).cells if c.cell_type == "code"]
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in cells for o in c.outputs)
+    assert "digits, 10 epochs, normal codes, seed 0: forget class 3" in text
+    assert "row of class 3" in text and "remaining rows" in text
+    assert re.search(r"the kit's step: scale [0-9.e+-]+, validation A_R - stand-in [+-][0-9.]+", text)
+    assert re.search(r"warning: calibration could not push the forget codes 1e\+06 nats .* largest safe scale", text)
+    assert "'protect_rows': True" in text and "'hidden_cap': 0.5" in text
