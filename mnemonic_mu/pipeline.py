@@ -162,7 +162,7 @@ def best_lambdas(sweep: dict) -> tuple[float, float, float]:
 def record_row(record: ForgetRecord, seconds: float) -> dict:
     """What a results row keeps of a :class:`ForgetRecord`."""
     keep = ("step", "multi", "sign", "sign_tie", "scale", "lambda1", "lambda2", "backward_passes",
-            "forget_code_predicted", "retain_codes_kept", "warnings", "alpha", "parts")
+            "forget_code_predicted", "retain_codes_kept", "warnings", "alpha", "parts", "guard")
     return {k: getattr(record, k) for k in keep} | {"seconds": seconds, "forget_seconds": seconds}
 
 

@@ -77,3 +77,35 @@ def test_the_readme_quick_start_output_is_its_committed_json():
         for method, a_r, e_f, gap in shown:
             row = rows[method]
             assert (a_r, e_f, gap) == (f"{row['A_R']:.2f}", f"{row['E_F']:.2f}", f"{row['gap_to_retrain']:.2f}"), method
+
+
+def _row(method, seed, cls, a_r, e_f, warnings=()):
+    return {"method": method, "seed": seed, "forget_class": cls, "A_R": a_r, "E_F": e_f, "warnings": list(warnings)}
+
+
+def test_retrain_band_and_the_steps_table_on_hand_made_rows():
+    """Band = per class min/max/spread of retrain's A_R over seeds; inside = A_R >= min - 1."""
+    rows = [_row("retrain", 0, 0, 90.0, 100.0), _row("retrain", 1, 0, 91.5, 100.0),
+            _row("retrain", 0, 1, 80.0, 100.0), _row("retrain", 1, 1, 80.5, 100.0)]
+    band = R.retrain_band_A_R(rows)
+    assert band["per_class"]["0"] == {"min": 90.0, "max": 91.5, "spread": 1.5, "n_seeds": 2}
+    assert band["spread_mean"] == pytest.approx(1.0) and band["spread_max"] == pytest.approx(1.5)
+    step_rows = {
+        # inside (89.0 >= 90 - 1), forgotten | outside (88.9), forgotten, silent | outside but warned
+        "mnemonic": [_row("mnemonic", 0, 0, 89.0, 100.0), _row("mnemonic", 1, 0, 88.9, 100.0),
+                     _row("mnemonic", 0, 1, 70.0, 100.0, ["w"]), _row("mnemonic", 1, 1, 81.0, 98.0)],
+    }
+    for name in ("mnemonic_paper", "mnemonic_calibrated_v1"):
+        step_rows[name] = [_row(name, r["seed"], r["forget_class"], r["A_R"], r["E_F"]) for r in rows]
+    all_rows = rows + [r for rs in step_rows.values() for r in rs]
+    summary_entry = {"reference": False, **{m: {"mean": 0, "std": 0, "worst": 0, "worst_class": 0} for m in R.HEADLINE}}
+    result = {"rows": all_rows, "summary": {m: summary_entry for m in ("retrain", *step_rows)},
+              "settings": Settings().to_dict(), "classes": [0, 1], "seeds": [0, 1]}
+    summary = R.summarise_sweep(result, "hand-made")
+    m = summary["methods"]["mnemonic"]
+    assert (m["forgotten"], m["inside_band"], m["warned"], m["target_met"]) == (3, 2, 1, 2)
+    assert summary["methods"]["mnemonic_paper"]["target_met"] == 4  # retrain's own rows: all inside
+    table = R.steps_table([summary])
+    assert "| hand-made | calibrated step (the default) | 3/4 | 2/4 | 1 | 2/4 |" in table
+    assert "| 1.00 / 1.50 |" in table
+    assert R.steps_table([{**summary, "methods": {"mnemonic": m}}]).count("\n") == 2  # needs all three steps

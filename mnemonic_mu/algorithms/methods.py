@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
-from .forget import forget
+from .forget import Calibration, forget
 from .metrics import check_forget_classes
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 
@@ -33,6 +33,7 @@ def mnemonic(
     lambda2: float | None = None,
     lambda1_grid: Sequence[float] | None = None,
     lambda2_grid: Sequence[float] | None = None,
+    calibration: Calibration | None = None,
 ) -> MethodResult:
     """One-shot forgetting with mnemonic codes (Yamashita, Yamada, Shibata, "One-Shot Machine
     Unlearning with Mnemonic Code", ACML 2024): wraps :func:`mnemonic_mu.algorithms.forget.forget`.
@@ -41,7 +42,8 @@ def mnemonic(
     sign chosen on the codes.  With ``lambda1`` and ``lambda2`` given, no data is
     touched; otherwise (lambda1, lambda2) are chosen over the paper's grid by
     ``A_R + E_F`` on the validation split (the code Fisher is computed once; the
-    search costs forward passes only and counts in the time).
+    search costs forward passes only and counts in the time).  ``calibration`` sets the
+    calibrated step's rules (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`).
     """
     from ..settings import default
 
@@ -52,13 +54,15 @@ def mnemonic(
         fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
         search: list[dict] = []
         if lambda1 is not None and lambda2 is not None:
-            new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, per_class_fisher=fishers)
+            new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, calibration=calibration,
+                                 per_class_fisher=fishers)
         else:
             data = need_data("mnemonic_tuned", data)
             best = None
             for l1 in lambda1_grid:
                 for l2 in lambda2_grid:
-                    cand, rec = forget(model, codes, forget_classes, l1, l2, step=step, per_class_fisher=fishers)
+                    cand, rec = forget(model, codes, forget_classes, l1, l2, step=step, calibration=calibration,
+                                       per_class_fisher=fishers)
                     score = val_score(cand, data, forget_classes)
                     search.append({"lambda1": l1, "lambda2": l2, "val_score": score})
                     if best is None or score > best[0]:
@@ -70,7 +74,8 @@ def mnemonic(
         backward_passes=len(codes),
         chosen={"lambda1": record.lambda1, "lambda2": record.lambda2, "step": record.step},
         search=search,
-        info={"sign": record.sign, "sign_tie": record.sign_tie, "scale": record.scale, "warnings": record.warnings},
+        info={"sign": record.sign, "sign_tie": record.sign_tie, "scale": record.scale, "warnings": record.warnings,
+              "guard": record.guard, "parts": [p.get("guard", {}) for p in record.parts]},
     )
 
 
@@ -108,6 +113,15 @@ METHODS: dict[str, MethodFn] = {
         lambda1=1e-3,
         lambda2=10.0,
     ),
+    "mnemonic_calibrated_v1": _variant(
+        mnemonic,
+        "mnemonic with the calibrated step as it stood before the retain guard (Calibration.v1(): every "
+        "parameter on one scale, margin 2), paper lambdas fixed: kept to compare against.",
+        step="calibrated",
+        lambda1=1e-3,
+        lambda2=10.0,
+        calibration=Calibration.v1(),
+    ),
     "ours_with_data": ours_with_data,
     "retrain": retrain,
     "finetune": finetune,
@@ -127,7 +141,7 @@ METHODS: dict[str, MethodFn] = {
 INPUT_MODEL: dict[str, str] = {name: "original" for name in METHODS} | {"ours_with_data": "no_codes"}
 # The version of each method's code: bump one when a change alters its numbers, and the
 # sweep and the report recompute that method's rows (mnemonic_mu.io.store).
-VERSIONS: dict[str, int] = {name: 1 for name in METHODS}
+VERSIONS: dict[str, int] = {name: 1 for name in METHODS} | {"mnemonic_calibrated": 2}
 
 
 def unlearn(
