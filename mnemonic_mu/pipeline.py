@@ -175,7 +175,8 @@ def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset
     attacks against the retrain reference, for one model of the request of ``s``."""
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     row = evaluate(model, dataset, forget_classes)
-    attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, probe_max_train=s.probe_max_train)
+    attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, attacks=s.attacks,
+                          probe_max_train=s.probe_max_train)
     row["attacks"] = attacks
     return row
 

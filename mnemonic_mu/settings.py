@@ -68,6 +68,7 @@ class Settings:
     # -- evaluation
     baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
+    attacks: tuple[str, ...] = ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")  # attacks scored per row; none: accuracies only (the report needs all)
     # -- runtime: where and how fast; none of these changes a result
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int = 1  # torch threads (0: OMP_NUM_THREADS or torch's default)
@@ -172,7 +173,7 @@ def _coerce(name: str, value, dflt):
     if isinstance(dflt, tuple):
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and name == "forget_classes":
             value = [value]  # one class given as a number
-        if isinstance(value, str) and name == "baselines":
+        if isinstance(value, str) and name in ("baselines", "attacks"):
             value = [] if value in ("", "none") else [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"setting {name} must be a list, got {value!r}")
@@ -265,6 +266,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if "retrain" in s.baselines:
         raise ConfigError("retrain is always the reference row (trained once, cached); leave it out of baselines")
+    from .algorithms.attacks import ATTACKS
+
+    unknown = [a for a in s.attacks if a not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")
     if s.probe_max_train < 10:
         raise ConfigError(f"probe_max_train must be at least 10, got {s.probe_max_train}")
     if s.threads < 0:

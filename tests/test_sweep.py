@@ -174,3 +174,23 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
         assert row["A_R"] == summary[name]["A_R"]["mean"] and row["worst_gap"] == summary[name]["gap"]["worst"]
     for fig in ("ar_ef", "gap_time", "ef_per_class"):
         assert (tmp_path / "out" / f"07_comparison_{fig}.png").stat().st_size > 1000
+
+
+def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
+    """attacks=() scores accuracies only (a steps-only sweep of a large dataset); the default is
+    every attack of the suite, and an unknown name or a report without them is refused."""
+    from mnemonic_mu.algorithms.attacks import ATTACKS
+    from mnemonic_mu.drivers.report import resolve_parameters
+
+    assert Settings().attacks == tuple(ATTACKS)
+    s = Settings(dataset="digits", epochs=3, lr=0.05, baselines=(), attacks=(), cache_dir=str(tmp_path / "cache"))
+    result = S.run_sweep(s, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep"))
+    assert result["rows"] and all(r["attacks"] == {} for r in result["rows"])
+    assert Settings.from_profile("ci", attacks="none").attacks == ()
+    s2 = s.replace(attacks=("linear probe",))
+    rows = S.run_sweep(s2, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep2"))["rows"]
+    assert all(set(r["attacks"]) == {"linear probe"} for r in rows)
+    with pytest.raises(ConfigError, match="unknown attack 'lira'"):
+        Settings(attacks=("lira",))
+    with pytest.raises(ConfigError, match="the report scores every attack"):
+        resolve_parameters("ci", {"attacks": ["linear probe"]}, {}, tmp_path)

@@ -115,6 +115,9 @@ def resolve_parameters(profile: str, overrides: dict, declared: dict[str, dict],
             path = (cwd if key in overrides else project_root()) / path
         params[key] = str(path.resolve())
     checked = Settings.from_profile(profile, **params).to_dict()  # the notebooks' own validation, now
+    if tuple(checked["attacks"]) != Settings().attacks:
+        raise ConfigError("the report scores every attack; leave 'attacks' at its default "
+                          "(a sweep can score fewer: mnemonic-mu sweep --attacks ...)")
     return {k: checked[k] for k in params}
 
 

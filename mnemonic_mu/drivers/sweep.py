@@ -393,7 +393,7 @@ def markdown_tables(result: dict) -> str:
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values()]
-    nulls = [r["attacks"]["epsilon-vs-retrain"].get("null") for r in result.get("rows", [])]
+    nulls = [r["attacks"].get("epsilon-vs-retrain", {}).get("null") for r in result.get("rows", [])]
     nulls = [v for v in nulls if v is not None]
     if nulls:
         lines += [f"- epsilon-vs-retrain of two samples of one distribution at this sample size "
@@ -430,7 +430,7 @@ def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
 
 
 SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
-                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "device", "threads",
+                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "attacks", "device", "threads",
                  "cache_dir", "use_cache")
 
 
