@@ -95,7 +95,7 @@ def test_retrain_band_and_the_steps_table_on_hand_made_rows():
         "mnemonic": [_row("mnemonic", 0, 0, 89.0, 100.0), _row("mnemonic", 1, 0, 88.9, 100.0),
                      _row("mnemonic", 0, 1, 70.0, 100.0, ["w"]), _row("mnemonic", 1, 1, 81.0, 98.0)],
     }
-    for name in ("mnemonic_paper", "mnemonic_calibrated_v1"):
+    for name in ("original", "mnemonic_paper", "mnemonic_calibrated_v1"):
         step_rows[name] = [_row(name, r["seed"], r["forget_class"], r["A_R"], r["E_F"]) for r in rows]
     all_rows = rows + [r for rs in step_rows.values() for r in rs]
     summary_entry = {"reference": False, **{m: {"mean": 0, "std": 0, "worst": 0, "worst_class": 0} for m in R.HEADLINE}}
@@ -108,4 +108,7 @@ def test_retrain_band_and_the_steps_table_on_hand_made_rows():
     table = R.steps_table([summary])
     assert "| hand-made | calibrated step (the default) | 3/4 | 2/4 | 1 | 2/4 |" in table
     assert "| 1.00 / 1.50 |" in table
-    assert R.steps_table([{**summary, "methods": {"mnemonic": m}}]).count("\n") == 2  # needs all three steps
+    assert R.steps_table([{**summary, "methods": {"mnemonic": m}}]).count("\n") == 2  # needs every step
+    line = R.worst_case_line([summary])
+    assert "(1 sweeps, 4 requests) the default step forgot 3/4" in line and "on 2/4" in line
+    assert "worst request is -10.00 points" in line and "seed 0, class 1" in line
