@@ -186,6 +186,9 @@ def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
     s = Settings(dataset="digits", epochs=3, lr=0.05, baselines=(), attacks=(), cache_dir=str(tmp_path / "cache"))
     result = S.run_sweep(s, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep"))
     assert result["rows"] and all(r["attacks"] == {} for r in result["rows"])
+    _, md = S.write_sweep(result, tmp_path / "sweep")
+    text = md.read_text()
+    assert "| A_R (%) |" in text and "entropy-LR" not in text and "linear probe" not in text
     assert Settings.from_profile("ci", attacks="none").attacks == ()
     s2 = s.replace(attacks=("linear probe",))
     rows = S.run_sweep(s2, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep2"))["rows"]

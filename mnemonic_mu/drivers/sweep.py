@@ -369,8 +369,9 @@ def markdown_tables(result: dict) -> str:
     """Two markdown tables (mean +- std; worst class) plus the direction of every column."""
     summary, cfg = result["summary"], result["settings"]
     order = [m for m in REFERENCES if m in summary] + [m for m in summary if m not in REFERENCES]
-    head = "| method | " + " | ".join(label for _, label, _ in _COLUMNS) + " | backward passes |"
-    sep = "|" + "---|" * (len(_COLUMNS) + 2)
+    columns = [c for c in _COLUMNS if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
+    head = "| method | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
+    sep = "|" + "---|" * (len(columns) + 2)
     lines = [f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
              f"(dataset {cfg['dataset']}, model {cfg['model']}, {cfg['epochs']} epochs, codes {cfg['code_dist']}, "
              f"step {cfg['step']}):", "",
@@ -381,7 +382,7 @@ def markdown_tables(result: dict) -> str:
         for m in order:
             e = summary[m]
             name = f"*{m}*" if e["reference"] else m
-            cells = [cell(e[k], d) for k, _, d in _COLUMNS]
+            cells = [cell(e[k], d) for k, _, d in columns]
             out.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes'][passes], 0)} |")
         return out
 
@@ -392,7 +393,7 @@ def markdown_tables(result: dict) -> str:
     lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
-    lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values()]
+    lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values() if any(a.name == c[0] for c in columns)]
     nulls = [r["attacks"].get("epsilon-vs-retrain", {}).get("null") for r in result.get("rows", [])]
     nulls = [v for v in nulls if v is not None]
     if nulls:
