@@ -35,7 +35,7 @@ class Settings:
     """Every setting of a run; the defaults are the kit's (the ``laptop`` profile)."""
 
     # -- data
-    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic
+    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic | synthetic_pairs
     data_root: str = "data"  # torchvision data root of mnist, fashion_mnist and cifar10
     download: bool = False  # let torchvision download a missing dataset
     split_seed: int = 0  # seed of the stratified train / validation / test split

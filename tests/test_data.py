@@ -128,3 +128,17 @@ def test_stratified_split_is_seeded():
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert not torch.equal(a[0], c[0])
     assert torch.bincount(y[a[0]]).tolist() == [5, 5, 5, 5]
+
+
+def test_synthetic_pairs_are_confusable_pairs():
+    """synthetic_pairs: classes 2i and 2i+1 share 60 % of their prototype, so their class means
+    lie closer to each other than to any other class's; the split is stratified and seeded."""
+    from mnemonic_mu.io.data import PAIR_OVERLAP, load_dataset, synthetic_pool
+
+    x, y = synthetic_pool(10, (1, 8, 8), 200, 0.0, 0, pair_overlap=PAIR_OVERLAP)  # noise-free: the prototypes
+    protos = torch.stack([x[y == c][0].flatten() for c in range(10)])
+    dist = torch.cdist(protos, protos) + torch.eye(10) * 1e9
+    assert torch.equal(dist.argmin(1), torch.arange(10) ^ 1)  # each class's nearest is its pair
+    a, b = load_dataset("synthetic_pairs"), load_dataset("synthetic_pairs")
+    assert a.num_classes == 10 and torch.equal(a.x_train, b.x_train)
+    assert torch.bincount(a.y_train).tolist() == [140] * 10

@@ -14,6 +14,7 @@ Available names (see :data:`DATASETS`):
 ``fashion_mnist``  torchvision layout ``<root>/FashionMNIST/raw``
 ``cifar10``        torchvision layout ``<root>/cifar-10-batches-py``
 ``synthetic``      generated class prototypes plus noise, any shape
+``synthetic_pairs`` 10 classes in 5 confusable pairs (a hard case for unlearning)
 """
 
 from __future__ import annotations
@@ -381,6 +382,10 @@ def load_dataset(
         y = torch.from_numpy(bunch.target.astype(np.int64))
         return _assemble(name, x, y, None, None, 10, **common)
 
+    if name == "synthetic_pairs":
+        x, y = synthetic_pool(10, (1, 8, 8), 200, 0.35, split_seed, pair_overlap=PAIR_OVERLAP)
+        return _assemble(name, x, y, None, None, 10, **common)
+
     if name == "synthetic":
         return _assemble(
             name,
@@ -404,16 +409,26 @@ def load_dataset(
     return _assemble(name, xtr, ytr, xte, yte, 10, augment="crop_flip", pad_value=black, **common)
 
 
+PAIR_OVERLAP = 0.6  # synthetic_pairs: the share of a prototype that classes 2i and 2i+1 have in common
+
+
 def synthetic_pool(
-    num_classes: int, shape: tuple[int, ...], n_per_class: int, noise: float, seed: int
+    num_classes: int, shape: tuple[int, ...], n_per_class: int, noise: float, seed: int, pair_overlap: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class prototypes in [0, 1] plus Gaussian noise: a learnable toy problem."""
+    """Class prototypes in [0, 1] plus Gaussian noise: a learnable toy problem.
+
+    With ``pair_overlap`` > 0, classes 2i and 2i+1 are confusable: each prototype is
+    ``pair_overlap`` times a prototype shared by the pair plus the rest of its own.
+    """
     if num_classes < 2:
         raise ConfigError(f"synthetic data needs at least 2 classes, got {num_classes}")
     if n_per_class < 5:
         raise ConfigError(f"synthetic data needs at least 5 samples per class, got {n_per_class}")
     gen = torch.Generator().manual_seed(10_000 + int(seed))
     protos = torch.rand((num_classes, *shape), generator=gen)
+    if pair_overlap > 0:
+        shared = torch.rand((num_classes, *shape), generator=gen)[torch.arange(num_classes) // 2 * 2]
+        protos = pair_overlap * shared + (1.0 - pair_overlap) * protos
     y = torch.arange(num_classes).repeat_interleave(n_per_class)
     x = protos[y] + noise * torch.randn((len(y), *shape), generator=gen)
     return x.clamp(0.0, 1.0), y
@@ -426,6 +441,7 @@ DATASETS: dict[str, str] = {
     "fashion_mnist": "Fashion-MNIST from <root>/FashionMNIST/raw",
     "cifar10": "CIFAR-10 from <root>/cifar-10-batches-py (normalised, crop+flip)",
     "synthetic": "generated prototypes + noise, any shape and class count (tests)",
+    "synthetic_pairs": "10 generated classes in 5 confusable pairs (60 % shared prototype), 200 per class",
 }
 
 
