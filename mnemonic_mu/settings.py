@@ -66,7 +66,7 @@ class Settings:
     fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
     fisher_repeats: int = 3  # random draws per n
     # -- evaluation
-    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
+    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
     attacks: tuple[str, ...] = ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")  # attacks scored per row; none: accuracies only (the report needs all)
     # -- runtime: where and how fast; none of these changes a result
