@@ -111,4 +111,5 @@ def test_retrain_band_and_the_steps_table_on_hand_made_rows():
     assert R.steps_table([{**summary, "methods": {"mnemonic": m}}]).count("\n") == 2  # needs every step
     line = R.worst_case_line([summary])
     assert "(1 sweeps, 4 requests) the default step forgot 3/4" in line and "on 2/4" in line
+    assert m["pushed_outside"] == 1 and "took 1 request(s) outside" in line  # (1, 0): 88.9 < 89, original inside
     assert "worst request is -10.00 points" in line and "seed 0, class 1" in line
