@@ -149,3 +149,87 @@ __all__ = [
     "per_class_accuracy",
     "predict_logits",
 ]
+
+
+# --------------------------------------------------------------------------
+# Tug-of-War (Zhao et al., "What makes unlearning hard and what to do about it", NeurIPS 2024)
+
+TOW_SETS = ("forget", "retain", "test")  # the three sets of ToW, in the paper's order
+
+
+def tug_of_war(unlearned: dict, retrain: dict) -> float:
+    """Tug-of-War of Zhao et al. (NeurIPS 2024):
+
+    ``ToW = prod_{S in (forget, retain, test)} (1 - |acc_u(S) - acc_r(S)| / 100)``,
+
+    ``acc_u`` / ``acc_r`` the accuracies (percent, 0-100) of the unlearned
+    model and of retrain on the forget set, the retain set and the test set.
+    ``unlearned`` and ``retrain`` map each name of :data:`TOW_SETS` to an
+    accuracy.  1 = the same accuracies as retrain on all three sets; 0 = 100
+    points apart on one of them.  Higher is better.
+    """
+    factors = []
+    for name in TOW_SETS:
+        pair = []
+        for side, accs in (("unlearned", unlearned), ("retrain", retrain)):
+            if name not in accs:
+                raise ConfigError(f"tug_of_war needs the {name!r} accuracy of {side}; give {', '.join(TOW_SETS)}")
+            value = float(accs[name])
+            if not 0.0 <= value <= 100.0:  # also rejects NaN
+                raise ConfigError(f"{side}'s {name} accuracy must be a percentage in [0, 100], got {value}")
+            pair.append(value)
+        factors.append(1.0 - abs(pair[0] - pair[1]) / 100.0)
+    return math.prod(factors)
+
+
+def tow_accuracies(row: dict) -> dict | None:
+    """The three accuracies of ToW from a results row of :func:`evaluate` (percent):
+    forget = ``100 - E_F_train`` (D_f), retain = ``A_R_train`` (D_r), test =
+    ``test_accuracy`` (the whole test split).  ``None`` when one is missing or NaN."""
+    values = {
+        "forget": None if row.get("E_F_train") is None else 100.0 - row["E_F_train"],
+        "retain": row.get("A_R_train"),
+        "test": row.get("test_accuracy"),
+    }
+    if any(v is None or math.isnan(v) for v in values.values()):
+        return None
+    return values
+
+
+def tug_of_war_from_rows(row: dict, ref: dict) -> float | None:
+    """:func:`tug_of_war` of a results row against the retrain row ``ref``
+    (accuracies as in :func:`tow_accuracies`); ``None`` when not comparable."""
+    a, b = tow_accuracies(row), tow_accuracies(ref)
+    return None if a is None or b is None else tug_of_war(a, b)
+
+
+def mean_t_interval(values: Iterable[float], level: float = 0.95) -> dict:
+    """Mean and two-sided Student-t confidence interval of ``values`` (e.g. ToW over seeds).
+
+    ``mean +- t_{(1 + level) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample
+    standard deviation (``ddof = 1``), quantile from ``scipy.stats.t``.  Assumes
+    the values are independent (one per seed) and roughly normal; with
+    ``n < 2`` the half-width and bounds are NaN.  Returns ``{"mean", "std",
+    "n", "level", "half_width", "low", "high", "method"}``.
+    """
+    from scipy import stats
+
+    xs = [float(v) for v in values]
+    if not xs:
+        raise ConfigError("mean_t_interval needs at least one value")
+    if any(math.isnan(v) for v in xs):
+        raise ConfigError("mean_t_interval got NaN; drop runs that were not scored first")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must lie in (0, 1), got {level}")
+    n = len(xs)
+    mean = sum(xs) / n
+    if n < 2:
+        std = half = math.nan
+    else:
+        std = math.sqrt(sum((v - mean) ** 2 for v in xs) / (n - 1))
+        half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "level": level, "half_width": half,
+            "low": mean - half, "high": mean + half, "method": "student-t, ddof=1"}
+
+
+__all__ += ["TOW_SETS", "mean_t_interval", "tow_accuracies", "tug_of_war", "tug_of_war_from_rows"]
