@@ -20,7 +20,7 @@ FAST = {
     "neggrad_plus": {"epochs": 2},
     "random_label": {"epochs": 2},
     "ssd": {"alphas": (1.0, 10.0)},
-    "fisher_forgetting": {"scales": (1e-3, 1e-2)},
+    "fisher_forgetting": {"alphas": (1e-6, 1e-7)},
 }
 
 

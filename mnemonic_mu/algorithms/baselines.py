@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
 from ..errors import ConfigError
 from ..io.data import make_augment
-from .fisher import sample_fisher, trainable
+from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
 from .forget import check_model_finite, fisher_ratio, layer_alphas, perturbed
-from .metrics import check_forget_classes
+from .metrics import check_forget_classes, forgetting_scores, predict_logits
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, subsample, val_score
 from .models import MODELS, build_model
 from .train import train_model
@@ -109,6 +111,85 @@ def retrain(
 
 
 # --------------------------------------------------------------------------
+# Choosing one candidate of a grid on the validation split
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rule that picks a forgetting baseline's hyperparameters from validation A_R and E_F (%).
+
+    1. *target*: among the candidates whose E_F reaches ``target_e_f`` and that have not
+       collapsed (A_R at least ``collapse_ratio`` times the original's A_R), the largest A_R;
+    2. *retain budget*: if there is none, among the candidates whose A_R is at most ``max_drop``
+       points below the original's, the largest E_F (then the largest A_R);
+    3. *least damage*: if there is none either, the largest A_R.
+
+    Ties go to the first candidate in grid order.  A_R + E_F (the kit's score for the other
+    methods) can prefer a model that forgets by collapsing (A_R 40, E_F 100 scores above
+    A_R 95, E_F 40); this rule cannot: a collapsed model is never in tier 1, and it loses
+    more than ``max_drop`` points, so it is never in tier 2.
+    """
+
+    target_e_f: float = 99.0  # E_F (%) that counts as forgotten (the kit's results count E_F >= 99)
+    max_drop: float = 5.0  # retain budget: the most validation A_R points tier 2 may lose
+    collapse_ratio: float = 0.5  # tier 1 refuses a model that lost half of the original's A_R
+
+    TIERS = {2: "target", 1: "retain budget", 0: "least damage"}
+
+    def key(self, a_r: float, e_f: float, a_r_original: float) -> tuple[int, float, float]:
+        """A sort key: the candidate with the largest key is chosen (tier, then within the tier)."""
+        a_r, e_f = (0.0 if math.isnan(v) else float(v) for v in (a_r, e_f))
+        if e_f >= self.target_e_f and a_r >= self.collapse_ratio * a_r_original:
+            return (2, a_r, e_f)
+        if a_r >= a_r_original - self.max_drop:
+            return (1, e_f, a_r)
+        return (0, a_r, e_f)
+
+    def choose(self, scores: Sequence[tuple[float, float]], a_r_original: float) -> int:
+        """Index of the chosen candidate among ``scores`` = [(A_R, E_F), ...] (first on ties)."""
+        if not scores:
+            raise ConfigError("nothing to choose from: the grid is empty")
+        keys = [self.key(a_r, e_f, a_r_original) for a_r, e_f in scores]
+        return max(range(len(keys)), key=lambda i: (keys[i], -i))
+
+
+class _Chooser:
+    """Scores candidates on validation as they come and keeps the best one.
+
+    With a :class:`Selection` the rule above; with ``None`` the kit's A_R + E_F
+    (:func:`~mnemonic_mu.algorithms.method_api.val_score`), first on ties either way.
+    """
+
+    def __init__(self, model: nn.Module, data: UnlearnData, forget_classes: Sequence[int], selection: Selection | None):
+        self.data, self.forget_classes, self.selection = data, forget_classes, selection
+        self.a_r_original = self._scores(model)[0] if selection is not None else float("nan")
+        self.best: tuple | None = None
+        self.search: list[dict] = []
+
+    def _scores(self, model: nn.Module) -> tuple[float, float]:
+        return forgetting_scores(predict_logits(model, self.data.x_val), self.data.y_val.cpu(), self.forget_classes)
+
+    def offer(self, model: nn.Module, params: dict, keep_copy: bool = False, **extra) -> None:
+        a_r, e_f = self._scores(model)
+        score = (0.0 if math.isnan(a_r) else a_r) + (0.0 if math.isnan(e_f) else e_f)
+        entry = params | {"val_score": score, "val_A_R": a_r, "val_E_F": e_f} | extra
+        if self.selection is None:
+            key = (score,)
+        else:
+            key = self.selection.key(a_r, e_f, self.a_r_original)
+            entry["tier"] = Selection.TIERS[key[0]]
+        self.search.append(entry)
+        if self.best is None or key > self.best[0]:
+            self.best = (key, copy.deepcopy(model) if keep_copy else model, dict(params), entry)
+
+    def info(self) -> dict:
+        if self.selection is None or self.best is None:
+            return {}
+        return {"selection": self.best[3]["tier"], "val_A_R_original": self.a_r_original,
+                "val_A_R": self.best[3]["val_A_R"], "val_E_F": self.best[3]["val_E_F"]}
+
+
+# --------------------------------------------------------------------------
 # Gradient-based baselines
 
 
@@ -117,24 +198,29 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _endless_batches(n: int, batch_size: int, gen: torch.Generator):
+    """Mini-batches of ``range(n)``, pass after pass, each pass in a fresh random order."""
+    while True:
+        yield from _batches(n, batch_size, gen)
+
+
 def _sgd_search(
     model: nn.Module,
-    data: UnlearnData,
-    forget_classes: Sequence[int],
-    seed: int,
-    lrs: Sequence[float],
+    runs: Sequence[tuple[dict, Callable]],
     epochs: int,
-    epoch_fn: Callable,
+    seed: int,
+    chooser: _Chooser,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
-) -> tuple[nn.Module, dict, list[dict], int]:
-    """Run ``epoch_fn`` for each learning rate; after every epoch score the model on
-    validation; return the best (model, chosen, search, backward passes)."""
+) -> tuple[nn.Module, dict, int]:
+    """For each run ``(params, epoch_fn)`` (``params["lr"]`` its learning rate), train a copy of
+    ``model`` with ``epoch_fn`` for ``epochs`` epochs and offer the model after every epoch to
+    ``chooser``; return the chosen (model, params with its epoch count, backward passes)."""
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
-    best, search, passes = None, [], 0
-    augment = make_augment(data.dataset) if data.dataset is not None else None
-    for lr in lrs:
+    passes = 0
+    for params, epoch_fn in runs:
+        lr = params["lr"]
         if not float(lr) > 0:
             raise ConfigError(f"learning rates must be positive, got {lr}")
         work = copy.deepcopy(model)
@@ -142,18 +228,15 @@ def _sgd_search(
         gen = torch.Generator().manual_seed(int(seed))
         for epoch in range(1, int(epochs) + 1):
             work.train()
-            passes += epoch_fn(work, opt, gen, augment)
+            passes += epoch_fn(work, opt, gen)
             work.eval()
             if not all(bool(torch.isfinite(p).all()) for p in work.parameters()):
-                search.append({"lr": lr, "epochs": epoch, "val_score": float("nan"), "diverged": True})
+                chooser.search.append(params | {"epochs": epoch, "val_score": float("nan"), "diverged": True})
                 break
-            score = val_score(work, data, forget_classes)
-            search.append({"lr": lr, "epochs": epoch, "val_score": score})
-            if best is None or score > best[0]:
-                best = (score, copy.deepcopy(work), {"lr": lr, "epochs": epoch})
-    if best is None:
+            chooser.offer(work, params | {"epochs": epoch}, keep_copy=True)
+    if chooser.best is None:
         raise ConfigError("every learning rate diverged; pass smaller lrs")
-    return best[1], best[2], search, passes
+    return chooser.best[1], chooser.best[2], passes
 
 
 def _step(model, opt, loss) -> None:
@@ -169,6 +252,10 @@ def _batch(x, y, idx, device, augment, gen):
     return xb, yb
 
 
+def _augment(data: UnlearnData):
+    return make_augment(data.dataset) if data.dataset is not None else None
+
+
 def finetune(
     model: nn.Module,
     codes: torch.Tensor | None,
@@ -182,20 +269,21 @@ def finetune(
     """Fine-tune on the retain data only, a few epochs (the "Fine-tune" baseline of
     Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless Net", CVPR 2020):
     forgetting relies on catastrophic forgetting of C_F.  ``lrs`` and the epoch
-    count (1..``epochs``) are chosen on validation."""
+    count (1..``epochs``) are chosen on validation by A_R + E_F."""
     data = need_data("finetune", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device = model_device(model)
+    device, augment = model_device(model), _augment(data)
 
-    def epoch_fn(work, opt, gen, augment):
+    def epoch_fn(work, opt, gen):
         for idx in _batches(len(data.y_retain), batch_size, gen):
             xb, yb = _batch(data.x_retain, data.y_retain, idx, device, augment, gen)
             _step(work, opt, F.cross_entropy(work(xb), yb))
         return len(data.y_retain)
 
     with Timer() as t:
-        new, chosen, search, passes = _sgd_search(model, data, fc, seed, lrs, epochs, epoch_fn)
-    return MethodResult(new, t.seconds, passes, chosen, search)
+        chooser = _Chooser(model, data, fc, None)
+        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+    return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
 def neggrad(
@@ -204,44 +292,58 @@ def neggrad(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    lrs: Sequence[float] = (1e-2, 5e-2, 1e-1),
+    lrs: Sequence[float] = (1e-3, 1e-2, 5e-2, 1e-1),
     epochs: int = 5,
     batch_size: int = 128,
-    retain_weight: float = 0.0,
+    retain_weights: Sequence[float] = (0.0,),
+    selection: Selection = Selection(),
 ) -> MethodResult:
-    """NegGrad: gradient *ascent* on the forget data (Golatkar et al., CVPR 2020,
-    "Eternal Sunshine of the Spotless Net", baseline "NegGrad").
+    """NegGrad: gradient *ascent* on the forget data, minimising ``-CE(forget batch)``, one
+    pass over the forget data per epoch (the "NegGrad" baseline of Golatkar, Achille, Soatto,
+    CVPR 2020, and of Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded
+    Machine Unlearning", NeurIPS 2023).
 
-    With ``retain_weight = a > 0`` it is NegGrad+ (Kurmanji, Triantafillou, Hayes,
-    Triantafillou, "Towards Unbounded Machine Unlearning", NeurIPS 2023): each
-    step minimises ``a * CE(retain batch) - (1 - a) * CE(forget batch)``, one
-    pass over the forget data per epoch.  ``lrs`` and the epoch count are chosen
-    on validation."""
+    With a retain weight ``beta > 0`` it is NegGrad+ (Kurmanji et al.): each step minimises
+    ``beta * CE(retain batch) - (1 - beta) * CE(forget batch)``; as in their code, an epoch is
+    one pass over the retain data, each retain batch paired with the next forget batch
+    (the forget data reshuffled whenever it runs out).
+
+    The grid is ``retain_weights`` x ``lrs`` x epochs 1..``epochs`` (SGD with the training
+    recipe's momentum 0.9 and weight decay 5e-4); the candidate is chosen on validation by
+    ``selection`` (:class:`Selection`), never by A_R + E_F, which rewards a collapsed model."""
     data = need_data("neggrad", data)
-    if not 0.0 <= retain_weight < 1.0:
-        raise ConfigError(f"retain_weight must lie in [0, 1), got {retain_weight}")
+    if not retain_weights or not all(0.0 <= float(b) < 1.0 for b in retain_weights):
+        raise ConfigError(f"retain weights must lie in [0, 1), got {retain_weights}")
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device = model_device(model)
-    n_r = len(data.y_retain)
+    device, augment = model_device(model), _augment(data)
+    n_r, n_f = len(data.y_retain), len(data.y_forget)
 
-    def epoch_fn(work, opt, gen, augment):
-        passes = 0
-        for idx in _batches(len(data.y_forget), batch_size, gen):
+    def ascent_epoch(work, opt, gen):  # NegGrad: one pass over the forget data
+        for idx in _batches(n_f, batch_size, gen):
             xf, yf = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
-            loss = -(1.0 - retain_weight) * F.cross_entropy(work(xf), yf)
-            passes += len(idx)
-            if retain_weight > 0:
-                ridx = torch.randint(0, n_r, (batch_size,), generator=gen)
-                xr, yr = _batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
-                loss = loss + retain_weight * F.cross_entropy(work(xr), yr)
-                passes += batch_size
-            _step(work, opt, loss)
-        return passes
+            _step(work, opt, -F.cross_entropy(work(xf), yf))
+        return n_f
 
+    def plus_epoch(beta):  # NegGrad+: one pass over the retain data, forget batches alongside
+        def epoch_fn(work, opt, gen):
+            passes, forget_batches = 0, _endless_batches(n_f, batch_size, gen)
+            for idx in _batches(n_r, batch_size, gen):
+                fidx = next(forget_batches)
+                xr, yr = _batch(data.x_retain, data.y_retain, idx, device, augment, gen)
+                xf, yf = _batch(data.x_forget, data.y_forget, fidx, device, augment, gen)
+                loss = beta * F.cross_entropy(work(xr), yr) - (1.0 - beta) * F.cross_entropy(work(xf), yf)
+                _step(work, opt, loss)
+                passes += len(idx) + len(fidx)
+            return passes
+
+        return epoch_fn
+
+    runs = [({"retain_weight": float(b), "lr": lr}, plus_epoch(float(b)) if b > 0 else ascent_epoch)
+            for b in retain_weights for lr in lrs]
     with Timer() as t:
-        new, chosen, search, passes = _sgd_search(model, data, fc, seed, lrs, epochs, epoch_fn)
-    return MethodResult(new, t.seconds, passes, chosen | {"retain_weight": retain_weight}, search)
-
+        chooser = _Chooser(model, data, fc, selection)
+        new, chosen, passes = _sgd_search(model, runs, epochs, seed, chooser)
+    return MethodResult(new, t.seconds, passes, chosen, chooser.search, chooser.info())
 
 
 def random_label(
@@ -258,14 +360,14 @@ def random_label(
     the "RL" baseline of Fan et al., SalUn, ICLR 2024): fine-tune on the forget
     samples relabelled with a random *wrong* class (drawn afresh each epoch, only
     among remaining classes), each forget batch paired with a retain batch of the
-    same size.  ``lrs`` and the epoch count are chosen on validation."""
+    same size.  ``lrs`` and the epoch count are chosen on validation by A_R + E_F."""
     data = need_data("random_label", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device = model_device(model)
+    device, augment = model_device(model), _augment(data)
     remaining = torch.tensor([c for c in range(data.num_classes) if c not in fc])
     n_r = len(data.y_retain)
 
-    def epoch_fn(work, opt, gen, augment):
+    def epoch_fn(work, opt, gen):
         passes = 0
         for idx in _batches(len(data.y_forget), batch_size, gen):
             xf, _ = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
@@ -277,12 +379,30 @@ def random_label(
         return passes
 
     with Timer() as t:
-        new, chosen, search, passes = _sgd_search(model, data, fc, seed, lrs, epochs, epoch_fn)
-    return MethodResult(new, t.seconds, passes, chosen, search)
+        chooser = _Chooser(model, data, fc, None)
+        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+    return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
 # --------------------------------------------------------------------------
-# Fisher-based baselines
+# Selective Synaptic Dampening
+
+
+def ssd_dampen(
+    model: nn.Module, imp_forget: Fisher, imp_full: Fisher, alpha: float, lam: float
+) -> tuple[nn.Module, int]:
+    """The SSD step on a copy of ``model``: every parameter with ``[]_Df,i > alpha * []_D,i``
+    (selection) is multiplied by ``beta_i = min(lam * []_D,i / []_Df,i, 1)`` (dampening);
+    the others stay.  Returns (new model, how many parameters were dampened)."""
+    new, changed = copy.deepcopy(model), 0
+    with torch.no_grad():
+        for n, p in trainable(new).items():
+            select = imp_forget[n] > float(alpha) * imp_full[n]
+            # where selected, imp_forget > 0, so the ratio is finite; elsewhere it is not used
+            beta = (float(lam) * imp_full[n] / imp_forget[n].clamp_min(torch.finfo(p.dtype).tiny)).clamp(max=1.0)
+            p.mul_(torch.where(select, beta, torch.ones_like(beta)))
+            changed += int(select.sum())
+    return new, changed
 
 
 def ssd(
@@ -291,47 +411,190 @@ def ssd(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    alphas: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
-    lam: float = 1.0,
-    max_samples: int | None = 10_000,
-    chunk_size: int = 64,
+    alphas: Sequence[float] = (10.0, 1.0, 3.0, 30.0, 100.0),
+    lambdas: Sequence[float] = (1.0, 0.1, 0.5, 5.0),
+    batch_size: int = 64,
+    selection: Selection = Selection(),
 ) -> MethodResult:
     """Selective Synaptic Dampening (Foster, Schoepf, Brintrup, "Fast Machine Unlearning
-    Without Retraining Through Selective Synaptic Dampening", AAAI 2024).
+    Without Retraining Through Selective Synaptic Dampening", AAAI 2024), with the
+    importances of their reference code.
 
-    Importances are diagonal Fishers: I_Df on the forget data, I_D on all
-    training data (retain + forget, a seeded draw of at most ``max_samples``).
-    Every parameter with I_Df,i > alpha * I_D,i is multiplied by
-    beta_i = min(lam * I_D,i / I_Df,i, 1); the rest stay.  The selection
-    threshold ``alpha`` is chosen on validation from ``alphas`` (paper default
-    10, lambda 1).  One backward pass per sample."""
+    Importances []_D (all training data: retain then forget) and []_Df (forget data) are the
+    squared gradient of the mean cross-entropy of each mini-batch of ``batch_size``
+    (reference: 64, in order), averaged over the mini-batches, the model in eval mode
+    (:func:`~mnemonic_mu.algorithms.fisher.minibatch_fisher`), over the *full* sets.  Then
+    :func:`ssd_dampen` with selection threshold alpha and dampening constant lambda.
+
+    The grid is ``alphas`` x ``lambdas``, the paper's values for ResNet18 first (alpha 10,
+    lambda 1; its search ranges alpha in [0.1, 100], lambda in [0.1, 5]), chosen on
+    validation by ``selection`` (:class:`Selection`); the importances are computed once.
+    ``seed`` is unused (SSD is deterministic)."""
     data = need_data("ssd", data)
-    if not lam > 0:
-        raise ConfigError(f"lam must be positive, got {lam}")
+    if not all(float(lam) > 0 for lam in lambdas) or not lambdas or not alphas:
+        raise ConfigError(f"ssd needs a non-empty grid and positive lambdas, got alphas {alphas}, lambdas {lambdas}")
     fc = check_forget_classes(forget_classes, data.num_classes)
     with Timer() as t:
-        xf, yf = subsample(data.x_forget, data.y_forget, max_samples, seed)
-        x_all = torch.cat([data.x_retain, data.x_forget])
-        y_all = torch.cat([data.y_retain, data.y_forget])
-        xa, ya = subsample(x_all, y_all, max_samples, seed + 1)
-        imp_f = sample_fisher(model, xf, yf, chunk_size)
-        imp_d = sample_fisher(model, xa, ya, chunk_size)
-        best, search = None, []
+        x_full = torch.cat([data.x_retain, data.x_forget])
+        y_full = torch.cat([data.y_retain, data.y_forget])
+        imp_forget = minibatch_fisher(model, data.x_forget, data.y_forget, batch_size)
+        imp_full = minibatch_fisher(model, x_full, y_full, batch_size)
+        chooser = _Chooser(model, data, fc, selection)
         for a in alphas:
-            cand = copy.deepcopy(model)
-            changed = 0
+            for lam in lambdas:
+                cand, changed = ssd_dampen(model, imp_forget, imp_full, a, lam)
+                chooser.offer(cand, {"alpha": a, "lambda": lam}, dampened=changed)
+    n = len(data.y_forget) + len(y_full)
+    info = chooser.info() | {"importance_samples": n, "dampened": chooser.best[3]["dampened"]}
+    return MethodResult(chooser.best[1], t.seconds, n, chooser.best[2], chooser.search, info)
+
+
+# --------------------------------------------------------------------------
+# Fisher forgetting
+
+# The constants of Golatkar et al.'s reference implementation (their "Fisher" noise).
+FISHER_EPS = 1e-8  # variance = 1 / (F + FISHER_EPS), before the clamp
+MAX_VAR = 1e3  # largest 1 / F of a parameter ...
+MAX_VAR_HEAD = 1e2  # ... and of an output-layer parameter
+FORGET_ROW_VAR = 1e-4  # variance of the forget classes' output rows (their mean is set to 0)
+VAR_BOOST = 10.0  # factor on the output layer's variances and on every 1-D parameter's (biases, BatchNorm)
+
+
+def predictive_fisher_reference(model: nn.Module, x: torch.Tensor, chunk_size: int = 64) -> Fisher:
+    """The diagonal Fisher expected over the model's own prediction, per sample:
+    ``F_i = (1/N) sum_n sum_y p(y | x_n) (d CE(f(x_n), y) / d w_i)^2``, the model in eval mode.
+
+    One gradient per (sample, label) pair, as in Golatkar et al.'s code (there a batch of one
+    and one backward pass per label), here vectorised with ``torch.func`` over about
+    ``chunk_size`` pairs at a time.  Any model; :func:`predictive_fisher` is the fast path."""
+    if len(x) == 0:
+        raise ConfigError("a data Fisher needs at least one sample")
+    device = model_device(model)
+    params = {n: p.detach() for n, p in trainable(model).items()}
+    buffers = dict(model.named_buffers())
+
+    def loss(params, xi, y):
+        return F.cross_entropy(functional_call(model, (params, buffers), (xi.unsqueeze(0),)), y.unsqueeze(0))
+
+    per_label = vmap(vmap(grad(loss), in_dims=(None, None, 0)), in_dims=(None, 0, None))  # (n, K, *shape)
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            num_classes = model(x[:1].to(device)).shape[1]
+        labels = torch.arange(num_classes, device=device)
+        step = max(1, int(chunk_size) // num_classes)
+        for i in range(0, len(x), step):
+            xb = x[i : i + step].to(device)
             with torch.no_grad():
-                for n, p in trainable(cand).items():
-                    select = imp_f[n] > float(a) * imp_d[n]
-                    beta = (lam * imp_d[n] / imp_f[n].clamp_min(torch.finfo(p.dtype).tiny)).clamp(max=1.0)
-                    p.mul_(torch.where(select, beta, torch.ones_like(beta)))
-                    changed += int(select.sum())
-            score = val_score(cand, data, fc)
-            search.append({"alpha": a, "val_score": score, "dampened": changed})
-            if best is None or score > best[0]:
-                best = (score, cand, {"alpha": a, "lambda": lam}, changed)
-    info = {"fisher_samples": len(yf) + len(ya), "dampened": best[3]}
-    return MethodResult(best[1], t.seconds, len(yf) + len(ya), best[2], search, info)
+                prob = model(xb).softmax(1)
+            for n, g in per_label(params, xb, labels).items():
+                total[n] += torch.einsum("nk,nk...->...", prob, g * g)
+    finally:
+        model.train(was_training)
+    return {n: t / len(x) for n, t in total.items()}
+
+
+@torch.enable_grad()
+def _linear_predictive_fisher(model: nn.Module, x: torch.Tensor, batch_size: int) -> Fisher | None:
+    """:func:`predictive_fisher_reference` for models built only of ``nn.Linear`` layers, from
+    one forward and K backward passes per batch: for ``z = W a + b`` the gradient for label y
+    is ``d_y a^T``, so the weighted sum of squares is ``(sum_y p_y d_y^2)^T a^2``.  ``None``
+    when the model is not of that kind (the caller then takes the reference path)."""
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    params = trainable(model)
+    owned = {f"{n}.{k}" for n, m in linears.items() for k, p in m.named_parameters(recurse=False) if p.requires_grad}
+    if not linears or owned != set(params):
+        return None
+    device = model_device(model)
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    store: dict[str, list] = {}
+
+    def hook(name):
+        def fn(module, inputs, output):
+            store.setdefault(name, []).append((inputs[0].detach(), output, output._version))
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(device)
+            store.clear()
+            logits = model(xb)
+            calls = [store.get(n, []) for n in linears]
+            if any(len(c) != 1 or c[0][0].dim() != 2 or c[0][1]._version != c[0][2] for c in calls):
+                return None  # a layer used twice or not at all, on non-flat input, or changed in place
+            outputs = [c[0][1] for c in calls]
+            prob = logits.detach().softmax(1)
+            weighted = [torch.zeros_like(z) for z in outputs]  # sum_y p_y d_y^2 per sample, per layer
+            for y in range(logits.shape[1]):
+                target = torch.full((len(xb),), y, dtype=torch.long, device=device)
+                loss = F.cross_entropy(logits, target, reduction="sum")  # samples do not interact
+                deltas = torch.autograd.grad(loss, outputs, retain_graph=True)
+                for acc, d in zip(weighted, deltas):
+                    acc += prob[:, y : y + 1] * d * d
+            for (n, m), acc, c in zip(linears.items(), weighted, calls):
+                a = c[0][0]
+                if m.weight.requires_grad:
+                    total[f"{n}.weight"] += acc.T @ (a * a)
+                if m.bias is not None and m.bias.requires_grad:
+                    total[f"{n}.bias"] += acc.sum(0)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {n: t / len(x) for n, t in total.items()}
+
+
+def predictive_fisher(model: nn.Module, x: torch.Tensor, chunk_size: int = 64, batch_size: int = 512) -> Fisher:
+    """:func:`predictive_fisher_reference`'s numbers: the exact Linear-only fast path when the
+    model allows, else the reference path (tests check that both agree with a plain loop)."""
+    if len(x) == 0:
+        raise ConfigError("a data Fisher needs at least one sample")
+    fast = _linear_predictive_fisher(model, x, batch_size)
+    return fast if fast is not None else predictive_fisher_reference(model, x, chunk_size)
+
+
+def head_names(model: nn.Module) -> set[str]:
+    """Names of the output layer's trainable parameters (every kit model has ``head``)."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ConfigError(f"fisher_forgetting needs the output layer as model.head; {type(model).__name__} has none")
+    ids = {id(p) for p in head.parameters()}
+    return {n for n, p in trainable(model).items() if id(p) in ids}
+
+
+def fisher_noise(
+    model: nn.Module, fisher: Fisher, forget_classes: Sequence[int], alpha: float
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Mean and variance of the Fisher-forgetting noise, per parameter (Golatkar et al.'s code):
+
+    * ``var_i = alpha * min(1 / (F_i + 1e-8), 1e3)`` (``1e2`` in the output layer);
+    * a weight of two or more dimensions takes, per output unit, the mean of its variances
+      over the inputs (``var.mean(1)``);
+    * the output rows (weight row and bias) of the forget classes get mean 0 and variance 1e-4;
+    * the output layer's variances, and those of every 1-D parameter (biases, BatchNorm),
+      are multiplied by 10.
+
+    Every other mean is the trained weight.  Returns ``(mean, var)`` keyed like ``fisher``."""
+    head = head_names(model)
+    rows = list(forget_classes)
+    mean, var = {}, {}
+    for n, p in trainable(model).items():
+        v = (1.0 / (fisher[n] + FISHER_EPS)).clamp(max=MAX_VAR_HEAD if n in head else MAX_VAR) * float(alpha)
+        if v.dim() > 1:
+            v = v.mean(1, keepdim=True).expand_as(v).clone()
+        mu = p.detach().clone()
+        if n in head:
+            mu[rows], v[rows] = 0.0, FORGET_ROW_VAR
+        if n in head or v.dim() == 1:
+            v = v * VAR_BOOST
+        mean[n], var[n] = mu, v
+    return mean, var
 
 
 def fisher_forgetting(
@@ -340,40 +603,59 @@ def fisher_forgetting(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    scales: Sequence[float] = (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2),
-    fisher_floor: float = 1e-8,
-    max_samples: int | None = 10_000,
+    alphas: Sequence[float] = (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5),
+    max_samples: int | None = None,
     chunk_size: int = 64,
+    selection: Selection = Selection(),
 ) -> MethodResult:
-    """Fisher forgetting (Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless
-    Net: Selective Forgetting in Deep Networks", CVPR 2020, Sec. 4 "Fisher forgetting").
+    """Fisher forgetting (Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless Net:
+    Selective Forgetting in Deep Networks", CVPR 2020, Sec. 4), as in their reference code:
+    ``w' = mu + sqrt(var) * n``, ``n ~ N(0, I)``, with ``(mu, var)`` of :func:`fisher_noise`
+    from the retain data's Fisher expected over the model's prediction
+    (:func:`predictive_fisher`).  Directions the remaining data do not constrain get the
+    most noise; the forget classes' output rows are reset to zero (plus a little noise).
 
-    Adds Gaussian noise with covariance proportional to the inverse square root of
-    the retain-data Fisher: ``w' = w + c * F_r^{-1/4} * n``, ``n ~ N(0, I)``, where
-    ``c`` stands for ``(lambda sigma_h^2)^{1/4}``.  Directions the remaining data
-    do not constrain are scrambled; F_r is the per-sample diagonal Fisher on a
-    seeded draw of at most ``max_samples`` retain samples, floored at
-    ``fisher_floor`` (which caps the noise of parameters no retain sample uses).
-    The noise is seeded; ``c`` is chosen on validation from ``scales``."""
+    What differs from the reference: the output layer is ``model.head`` (the reference takes
+    every parameter whose first dimension equals the number of classes); several forget
+    classes reset all their rows; ``max_samples`` can cap the retain samples (default: all,
+    as in the reference); one noise draw ``n`` (``torch.Generator`` seeded with ``seed``, one
+    ``randn`` per parameter in ``named_parameters`` order) serves every alpha; and alpha is
+    chosen on validation by ``selection`` over ``alphas``, the reference's 1e-6 first."""
     data = need_data("fisher_forgetting", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
+    alphas = tuple(alphas)
+    if not alphas or not all(float(a) > 0 for a in alphas):
+        raise ConfigError(f"fisher_forgetting needs positive alphas, got {alphas}")
     with Timer() as t:
-        xr, yr = subsample(data.x_retain, data.y_retain, max_samples, seed)
-        f_r = sample_fisher(model, xr, yr, chunk_size)
+        xr, _ = subsample(data.x_retain, data.y_retain, max_samples, seed)
+        fisher = predictive_fisher(model, xr, chunk_size)
         gen = torch.Generator().manual_seed(int(seed))
-        noise = {n: torch.randn(p.shape, generator=gen).to(p.device) * f_r[n].clamp_min(fisher_floor) ** -0.25
-                 for n, p in trainable(model).items()}
-        best, search = None, []
-        for c in scales:
+        noise = {n: torch.randn(p.shape, generator=gen).to(p.device) for n, p in trainable(model).items()}
+        chooser = _Chooser(model, data, fc, selection)
+        for a in alphas:
+            mean, var = fisher_noise(model, fisher, fc, a)
             cand = copy.deepcopy(model)
             with torch.no_grad():
                 for n, p in trainable(cand).items():
-                    p.add_(noise[n], alpha=float(c))
-            score = val_score(cand, data, fc)
-            search.append({"scale": c, "val_score": score})
-            if best is None or score > best[0]:
-                best = (score, cand, {"scale": c})
-    return MethodResult(best[1], t.seconds, len(yr), best[2], search, {"fisher_samples": len(yr)})
+                    p.copy_(mean[n] + var[n].sqrt() * noise[n])
+            chooser.offer(cand, {"alpha": a})
+    info = chooser.info() | {"fisher_samples": len(xr)}
+    passes = data.num_classes * len(xr)  # one gradient per (retain sample, label)
+    return MethodResult(chooser.best[1], t.seconds, passes, chooser.best[2], chooser.search, info)
 
 
-__all__ = ["finetune", "fisher_forgetting", "neggrad", "ours_with_data", "random_label", "retrain", "ssd"]
+__all__ = [
+    "Selection",
+    "finetune",
+    "fisher_forgetting",
+    "fisher_noise",
+    "head_names",
+    "neggrad",
+    "ours_with_data",
+    "predictive_fisher",
+    "predictive_fisher_reference",
+    "random_label",
+    "retrain",
+    "ssd",
+    "ssd_dampen",
+]

@@ -128,9 +128,12 @@ METHODS: dict[str, MethodFn] = {
     "neggrad": neggrad,
     "neggrad_plus": _variant(
         neggrad,
-        "NegGrad+ (Kurmanji et al., NeurIPS 2023): neggrad with retain_weight 0.9 (descend on retain data too).",
-        retain_weight=0.9,
+        "NegGrad+ (Kurmanji et al., NeurIPS 2023): neggrad with retain weights beta in (0.95, 0.9, 0.99) "
+        "(descend on retain data too), lr in (0.01, 0.05), up to 10 epochs over the retain data; their "
+        "code's beta 0.95, lr 0.01, 10 epochs come first in the grid.",
+        retain_weights=(0.95, 0.9, 0.99),
         lrs=(1e-2, 5e-2),
+        epochs=10,
     ),
     "random_label": random_label,
     "ssd": ssd,
@@ -141,7 +144,14 @@ METHODS: dict[str, MethodFn] = {
 INPUT_MODEL: dict[str, str] = {name: "original" for name in METHODS} | {"ours_with_data": "no_codes"}
 # The version of each method's code: bump one when a change alters its numbers, and the
 # sweep and the report recompute that method's rows (mnemonic_mu.io.store).
-VERSIONS: dict[str, int] = {name: 1 for name in METHODS} | {"mnemonic_calibrated": 2}
+VERSIONS: dict[str, int] = {name: 1 for name in METHODS} | {
+    "mnemonic_calibrated": 2,
+    # the reference implementations' estimators and defaults, the Selection rule (baselines.py)
+    "fisher_forgetting": 2,
+    "ssd": 2,
+    "neggrad": 2,
+    "neggrad_plus": 2,
+}
 
 
 def unlearn(
