@@ -197,3 +197,34 @@ def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
         Settings(attacks=("lira",))
     with pytest.raises(ConfigError, match="the report scores every attack"):
         resolve_parameters("ci", {"attacks": ["linear probe"]}, {}, tmp_path)
+
+
+def _band_row(method, seed, cls, a_r, attacks):
+    return {"method": method, "seed": seed, "forget_class": cls, "A_R": a_r, "E_F": 100.0, "A_R_train": a_r,
+            "E_F_train": 100.0, "attacks": {k: {"value": v} for k, v in attacks.items()}, "gap": 0.0,
+            "seconds": 0.0, "backward_passes": 1, "reference": method != "m"}
+
+
+def test_seed_bands_are_leave_one_out_and_flag_an_attack_without_signal():
+    """Band of request (a, c) = min..max over retrain references of the other seeds; an attack
+    whose original and retrain values overlap on every class is marked no_signal."""
+    rows = []
+    for seed, a_r in ((0, 90.0), (1, 91.0), (2, 92.0)):
+        rows.append(_band_row("retrain", seed, 0, a_r, {"linear probe": 0.5 + 0.01 * seed, "entropy-LR": 0.0}))
+        # the original: far from retrain on entropy-LR (signal), the same on the linear probe (none)
+        rows.append(_band_row("original", seed, 0, a_r, {"linear probe": 0.51, "entropy-LR": 0.9}))
+    rows.append(_band_row("m", 0, 0, 91.5, {"linear probe": 0.9, "entropy-LR": 0.0}))  # band of seed 0: 91..92
+    rows.append(_band_row("m", 1, 0, 90.5, {"linear probe": 0.51, "entropy-LR": 0.0}))  # band of seed 1: 90..92
+    rows.append(_band_row("m", 2, 0, 89.0, {"linear probe": 0.5, "entropy-LR": 0.5}))   # band of seed 2: 90..91
+    pairs = {0: {"0-1": 1.0, "0-2": 2.0, "1-0": 1.5, "1-2": 1.0, "2-0": 2.0, "2-1": 0.5}}
+    bands = S.seed_bands(rows, {"epsilon-vs-retrain": {"pairs": pairs}})
+    m = bands["inside"]["m"]
+    assert m["A_R"] == {"inside": 2, "n": 3} and m["linear probe"] == {"inside": 2, "n": 3}
+    assert m["entropy-LR"] == {"inside": 2, "n": 3}
+    assert bands["inside"]["retrain"]["A_R"] == {"inside": 1, "n": 3}  # 91 lies in 90..92 only
+    assert bands["signal"]["linear probe"]["no_signal"] and not bands["signal"]["entropy-LR"]["no_signal"]
+    assert bands["signal"]["entropy-LR"]["classes_with_signal"] == 1 and bands["n_seeds"] == 3
+    assert S.seed_bands([r for r in rows if r["seed"] == 0]) is None  # one seed: no band
+    md = S.markdown_tables({"summary": S.summarise(rows, [0]), "settings": Settings().to_dict(), "seeds": [0, 1, 2],
+                            "classes": [0], "rows": rows, "bands": bands})
+    assert "- linear probe: **no signal here**" in md and "| m | 2/3 |" in md

@@ -170,8 +170,9 @@ def render_results(summaries: list[dict]) -> str:
         out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
                 table(summary),
                 f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
-                f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; the sweep took "
-                f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min. Source: `docs/results/{summary['name']}.json`.", ""]
+                f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "
+                f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min (models and rows already in the cache are "
+                f"loaded, not recomputed; each row's time is its own). Source: `docs/results/{summary['name']}.json`.", ""]
     return "\n".join(out)
 
 

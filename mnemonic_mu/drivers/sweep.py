@@ -245,6 +245,7 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         "rows": rows,
         "summary": summarise(rows, classes),
         "retrain_band": band,
+        "bands": seed_bands(rows, band),
         # the executor's split: queueing (start on the worker - submit), training and scoring task time
         "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start,
                    **(executor.timing_split() if hasattr(executor, "timing_split") else {})},
@@ -272,11 +273,12 @@ def retrain_band(s: Settings, classes, seeds, dataset) -> dict | None:
             request = s.replace(seed=seed, forget_classes=(c,))
             ref = pipeline.train_models(request, dataset, ("retrain",), device)["retrain"][0]
             conf[seed] = sample_statistics(ref.model, x_te[mask], y_te[mask])["logit_confidence"]
-        values[c] = [epsilon_vs_retrain(conf[b], conf[a]) for a in seeds for b in seeds if a != b]
-    flat = [v for vs in values.values() for v in vs]
+        values[c] = {f"{a}-{b}": epsilon_vs_retrain(conf[b], conf[a]) for a in seeds for b in seeds if a != b}
+    flat = [v for vs in values.values() for v in vs.values()]
     return {"epsilon-vs-retrain": {
         "mean": float(np.mean(flat)), "std": float(np.std(flat)), "n_pairs": len(flat),
-        "per_class": {c: float(np.mean(v)) for c, v in values.items()},
+        "per_class": {c: float(np.mean(list(v.values()))) for c, v in values.items()},
+        "pairs": {c: v for c, v in values.items()},  # "a-b": retrain(b) scored against retrain(a)
     }}
 
 
@@ -320,6 +322,71 @@ def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
             }
         summary[method] = entry
     return summary
+
+
+BAND_METRICS = (*ACCURACY_METRICS, *ATTACKS)  # the metrics shown beside retrain's seed band
+
+
+def seed_bands(rows: list[dict], retrain_band: dict | None = None) -> dict | None:
+    """Retrain's seed band for every metric, whether each method's value lies inside it, and
+    whether each attack can tell the original from retrain at all.
+
+    Band of a request (seed a, class c): the min..max (with mean and std) of the metric over the
+    retrain references of class c trained with the *other* seeds b != a; for epsilon-vs-retrain,
+    whose retrain row is 0 by definition, the scores of retrain(b) against retrain(a).  A value is
+    inside when min <= value <= max (epsilon-vs-retrain: value <= max).  An attack has *signal* on class c when the original's values
+    and retrain's over the seeds do not overlap (:func:`~mnemonic_mu.algorithms.indistinguishability.attack_signal`,
+    min..max bands); with signal on no class it is marked ``no_signal``: its numbers say nothing
+    about forgetting on this setup.  ``None`` with fewer than two seeds.
+    """
+    from ..algorithms.indistinguishability import attack_signal
+
+    ret = {(r["seed"], r["forget_class"]): _metric_values(r) for r in rows if r["method"] == "retrain"}
+    seeds = sorted({a for a, _ in ret})
+    if len(seeds) < 2:
+        return None
+    pairs = ((retrain_band or {}).get("epsilon-vs-retrain") or {}).get("pairs", {})
+    present = [m for m in BAND_METRICS if all(m in v for v in ret.values())]
+
+    def band(metric, a, c):
+        if metric == "epsilon-vs-retrain":
+            got = pairs.get(c, pairs.get(str(c), {}))
+            xs = [got[f"{a}-{b}"] for b in seeds if b != a and f"{a}-{b}" in got]
+        else:
+            xs = [ret[(b, c)][metric] for b in seeds if b != a and (b, c) in ret]
+        xs = [x for x in xs if math.isfinite(x)]
+        return (min(xs), max(xs), float(np.mean(xs)), float(np.std(xs)), len(xs)) if xs else None
+
+    inside: dict[str, dict] = {}
+    for r in rows:
+        values = _metric_values(r)
+        entry = inside.setdefault(r["method"], {m: {"inside": 0, "n": 0} for m in present})
+        for m in present:
+            b = band(m, r["seed"], r["forget_class"])
+            if b is None or not math.isfinite(values.get(m, math.nan)):
+                continue
+            entry[m]["n"] += 1
+            low = -math.inf if m == "epsilon-vs-retrain" else b[0]  # lower = less distinguishable: no floor
+            entry[m]["inside"] += int(low <= values[m] <= b[1])
+    signal = {}
+    classes = sorted({c for _, c in ret})
+    for attack in (m for m in present if m in ATTACKS):
+        per_class = {}
+        for c in classes:
+            orig = [_metric_values(r)[attack] for r in rows if r["method"] == "original" and r["forget_class"] == c]
+            if attack == "epsilon-vs-retrain":
+                got = pairs.get(c, pairs.get(str(c), {}))
+                reference = list(got.values())
+            else:
+                reference = [ret[(a, c)][attack] for a in seeds if (a, c) in ret]
+            orig = [x for x in orig if math.isfinite(x)]
+            reference = [x for x in reference if math.isfinite(x)]
+            if orig and reference:
+                per_class[c] = attack_signal(orig, reference)["separates"]
+        signal[attack] = {"classes_with_signal": sum(per_class.values()), "n_classes": len(per_class),
+                          "no_signal": not any(per_class.values()), "per_class": per_class}
+    return {"rule": "leave-one-out min..max over the other seeds' retrain references", "n_seeds": len(seeds),
+            "inside": inside, "signal": signal}
 
 
 def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple[int | None, float]:
@@ -394,6 +461,20 @@ def markdown_tables(result: dict) -> str:
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values() if any(a.name == c[0] for c in columns)]
+    bands = result.get("bands")
+    if bands:
+        metrics = [m for m in BAND_METRICS if any(m in e for e in bands["inside"].values())]
+        lines += ["", f"Inside retrain's seed band (per request: min..max of the retrain references of the "
+                  f"other {bands['n_seeds'] - 1} seed(s) of its class; requests inside / scored):", "",
+                  "| method | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+        for m in order:
+            e = bands["inside"].get(m, {})
+            lines.append(f"| {m} | " + " | ".join(
+                f"{e[k]['inside']}/{e[k]['n']}" if k in e else "n/a" for k in metrics) + " |")
+        for attack, sig in bands["signal"].items():
+            verdict = "**no signal here**: it cannot tell the original from retrain on this setup" if sig["no_signal"] \
+                else f"separates the original from retrain on {sig['classes_with_signal']}/{sig['n_classes']} classes"
+            lines.append(f"- {attack}: {verdict}.")
     nulls = [r["attacks"].get("epsilon-vs-retrain", {}).get("null") for r in result.get("rows", [])]
     nulls = [v for v in nulls if v is not None]
     if nulls:
