@@ -603,6 +603,65 @@ def precision(quick: bool) -> dict:
     return {"variants": variants}
 
 
+def scoring_mnist(quick: bool) -> dict:
+    """What scoring one row of a request costs beside training one model, on full MNIST (54k
+    train / 6k validation / 10k test, the kit's splits): ``evaluate`` and each attack of the suite,
+    and one epoch of ``train_model``, each the median of ``reps`` runs (interleaved, no warm-up:
+    each is seconds), on an original with codes and a retrain reference trained one epoch (attack
+    cost depends on the data sizes, not on how well the models are trained).  The ratios compare
+    scoring one row with training one model of the recipe: that epoch times 20 (the sweeps'
+    full-MNIST recipe) or 200 (the paper's).  A request scores one row per reference and method."""
+    import statistics
+
+    from mnemonic_mu.algorithms.attacks import ATTACKS, run_attacks
+    from mnemonic_mu.algorithms.metrics import evaluate
+
+    from .common import peak_rss_mb, rss_mb
+
+    reps = 1 if quick else 3
+    dataset = load_dataset("mnist", MNIST_ROOT)
+    codes = generate_codes(10, dataset.input_shape, "uniform", 0)
+    load_before, rss_before = load_average(), rss_mb()
+    wall: dict[str, list[float]] = {}
+
+    def clock(name, fn):
+        start = time.perf_counter()
+        out = fn()
+        wall.setdefault(name, []).append(time.perf_counter() - start)
+        return out
+
+    for _ in range(reps):
+        models = {}
+        for role, exclude in (("original", ()), ("retrain", tuple(FORGET))):
+            m = build_model("mlp", dataset.input_shape, 10, seed=0)
+            cfg = TrainConfig(epochs=1, t_mix=0.1 if role == "original" else 0.0, exclude_classes=exclude, seed=0)
+            clock(f"train_epoch_{role}", lambda: train_model(m, dataset, codes, cfg))
+            models[role] = m
+        clock("evaluate", lambda: evaluate(models["original"], dataset, FORGET))
+        for name in ATTACKS:
+            clock(f"attack {name}", lambda: run_attacks(models["original"], models["retrain"], dataset, FORGET,
+                                                       seed=0, attacks=[name]))
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    epoch = med["train_epoch_original"]
+    scoring = med["evaluate"] + sum(v for k, v in med.items() if k.startswith("attack "))
+    out = {"variants": {}, "load_before": load_before, "load_after": load_average(),
+           "n_train": len(dataset.y_train), "n_test": len(dataset.y_test)}
+    for k, v in wall.items():
+        out["variants"][f"scoring_{k.replace(' ', '_')}"] = {
+            "median_s": med[k], "min_s": min(v), "max_s": max(v), "reps": reps, "warmup": 0,
+            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
+            "what": f"{k}, full MNIST request (forget class 0), MLP 784-1000-10 (interleaved; memory shared)",
+        }
+    out["paired_ratios"] = {
+        "scoring_row_vs_training_20_epochs": scoring / (20 * epoch),
+        "scoring_row_vs_training_200_epochs": scoring / (200 * epoch),
+        "largest_attack_share": max(v for k, v in med.items() if k.startswith("attack ")) / scoring,
+    }
+    out["scoring_row_s"] = scoring
+    return out
+
+
 ITEMS = {
     "forget_mlp_batched": forget_mlp("batched"),
     "forget_mlp_batched_spinwait": forget_mlp("batched"),  # run with OMP_WAIT_POLICY=ACTIVE (see run.py)
@@ -633,6 +692,7 @@ CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": for
 # needs the MNIST IDX files under MNEMONIC_MU_MNIST_ROOT and a 200-epoch retrain (minutes)
 PAPER_ITEMS = {
     "forget_mlp_mnist": forget_mlp("batched", dataset_name="mnist"),
+    "scoring_mnist": scoring_mnist,  # expands to scoring_* (one per attack, evaluate, one training epoch)
     "ssd_mlp_mnist": lambda quick: ssd_mlp(quick, "mnist"),
     "retrain_mlp_mnist": lambda quick: retrain_mlp(quick, "mnist"),
 }
