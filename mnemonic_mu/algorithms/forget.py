@@ -157,16 +157,9 @@ def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, for
     remaining codes of log p(any forget class) (lower = the forget classes are
     suppressed beyond their own codes).
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logp = F.log_softmax(model(codes.to(device)).float(), 1).cpu()
-    model.train(was_training)
+    logp, true, margin = _log_probs(model, codes, labels)
     labels = labels.cpu()
     forget = torch.isin(labels, torch.tensor(list(forget_classes)))
-    true = logp.gather(1, labels[:, None]).squeeze(1)
-    other = logp.scatter(1, labels[:, None], float("-inf")).max(1).values
-    margin = true - other
     correct = margin > 0
     return {
         "A_R": 100.0 * float(correct[~forget].float().mean()),
@@ -178,16 +171,23 @@ def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, for
     }
 
 
-@torch.no_grad()
 def code_margins(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per input: log p(label) minus the largest other log p (positive = classified as its label)."""
+    return _log_probs(model, codes, labels)[2]
+
+
+@torch.no_grad()
+def _log_probs(model: nn.Module, x: torch.Tensor, labels: torch.Tensor):
+    """``(log p, log p of the label, margin)`` of ``model`` in eval mode on ``x``, on the CPU;
+    the margin is log p(label) minus the largest other log p."""
     was_training = model.training
     model.eval()
-    logp = F.log_softmax(model(codes).float(), 1).cpu()
+    device = next(model.parameters()).device
+    logp = F.log_softmax(model(x.to(device)).float(), 1).cpu()
     model.train(was_training)
     labels = labels.cpu()
     true = logp.gather(1, labels[:, None]).squeeze(1)
-    return true - logp.scatter(1, labels[:, None], float("-inf")).max(1).values
+    return logp, true, true - logp.scatter(1, labels[:, None], float("-inf")).max(1).values
 
 
 def code_views(codes: torch.Tensor, n_views: int, jitter: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
