@@ -347,36 +347,38 @@ def seed_bands(rows: list[dict], retrain_band: dict | None = None) -> dict | Non
         return None
     pairs = ((retrain_band or {}).get("epsilon-vs-retrain") or {}).get("pairs", {})
     present = [m for m in BAND_METRICS if all(m in v for v in ret.values())]
+    values = [(r, _metric_values(r)) for r in rows]
+
+    def eps_pairs(c) -> dict:  # "a-b": retrain(b) scored against retrain(a); JSON keys are strings
+        return pairs.get(c, pairs.get(str(c), {}))
 
     def band(metric, a, c):
+        """(min, max) of ``metric`` over the retrain references of class ``c`` of the seeds but ``a``."""
         if metric == "epsilon-vs-retrain":
-            got = pairs.get(c, pairs.get(str(c), {}))
-            xs = [got[f"{a}-{b}"] for b in seeds if b != a and f"{a}-{b}" in got]
+            xs = [v for key, v in eps_pairs(c).items() if key.split("-")[0] == str(a)]
         else:
             xs = [ret[(b, c)][metric] for b in seeds if b != a and (b, c) in ret]
         xs = [x for x in xs if math.isfinite(x)]
-        return (min(xs), max(xs), float(np.mean(xs)), float(np.std(xs)), len(xs)) if xs else None
+        return (min(xs), max(xs)) if xs else None
 
     inside: dict[str, dict] = {}
-    for r in rows:
-        values = _metric_values(r)
+    for r, v in values:
         entry = inside.setdefault(r["method"], {m: {"inside": 0, "n": 0} for m in present})
         for m in present:
             b = band(m, r["seed"], r["forget_class"])
-            if b is None or not math.isfinite(values.get(m, math.nan)):
+            if b is None or not math.isfinite(v.get(m, math.nan)):
                 continue
             entry[m]["n"] += 1
             low = -math.inf if m == "epsilon-vs-retrain" else b[0]  # lower = less distinguishable: no floor
-            entry[m]["inside"] += int(low <= values[m] <= b[1])
+            entry[m]["inside"] += int(low <= v[m] <= b[1])
     signal = {}
     classes = sorted({c for _, c in ret})
     for attack in (m for m in present if m in ATTACKS):
         per_class = {}
         for c in classes:
-            orig = [_metric_values(r)[attack] for r in rows if r["method"] == "original" and r["forget_class"] == c]
+            orig = [v[attack] for r, v in values if r["method"] == "original" and r["forget_class"] == c]
             if attack == "epsilon-vs-retrain":
-                got = pairs.get(c, pairs.get(str(c), {}))
-                reference = list(got.values())
+                reference = list(eps_pairs(c).values())
             else:
                 reference = [ret[(a, c)][attack] for a in seeds if (a, c) in ret]
             orig = [x for x in orig if math.isfinite(x)]
