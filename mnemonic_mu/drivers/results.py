@@ -28,7 +28,8 @@ from ..settings import Settings, option, project_root
 FORGOTTEN = 99.0  # E_F at or above which a request counts as forgotten
 BAND_SLACK = 1.0  # a request keeps the remaining classes when A_R >= retrain's lowest A_R of its class - this
 # the steps compared in the "every setting" table: (row, what it is)
-STEPS = (("original", "*original (no step: the input model)*"), ("mnemonic_paper", "paper step"), ("mnemonic_calibrated_v1", "calibrated step before the retain guard (v1)"),
+STEPS = (("original", "*original (no step: the input model)*"), ("mnemonic_paper", "paper step"),
+         ("mnemonic_calibrated_v1", "calibrated step before the retain guard (v1)"),
          ("mnemonic", "calibrated step (the default)"))
 HEADLINE = ("A_R", "E_F", "gap", "seconds")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -67,14 +68,18 @@ def summarise_sweep(result: dict, name: str) -> dict:
     retrain = {(r["seed"], r["forget_class"]): r for r in rows if r["method"] == "retrain"}
     band = retrain_band_A_R(rows)
     original = {(r["seed"], r["forget_class"]): r["A_R"] for r in rows if r["method"] == "original"}
+
+    def keeps(a_r: float, cls: int) -> bool:  # inside retrain's band of the class, with the slack
+        return a_r >= band["per_class"][str(cls)]["min"] - BAND_SLACK
+
     methods: dict[str, dict] = {}
     for method, entry in result["summary"].items():
         mine = [r for r in rows if r["method"] == method]
         delta = [r["A_R"] - retrain[(r["seed"], r["forget_class"])]["A_R"] for r in mine]
         worst = int(np.argmin(delta))
-        inside = [r["A_R"] >= band["per_class"][str(r["forget_class"])]["min"] - BAND_SLACK for r in mine]
-        original_inside = [original.get((r["seed"], r["forget_class"]), math.inf)
-                           >= band["per_class"][str(r["forget_class"])]["min"] - BAND_SLACK for r in mine]
+        inside = [keeps(r["A_R"], r["forget_class"]) for r in mine]
+        original_inside = [keeps(original.get((r["seed"], r["forget_class"]), math.inf), r["forget_class"])
+                           for r in mine]
         warned = [bool(r.get("warnings")) for r in mine]
         methods[method] = {
             "reference": entry["reference"],
@@ -163,8 +168,9 @@ def render_results(summaries: list[dict]) -> str:
                 "spread of A_R (max - min over seeds, per class). The original's row is the model every step "
                 "starts from: a request it already misses (an original far below retrain) no data-free step "
                 "can be expected to bring inside; *pushed outside the band* counts the requests a step took "
-                "outside although the original was inside, with no warning: the damage the step itself did. Why the step changed and how its constants were chosen "
-                "(validation splits only): [calibration.md](calibration.md).", "", steps]
+                "outside although the original was inside, with no warning: the damage the step itself did. "
+                "Why the step changed and how its constants were chosen (validation splits only): "
+                "[calibration.md](calibration.md).", "", steps]
     for summary in summaries:
         hw = summary["hardware"]
         out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
@@ -176,6 +182,11 @@ def render_results(summaries: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _scores_every_step(summary: dict) -> bool:
+    """The summary has retrain's band and a row for every step of :data:`STEPS`."""
+    return bool(summary.get("retrain_band_A_R")) and all(name in summary["methods"] for name, _ in STEPS)
+
+
 def steps_table(summaries: list[dict]) -> str:
     """Paper step, v1 and the default calibrated step on every summary that has all three."""
     head = ("| setting | step | forgotten (E_F >= 99) | A_R inside retrain's band + 1 | warned | target met "
@@ -183,10 +194,8 @@ def steps_table(summaries: list[dict]) -> str:
             "| retrain's A_R band (spread, mean / max) |\n"
             "|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
-    for summary in summaries:
-        methods, band = summary["methods"], summary.get("retrain_band_A_R")
-        if band is None or not all(name in methods for name, _ in STEPS):
-            continue
+    for summary in filter(_scores_every_step, summaries):
+        methods, band = summary["methods"], summary["retrain_band_A_R"]
         for name, what in STEPS:
             m = methods[name]
             d = m["A_R_minus_retrain"]
@@ -212,7 +221,7 @@ def readme_block(summaries: list[dict]) -> str:
 def worst_case_line(summaries: list[dict]) -> str:
     """The default step's worst request over every committed setting that scored it beside the
     other steps, and how many requests met the target (generated, for the README's claims)."""
-    scored = [x for x in summaries if x.get("retrain_band_A_R") and all(n in x["methods"] for n, _ in STEPS)]
+    scored = list(filter(_scores_every_step, summaries))
     if not scored:
         return ""
     worst = min(scored, key=lambda x: x["methods"]["mnemonic"]["A_R_minus_retrain"]["worst"])
@@ -279,5 +288,5 @@ def _cmd_results(args) -> int:
     return 0
 
 
-__all__ = ["collect", "command_of", "readme_block", "worst_case_line", "render_results", "retrain_band_A_R", "steps_table",
-           "summarise_sweep", "table", "write_all"]
+__all__ = ["collect", "command_of", "readme_block", "render_results", "retrain_band_A_R", "steps_table",
+           "summarise_sweep", "table", "worst_case_line", "write_all"]
