@@ -31,6 +31,7 @@ from .algorithms.codes import replace_with_codes
 from .algorithms.fisher import data_fisher, fisher_distance, mean_fisher
 from .algorithms.forget import fisher_ratio, layer_alphas
 from .algorithms.metrics import check_forget_classes, evaluate
+from .bands import request_band
 from .errors import CheckpointError, StageOrderError
 from .io import store
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -53,7 +54,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "01_mnemonic_codes": ("dataset", "split_seed", "code_dist", "seed", "t_mix", "batch_size"),
     "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "precision", "channels_last",
-                    "forget_classes"),
+                    "forget_classes", "band_seeds"),
     "03_fisher": ("fisher_samples", "fisher_repeats", "lambda1", "lambda2"),
     "04_unlearning": ("lambda1", "lambda2", "step", "multi", "lambda1_grid", "lambda2_grid", "tune_lambdas"),
     "05_membership_evaluation": ("probe_max_train",),
@@ -65,8 +66,8 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "02_training": ("train", "ensemble", "evaluate"),
     "03_fisher": ("fisher", "forget"),
     "04_unlearning": ("fisher", "forget", "evaluate"),
-    "05_membership_evaluation": ("evaluate", "attacks"),
-    "06_report": ("evaluate", "attacks"),
+    "05_membership_evaluation": ("evaluate", "attacks", "divergence"),
+    "06_report": ("evaluate", "attacks", "divergence"),
 }
 # --------------------------------------------------------------------------
 # Keys and results
@@ -171,7 +172,8 @@ def brief(ev: dict) -> dict:
 
 
 def compute_training(s: Settings, dataset: Dataset | None = None, progress: bool = False) -> store.Result:
-    """Stage 02: the original model (with codes), the same without codes, and retrain."""
+    """Stage 02: the original model (with codes), the same without codes, and retrain (``models``);
+    and the retrain references of ``s.band_seeds``, retrain's seed band (``band``)."""
     start = time.perf_counter()
     device = setup(s)
     dataset = dataset or pipeline.load_data(s)
@@ -187,10 +189,20 @@ def compute_training(s: Settings, dataset: Dataset | None = None, progress: bool
         models[role] = pipeline.reference_row(ck, dataset) | {
             "from_cache": cached, "history": ck.history, "metrics": brief(evaluate(ck.model, dataset, forget_classes)),
         }
-    result = {"codes_key": codes_art.key, "forget_classes": list(forget_classes), "models": models}
+    band = {}
+    for b, (ck, cached) in pipeline.train_band(s, dataset, device, progress).items():  # retrain's seed band
+        checkpoints[band_role(b)] = ck
+        band[band_role(b)] = pipeline.reference_row(ck, dataset) | {
+            "from_cache": cached, "band_seed": b, "metrics": brief(evaluate(ck.model, dataset, forget_classes))}
+    result = {"codes_key": codes_art.key, "forget_classes": list(forget_classes), "models": models, "band": band}
     art = save_stage(s, "02_training", result, device, time.perf_counter() - start)
     art.extras["checkpoints"] = checkpoints
     return art
+
+
+def band_role(band_seed: int) -> str:
+    """Stage 02's name of the band reference of ``band_seed`` (:func:`mnemonic_mu.pipeline.train_band`)."""
+    return f"band{band_seed}"
 
 
 def load_models(s: Settings, training: store.Result, roles=pipeline.ROLES, device="cpu") -> dict[str, Checkpoint]:
@@ -199,7 +211,7 @@ def load_models(s: Settings, training: store.Result, roles=pipeline.ROLES, devic
         return {r: training.extras["checkpoints"][r] for r in roles}
     out = {}
     for role in roles:
-        entry = training.result["models"][role]
+        entry = training.result["models"].get(role) or training.result.get("band", {})[role]
         try:
             out[role] = load_checkpoint(entry["checkpoint"], expect={"key": entry["key"]}, device=device)
         except CheckpointError as exc:
@@ -372,7 +384,10 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
     }
     scores = {role: pipeline.score(models[role], models["retrain"], dataset, s) for role in MEMBERSHIP_ROLES}
     attacks = {role: row["attacks"] for role, row in scores.items()}
-    result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks, "scores": scores}
+    band = load_models(s, load_stage(s, "02_training"), [band_role(b) for b in s.band_seeds], device)
+    band_scores = {b: pipeline.score(band[band_role(b)].model, models["retrain"], dataset, s) for b in s.band_seeds}
+    result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks, "scores": scores,
+              "band_scores": band_scores}
     art = save_stage(s, "05_membership_evaluation", result, device, time.perf_counter() - start)
     art.extras["models"] = models
     return art
@@ -405,9 +420,20 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
         data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
         for name in s.baselines:
             rows[name] = pipeline.score_method(name, s, dataset, models, data)
+    pipeline.add_gaps(rows)
+    membership = load_stage(s, "05_membership_evaluation").result
+    band_rows = {int(b): dict(row) | dict(training.result["band"][band_role(int(b))])
+                 for b, row in membership.get("band_scores", {}).items()}
+    for row in band_rows.values():
+        row.pop("metrics", None)
+    band = request_band(rows, pipeline.add_gaps(band_rows, rows["retrain"]))
+    for attack, sig in (band or {}).get("signal", {}).items():  # every row says when its attack cannot tell
+        for row in rows.values():
+            if attack in (row.get("attacks") or {}):
+                row["attacks"][attack]["no_signal"] = sig["no_signal"]
     summary = {
         "dataset": s.dataset, "model": s.model, "forget_classes": list(s.forget_classes), "seed": s.seed,
-        "units": "percent", "methods": pipeline.add_gaps(rows),
+        "units": "percent", "methods": rows, "band_rows": band_rows, "band": band,
     }
     return save_stage(s, "06_report", summary, device, time.perf_counter() - start)
 
@@ -426,6 +452,7 @@ __all__ = [
     "COMPUTE",
     "NOTEBOOKS",
     "STAGE_SETTINGS",
+    "band_role",
     "UPSTREAM",
     "compute_codes",
     "compute_fisher",

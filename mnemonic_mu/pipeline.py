@@ -26,7 +26,9 @@ from .algorithms.codes import generate_codes
 from .algorithms.fisher import Fisher, code_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
-from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain
+from .algorithms.indistinguishability import divergence_from_retrain
+from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain, tug_of_war_from_rows
+from .bands import request_band
 from .io import store
 from .io.checkpoint import Checkpoint
 from .io.data import Dataset
@@ -78,6 +80,19 @@ def train_models(
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     recipe = recipes(s, forget_classes)
     return store.train_many(s, dataset, {role: recipe[role] for role in roles}, device, progress)
+
+
+def band_request(s: Settings, band_seed: int) -> Settings:
+    """The settings of one band reference: the request of ``s`` with seed ``band_seed``."""
+    return s.replace(seed=int(band_seed), band_seeds=())
+
+
+def train_band(s: Settings, dataset: Dataset, device=None, progress: bool = False) -> dict[int, tuple[Checkpoint, bool]]:
+    """``{band seed: (checkpoint, from_cache)}``: the retrain reference of the request of ``s``
+    for each of ``s.band_seeds`` (own initial weights, codes and batch order; cached like
+    every model, so the requests of a sweep that forget the same class share them)."""
+    device = device or setup(s)
+    return {b: train_models(band_request(s, b), dataset, ("retrain",), device, progress)["retrain"] for b in s.band_seeds}
 
 
 # --------------------------------------------------------------------------
@@ -171,22 +186,41 @@ def record_row(record: ForgetRecord, seconds: float) -> dict:
 
 
 def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset: Dataset, s: Settings) -> dict:
-    """Accuracies (test and train, per class, confusion matrix; percent) and the five
-    attacks against the retrain reference, for one model of the request of ``s``."""
+    """Accuracies (test and train, per class, confusion matrix; percent), the attacks of
+    ``s.attacks`` and the output divergence from the retrain reference (Jensen-Shannon and
+    activation distance on forget-test and retain-test), for one model of the request of ``s``."""
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     row = evaluate(model, dataset, forget_classes)
     attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, attacks=s.attacks,
                           probe_max_train=s.probe_max_train)
     row["attacks"] = attacks
+    row["divergence"] = divergence_from_retrain(model, retrain_model, dataset, forget_classes) if retrain_model else None
     return row
 
 
-def add_gaps(rows: dict[str, dict]) -> dict[str, dict]:
-    """Add ``gap_to_retrain`` (:func:`~mnemonic_mu.algorithms.metrics.gap_to_retrain`) to every row."""
-    ref = rows.get("retrain")
+def compare_to_retrain(row: dict, ref: dict | None) -> dict:
+    """``{"gap_to_retrain", "tow"}`` of a row against the retrain row ``ref``: the gap
+    (:func:`~mnemonic_mu.algorithms.metrics.gap_to_retrain`) and Tug-of-War
+    (:func:`~mnemonic_mu.algorithms.metrics.tug_of_war_from_rows`); None without ``ref``."""
+    if not ref:
+        return {"gap_to_retrain": None, "tow": None}
+    return {"gap_to_retrain": gap_to_retrain(row, ref), "tow": tug_of_war_from_rows(row, ref)}
+
+
+def add_gaps(rows: dict[str, dict], ref: dict | None = None) -> dict[str, dict]:
+    """Add :func:`compare_to_retrain` to every row (against ``rows["retrain"]`` unless ``ref``)."""
+    ref = ref if ref is not None else rows.get("retrain")
     for row in rows.values():
-        row["gap_to_retrain"] = gap_to_retrain(row, ref) if ref else None
+        row.update(compare_to_retrain(row, ref))
     return rows
+
+
+def score_band(s: Settings, band: dict[int, Checkpoint], retrain_model: torch.nn.Module, dataset: Dataset,
+               retrain_row: dict) -> dict[int, dict]:
+    """``{band seed: row}``: each band reference scored like a method against the request's
+    retrain (:func:`score`, gap and ToW against ``retrain_row``)."""
+    rows = {b: score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset) for b, ck in band.items()}
+    return add_gaps(rows, retrain_row)
 
 
 # --------------------------------------------------------------------------
@@ -239,9 +273,12 @@ def run_request(s: Settings, progress: bool = False) -> dict:
     """Every stage for the request of ``s``: train or load the three models, forget with
     ``s.step``, score it, the references and every method of ``s.baselines``.
 
-    Returns ``{"settings", "environment", "rows": {name: row}, "total_seconds"}``; rows
-    ``original``, ``no_codes``, ``retrain`` (references), ``mnemonic`` (the step of ``s``)
-    and one per baseline, each with accuracies, attacks and ``gap_to_retrain``.
+    Returns ``{"settings", "environment", "rows": {name: row}, "band_rows": {seed: row},
+    "band", "total_seconds"}``; rows ``original``, ``no_codes``, ``retrain`` (references),
+    ``mnemonic`` (the step of ``s``) and one per baseline, each with accuracies, attacks,
+    divergence, ``gap_to_retrain`` and ``tow``; ``band_rows`` the retrain references of
+    ``s.band_seeds`` scored the same way; ``band`` what :func:`mnemonic_mu.bands.request_band`
+    makes of them (None without band seeds).
     """
     start = time.perf_counter()
     device = setup(s)
@@ -259,10 +296,15 @@ def run_request(s: Settings, progress: bool = False) -> dict:
     data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config()) if s.baselines else None
     for name in s.baselines:
         rows[name] = score_method(name, s, dataset, models, data)
+    add_gaps(rows)
+    band = {b: ck for b, (ck, _) in train_band(s, dataset, device, progress).items()}
+    band_rows = score_band(s, band, retrain_model, dataset, rows["retrain"])
     return {
         "settings": s.to_dict(),
         "environment": environment(device),
-        "rows": add_gaps(rows),
+        "rows": rows,
+        "band_rows": band_rows,
+        "band": request_band(rows, band_rows),
         "total_seconds": time.perf_counter() - start,
     }
 
@@ -271,8 +313,10 @@ __all__ = [
     "ROLES",
     "Unlearned",
     "add_gaps",
+    "band_request",
     "best_lambdas",
     "code_fishers",
+    "compare_to_retrain",
     "forget_step",
     "lambda_sweep",
     "load_data",
@@ -284,7 +328,9 @@ __all__ = [
     "run_method",
     "run_request",
     "score",
+    "score_band",
     "score_method",
+    "train_band",
     "train_models",
 ]
 

@@ -55,6 +55,27 @@ def attack_table(summary: dict):
     return pd.DataFrame(rows).T.astype(float).round(3)
 
 
+def band_table(summary: dict):
+    """Every metric of every method beside retrain's seed band (a pandas DataFrame): the row
+    ``retrain band`` holds the band's min..max, each method's cell its value and ``in`` /
+    ``OUT`` (:mod:`mnemonic_mu.bands`); an attack without signal here has "(no signal)" in
+    its column name.  ``None`` when the run has no band (``band_seeds`` none)."""
+    import pandas as pd
+
+    from .bands import metric_values
+
+    band = summary.get("band")
+    if not band:
+        return None
+    quiet = {a for a, v in band["signal"].items() if v["no_signal"]}
+    name = {m: m + (" (no signal)" if m in quiet else "") for m in band["stats"]}
+    rows = {"retrain band": {name[m]: f"{st['min']:.3g}..{st['max']:.3g}" for m, st in band["stats"].items()}}
+    for method, row in summary["methods"].items():
+        values, flags = metric_values(row), band["inside"].get(method, {})
+        rows[method] = {name[m]: f"{values[m]:.3g} {'in' if ok else 'OUT'}" for m, ok in flags.items()}
+    return pd.DataFrame(rows).T
+
+
 def image_grid(ax_row, images: torch.Tensor, titles=None, cmap: str = "gray") -> None:
     """Draw a row of images (C, H, W) on the given axes, one per axis, without ticks."""
     for k, ax in enumerate(ax_row):

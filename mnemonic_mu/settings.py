@@ -69,6 +69,7 @@ class Settings:
     baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
     attacks: tuple[str, ...] = ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")  # attacks scored per row; none: accuracies only (the report needs all)
+    band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
     # -- runtime: where and how fast; none of these changes a result
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int = 1  # torch threads (0: OMP_NUM_THREADS or torch's default)
@@ -173,8 +174,10 @@ def _coerce(name: str, value, dflt):
     if isinstance(dflt, tuple):
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and name == "forget_classes":
             value = [value]  # one class given as a number
-        if isinstance(value, str) and name in ("baselines", "attacks"):
+        if isinstance(value, str) and name in ("baselines", "attacks", "band_seeds"):
             value = [] if value in ("", "none") else [value]
+        if name == "band_seeds" and isinstance(value, (list, tuple)) and list(value) == ["none"]:
+            value = []
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"setting {name} must be a list, got {value!r}")
         inner = type(dflt[0])
@@ -271,6 +274,11 @@ def _validate(s: Settings) -> None:
     unknown = [a for a in s.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")
+    if len(set(s.band_seeds)) != len(s.band_seeds) or any(not 0 <= b < 2**63 for b in s.band_seeds):
+        raise ConfigError(f"band_seeds must be distinct integers in [0, 2**63), got {list(s.band_seeds)}")
+    if s.seed in s.band_seeds:
+        raise ConfigError(f"band_seeds {list(s.band_seeds)} holds the request's own seed {s.seed}: the band is retrain's "
+                          "spread over other seeds; drop it from band_seeds or choose another seed")
     if s.probe_max_train < 10:
         raise ConfigError(f"probe_max_train must be at least 10, got {s.probe_max_train}")
     if s.threads < 0:

@@ -52,7 +52,9 @@ def one_row_each(result: dict, out: Path) -> None:
     assert len(keys) == len(set(keys)) == len(ROWS) * len(SEEDS) * len(CLASSES)
     assert {k[0] for k in keys} == ROWS
     files = sorted(p.relative_to(out / "rows").as_posix() for p in (out / "rows").rglob("*.json"))
-    assert files == sorted(f"seed{s}_class{c}/{m}.json" for s in SEEDS for c in CLASSES for m in ROWS)
+    bands = {f"band{b}" for b in Settings().band_seeds}  # retrain's seed band: one row per band seed and request
+    assert files == sorted(f"seed{s}_class{c}/{m}.json" for s in SEEDS for c in CLASSES for m in ROWS | bands)
+    assert len(result["band_rows"]) == len(bands) * len(SEEDS) * len(CLASSES)
 
 
 # --------------------------------------------------------------------------
@@ -127,11 +129,13 @@ def test_dask_sweep_through_the_cli_equals_the_local_one(local_sweep, tmp_path, 
     assert "queueing" in printed and "training" in printed and "scoring" in printed
     result = json.loads((out / "sweep.json").read_text())
     assert numbers(result["rows"]) == numbers(local_sweep["rows"])
+    assert numbers(result["band_rows"]) == numbers(local_sweep["band_rows"])
     assert not any(t["from_cache"] for t in result["trained"])  # trained on the cluster, not reused
     assert result["environment"]["executor"]["backend"] == "dask"
     assert result["environment"]["executor"]["workers"] == 2
     timing = result["timing"]
-    assert timing["tasks"]["train"]["n"] == 6 and timing["tasks"]["score"]["n"] == 2
+    # 2 seeds x (original, no-codes, retrain) and one band reference per band seed of the class
+    assert timing["tasks"]["train"]["n"] == 6 + len(Settings().band_seeds) and timing["tasks"]["score"]["n"] == 2
     assert timing["train_seconds"] > 0 and timing["score_seconds"] > 0 and timing["queue_seconds"] >= 0
     one_row_each(result, out)
     assert not list((tmp_path / "cache").glob(X.MARKER_PREFIX + "*"))  # markers removed at close

@@ -31,7 +31,8 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     assert main(["experiment", "--dataset", "digits", "--epochs", "30", "--lr", "0.05", "--forget-classes", "0",
                  "--baselines", *BASELINES, "--probe-max-train", "300", "--threads", "1",
                  "--cache-dir", str(tmp_path / "cache-a"), "--out", str(out)]) == 0
-    experiment = json.loads(out.read_text())["rows"]
+    done = json.loads(out.read_text())
+    experiment = done["rows"]
     # 2. the stage functions, as the notebooks call them (own cache: every model trained afresh)
     s = Settings(**common, cache_dir=str(tmp_path / "cache-b"), run_dir=str(tmp_path / "run"))
     data = pipeline.load_data(s)
@@ -39,7 +40,8 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     stages.compute_training(s, data)
     stages.compute_unlearning(s, data)
     stages.compute_membership(s, data)
-    notebook = stages.compute_report(s, data).result["methods"]
+    report = stages.compute_report(s, data).result
+    notebook = report["methods"]
     # 3. a one-request sweep (its own cache again)
     result = sweep.run_sweep(Settings(**common, cache_dir=str(tmp_path / "cache-c")), classes=(0,), seeds=(0,),
                              out_dir=str(tmp_path / "sweep"))
@@ -50,6 +52,16 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     for name in names:
         assert _values(experiment[name]) == _values(notebook[name]) == _values(swept[name]), name  # bitwise
         assert experiment[name]["gap_to_retrain"] == notebook[name]["gap_to_retrain"] == swept[name]["gap"], name
+    # retrain's seed band: the same band references, scored the same way, on every path
+    bands = {"experiment": {int(b): r for b, r in done["band_rows"].items()},
+             "notebook": {int(b): r for b, r in report["band_rows"].items()},
+             "sweep": {r["band_seed"]: r for r in result["band_rows"]}}
+    assert all(sorted(v) == list(s.band_seeds) for v in bands.values())
+    for b in s.band_seeds:
+        assert _values(bands["experiment"][b]) == _values(bands["notebook"][b]) == _values(bands["sweep"][b]), b
+        assert bands["experiment"][b]["tow"] == bands["notebook"][b]["tow"] == bands["sweep"][b]["tow"]
+    assert done["band"]["inside"] == report["band"]["inside"]
+    assert done["band"]["signal"].keys() == set(ATTACKS)
     # and the numbers mean something: the step forgets, retrain is its own reference
     assert experiment["mnemonic"]["E_F"] >= 95 and experiment["retrain"]["E_F"] == 100
     assert experiment["retrain"]["gap_to_retrain"] == 0

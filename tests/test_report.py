@@ -11,6 +11,7 @@ browser (the helpers below share them through the session's base temp folder).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from html.parser import HTMLParser
@@ -28,7 +29,7 @@ from mnemonic_mu.drivers import grid as grid_module
 from mnemonic_mu.drivers import report as report_module
 from mnemonic_mu.drivers.grid import grid_points, grid_run_names, parse_grid, run_grid
 from mnemonic_mu.drivers.report import NotebookFailed, declared_parameters, notebook_dir, resolve_parameters, run_report
-from mnemonic_mu.settings import parse_overrides
+from mnemonic_mu.settings import Settings, parse_overrides
 
 # The small grid: digits runs, and mnist runs that fail in their first notebook (no data
 # under data_root), so the gallery has finished and failed rows; five epochs, no baselines.
@@ -143,15 +144,21 @@ def test_verdict_box_states_the_runs_numbers(ci_report):
     assert text("v-ar-step") == f"{step['A_R']:.2f}" and text("v-ar-retrain") == f"{ref['A_R']:.2f}"
     assert text("v-ar-diff") == f"{step['A_R'] - ref['A_R']:+.2f}"
     assert text("v-gap-value") == f"{step['gap_to_retrain']:.2f}"
+    # the run's own seed band decides: an attack the original is inside the band on has no signal, the
+    # others count, inside when the step's value lies in the band references' min..max (epsilon: <= max)
+    band = summary["band"]
+    assert band["seeds"] == list(Settings.from_profile("ci").band_seeds) and len(summary["band_rows"]) == len(band["seeds"])
+    counted = [a for a in step["attacks"] if not band["signal"][a]["no_signal"]]
     inside = 0
-    for name, res in step["attacks"].items():
-        if name == "epsilon-vs-retrain":  # at most the finite-sample null (no retrain band in one run)
-            inside += res["value"] <= res["null"]
-        else:
-            inside += abs(res["value"] - ref["attacks"][name]["value"]) <= 0.05
-    assert text("v-inside") == str(inside) and text("v-counted") == str(len(step["attacks"]))
+    for name in counted:
+        st, value = band["stats"][name], step["attacks"][name]["value"]
+        low = -math.inf if name == "epsilon-vs-retrain" else st["min"]
+        inside += low - 1e-9 <= value <= st["max"] + 1e-9
+    assert text("v-inside") == str(inside) and text("v-counted") == str(len(counted))
+    assert all(step["attacks"][a]["no_signal"] == band["signal"][a]["no_signal"] for a in step["attacks"])
     assert ("forgotten" if step["E_F"] >= 99 else "not forgotten") in html
-    assert "Band rule (no seed band yet)" in html
+    assert f"the run&#39;s retrain band, {len(band['seeds'])} retrain references" in html or \
+        f"the run's retrain band, {len(band['seeds'])} retrain references" in html
     if not step["warnings"]:
         assert "The step raised no warnings." in html
 
@@ -175,6 +182,22 @@ def test_verdict_reads_no_signal_and_a_retrain_band():
     v = verdict(summary)
     assert (v["inside"], v["counted"], v["no_signal"], v["forgotten"]) == (1, 2, 1, True)
     assert not verdict({"methods": {"retrain": row()}})["available"]
+    assert "no seed band in this run" in v["rule"]
+    # with the run's own seed band, the band's inside flags decide (not the fixed tolerances)
+    from mnemonic_mu.bands import request_band
+
+    band_rows = {1000: row(**{"entropy-LR": 0.0, "linear probe": 0.85, "epsilon-vs-retrain": 0.3}),
+                 1001: row(**{"entropy-LR": 0.02, "linear probe": 0.95, "epsilon-vs-retrain": 0.5})}
+    methods = {k: {**r, "attacks": {a: {"value": x["value"]} for a, x in r["attacks"].items()}}
+               for k, r in summary["methods"].items()}
+    methods["original"] = row(**{"entropy-LR": 0.5, "linear probe": 0.9, "epsilon-vs-retrain": 2.0})
+    banded = {"methods": methods, "band": request_band(methods, band_rows)}
+    assert attack_status(banded, "mnemonic", "linear probe")[0] == "inside"  # 0.9 in 0.85..0.95
+    assert attack_status(banded, "mnemonic", "entropy-LR")[0] == "outside"  # 0.05 above 0.0..0.02
+    assert attack_status(banded, "mnemonic", "epsilon-vs-retrain")[0] == "inside"  # 0.4 <= 0.5
+    assert banded["band"]["signal"]["linear probe"]["no_signal"]  # the original's 0.9 lies inside the band
+    assert "retrain band of 2 seeds" in attack_status(banded, "mnemonic", "entropy-LR")[1]
+    assert "2 retrain references trained with seeds 1000, 1001" in verdict(banded)["rule"]
 
 
 def test_executed_notebooks_have_no_errors(ci_report):

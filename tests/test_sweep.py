@@ -69,28 +69,33 @@ def test_bad_config():
 def test_cli_sweep_parallel(tmp_path, capsys):
     rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper",
                "--classes", "3", "--seeds", "0", "1", "--jobs", "2", "--probe-max-train", "300",
+               "--band-seeds", "1000", "1001",
                "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")])
     assert rc == 0
     out = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert out["summary"]["mnemonic_paper"]["n_runs"] == 2
     printed = capsys.readouterr().out
     assert "wall time" in printed
-    # the retrain band: retrain(seed 1) scored against retrain(seed 0) and the reverse, recomputed here
-    band = out["retrain_band"]["epsilon-vs-retrain"]
+    # the band: retrain references of the band seeds, each scored against the request's retrain, recomputed here
     from mnemonic_mu import pipeline
 
     base = Settings(dataset="digits", epochs=2, cache_dir=str(tmp_path / "cache"), forget_classes=(3,))
     data = pipeline.load_data(base)
     x, y = data.split("test")
     conf = {}
-    for seed in (0, 1):
-        ref, cached = pipeline.train_models(base.replace(seed=seed), data, ("retrain",))["retrain"]
+    for seed in (0, 1000, 1001):
+        ref, cached = pipeline.train_models(base.replace(seed=seed, band_seeds=()), data, ("retrain",))["retrain"]
         assert cached
         conf[seed] = sample_statistics(ref.model, x[y == 3], y[y == 3])["logit_confidence"]
-    expect = [epsilon_vs_retrain(conf[1], conf[0]), epsilon_vs_retrain(conf[0], conf[1])]
-    assert band["n_pairs"] == 2 and band["mean"] == pytest.approx(sum(expect) / 2)
-    assert band["mean"] > 0  # two seeds' retrains are not the same model
-    assert "the retrain band, 2 ordered seed pairs" in printed
+    band = {r["band_seed"]: r for r in out["band_rows"] if r["seed"] == 0}
+    assert sorted(band) == [1000, 1001] and len(out["band_rows"]) == 4  # 2 band seeds x 2 requests
+    for b in (1000, 1001):
+        assert band[b]["attacks"]["epsilon-vs-retrain"]["value"] == pytest.approx(epsilon_vs_retrain(conf[b], conf[0]))
+        assert band[b]["attacks"]["epsilon-vs-retrain"]["value"] > 0  # another seed's retrain is not the same model
+    # both requests (seeds 0 and 1) share the band models of class 3: the same A_R
+    assert {r["band_seed"]: r["A_R"] for r in out["band_rows"] if r["seed"] == 1} == {b: r["A_R"] for b, r in band.items()}
+    assert out["bands"]["n_band"] == 2 and out["bands"]["inside"]["retrain"]["gap"] == {"inside": 2, "n": 2}
+    assert "Inside retrain's seed band" in printed and "2 band references per request" in printed
     assert main(["sweep", "--baselines", "nope"]) == 2
 
 
@@ -98,8 +103,10 @@ def test_resume_reuses_rows(tiny_sweep):
     s, result = tiny_sweep
     folder = S.sweep_folder(s, (0, 1), (0,), result["folder"])
     files = sorted(p.relative_to(folder / "rows").as_posix() for p in (folder / "rows").rglob("*.json"))
-    assert files == sorted(f"seed0_class{c}/{m}.json" for c in (0, 1) for m in ROWS)
-    assert result["retrain_band"] is None  # one seed: no second retrain to compare with
+    bands = {f"band{b}" for b in s.band_seeds}
+    assert files == sorted(f"seed0_class{c}/{m}.json" for c in (0, 1) for m in ROWS | bands)
+    # one seed, and still a band: the retrain references of the band seeds, per request
+    assert len(result["band_rows"]) == 2 * len(s.band_seeds) and result["bands"]["n_band"] == len(s.band_seeds)
     again = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])  # every row on disk
     assert [(r["method"], r["gap"]) for r in again["rows"]] == [(r["method"], r["gap"]) for r in result["rows"]]
     assert again["summary"]["ssd"]["A_R"]["mean"] == pytest.approx(result["summary"]["ssd"]["A_R"]["mean"])
@@ -199,32 +206,35 @@ def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
         resolve_parameters("ci", {"attacks": ["linear probe"]}, {}, tmp_path)
 
 
-def _band_row(method, seed, cls, a_r, attacks):
-    return {"method": method, "seed": seed, "forget_class": cls, "A_R": a_r, "E_F": 100.0, "A_R_train": a_r,
-            "E_F_train": 100.0, "attacks": {k: {"value": v} for k, v in attacks.items()}, "gap": 0.0,
-            "seconds": 0.0, "backward_passes": 1, "reference": method != "m"}
+def _band_row(method, seed, cls, a_r, attacks, band_seed=None):
+    row = {"method": method, "seed": seed, "forget_class": cls, "A_R": a_r, "E_F": 100.0, "A_R_train": a_r,
+           "E_F_train": 100.0, "attacks": {k: {"value": v} for k, v in attacks.items()}, "gap": 0.0, "tow": 1.0,
+           "seconds": 0.0, "backward_passes": 1, "reference": method != "m"}
+    return row | ({"band": True, "band_seed": band_seed} if band_seed is not None else {})
 
 
-def test_seed_bands_are_leave_one_out_and_flag_an_attack_without_signal():
-    """Band of request (a, c) = min..max over retrain references of the other seeds; an attack
-    whose original and retrain values overlap on every class is marked no_signal."""
-    rows = []
-    for seed, a_r in ((0, 90.0), (1, 91.0), (2, 92.0)):
-        rows.append(_band_row("retrain", seed, 0, a_r, {"linear probe": 0.5 + 0.01 * seed, "entropy-LR": 0.0}))
+def test_sweep_bands_read_each_request_against_its_band_and_flag_an_attack_without_signal():
+    """Band of request (a, c) = min..max over the band references scored in that request; an
+    attack whose original and band values overlap on every class is marked no_signal."""
+    rows, band_rows = [], []
+    for seed in (0, 1, 2):
+        rows.append(_band_row("retrain", seed, 0, 90.0 + seed, {"linear probe": 0.5, "entropy-LR": 0.0}))
         # the original: far from retrain on entropy-LR (signal), the same on the linear probe (none)
-        rows.append(_band_row("original", seed, 0, a_r, {"linear probe": 0.51, "entropy-LR": 0.9}))
-    rows.append(_band_row("m", 0, 0, 91.5, {"linear probe": 0.9, "entropy-LR": 0.0}))  # band of seed 0: 91..92
-    rows.append(_band_row("m", 1, 0, 90.5, {"linear probe": 0.51, "entropy-LR": 0.0}))  # band of seed 1: 90..92
-    rows.append(_band_row("m", 2, 0, 89.0, {"linear probe": 0.5, "entropy-LR": 0.5}))   # band of seed 2: 90..91
-    pairs = {0: {"0-1": 1.0, "0-2": 2.0, "1-0": 1.5, "1-2": 1.0, "2-0": 2.0, "2-1": 0.5}}
-    bands = S.seed_bands(rows, {"epsilon-vs-retrain": {"pairs": pairs}})
+        rows.append(_band_row("original", seed, 0, 90.0, {"linear probe": 0.51, "entropy-LR": 0.9}))
+        for b, a_r in ((1000, 90.0), (1001, 92.0)):
+            band_rows.append(_band_row(f"band{b}", seed, 0, a_r, {"linear probe": 0.5 + 0.02 * (b - 1000),
+                                                                   "entropy-LR": 0.01}, band_seed=b))
+    rows.append(_band_row("m", 0, 0, 91.5, {"linear probe": 0.9, "entropy-LR": 0.0}))  # inside on A_R
+    rows.append(_band_row("m", 1, 0, 89.5, {"linear probe": 0.51, "entropy-LR": 0.0}))  # below the band
+    rows.append(_band_row("m", 2, 0, 92.0, {"linear probe": 0.5, "entropy-LR": 0.5}))  # on its edge: inside
+    bands = S.sweep_bands(rows, band_rows)
     m = bands["inside"]["m"]
     assert m["A_R"] == {"inside": 2, "n": 3} and m["linear probe"] == {"inside": 2, "n": 3}
-    assert m["entropy-LR"] == {"inside": 2, "n": 3}
-    assert bands["inside"]["retrain"]["A_R"] == {"inside": 1, "n": 3}  # 91 lies in 90..92 only
+    assert m["entropy-LR"] == {"inside": 0, "n": 3}  # band 0.01..0.01
+    assert bands["inside"]["retrain"]["A_R"] == {"inside": 3, "n": 3}  # 90, 91, 92 all lie in 90..92
     assert bands["signal"]["linear probe"]["no_signal"] and not bands["signal"]["entropy-LR"]["no_signal"]
-    assert bands["signal"]["entropy-LR"]["classes_with_signal"] == 1 and bands["n_seeds"] == 3
-    assert S.seed_bands([r for r in rows if r["seed"] == 0]) is None  # one seed: no band
+    assert bands["signal"]["entropy-LR"]["classes_with_signal"] == 1 and bands["n_band"] == 2
+    assert S.sweep_bands(rows, []) is None  # no band seeds: no band
     md = S.markdown_tables({"summary": S.summarise(rows, [0]), "settings": Settings().to_dict(), "seeds": [0, 1, 2],
                             "classes": [0], "rows": rows, "bands": bands})
     assert "- linear probe: **no signal here**" in md and "| m | 2/3 |" in md

@@ -492,6 +492,16 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
     unkept = int((~kept).sum())
     if cal.only_kept_views and unkept:
         views, labels = views[kept.to(views.device)], labels[kept]
+    if bool(torch.isin(labels, torch.tensor(list(forget_classes), dtype=labels.dtype)).all()):
+        warnings.append(
+            "calibration has nothing to guard: the input model classifies no remaining-class code (or view) "
+            "correctly, so no scale can be checked against the remaining classes; the model is unchanged. "
+            "Train the original longer (its validation accuracy should plateau), or use step='paper'"
+        )
+        guard = {"target_margin": float(cal.margin), "retain_floor": math.nan, "protect_rows": bool(cal.protect_rows and head),
+                 "hidden_cap": float(cal.hidden_cap), "views_skipped": unkept if cal.only_kept_views else 0,
+                 "scale": 0.0, "hidden_scale": 0.0}
+        return copy.deepcopy(model), "-", 0.0, {"+": {}, "-": {}}, False, guard
 
     def gains(k: float) -> dict[str, float]:
         return {n: a * (k if n in head else min(k, cal.hidden_cap)) for n, a in alpha.items()}

@@ -145,10 +145,17 @@ def attack_status(summary: dict, method: str, attack: str) -> tuple[str, str]:
     methods = summary.get("methods") or {}
     result = ((methods.get(method) or {}).get("attacks") or {}).get(attack) or {}
     if result.get("no_signal"):
-        return "no signal", "the attack found no signal on this run"
+        return "no signal", "the original sits inside retrain's band on this attack: it cannot tell them apart here"
     value, ref = _value(methods.get(method), attack), _value(methods.get(REFERENCE), attack)
     if value is None or ref is None:
         return "missing", "no value for this method or for retrain"
+    band = summary.get("band") or {}
+    flag = (band.get("inside") or {}).get(method, {}).get(attack)
+    if flag is not None:  # the run's own retrain band: retrain references of other seeds
+        st = band["stats"][attack]
+        return ("inside" if flag else "outside"), (
+            f"retrain band of {st['n']} seeds: {st['min']:.3g}..{st['max']:.3g}" + (
+                " (at most the top)" if attack == "epsilon-vs-retrain" else ""))
     if _attack_scale(attack) == "nats":
         band = ((summary.get("retrain_band") or {}).get(attack)) or {}
         if band.get("mean") is not None:
@@ -168,7 +175,11 @@ def verdict(summary: dict) -> dict:
     inside retrain's band, its gap and warnings (what the verdict box and the gallery show)."""
     methods = summary.get("methods") or {}
     step, ref = methods.get(STEP), methods.get(REFERENCE)
-    out: dict[str, Any] = {"method": STEP, "rule": BAND_RULE, "threshold": f"{FORGOTTEN_E_F:g}"}
+    band = summary.get("band")
+    rule = (f"the run's retrain band, {len(band['seeds'])} retrain references trained with seeds "
+            f"{', '.join(map(str, band['seeds']))}: {band['rule']}; an attack whose original sits inside the band "
+            "shows \"no signal\" and is not counted") if band else f"no seed band in this run (band_seeds none): {BAND_RULE}"
+    out: dict[str, Any] = {"method": STEP, "rule": rule, "threshold": f"{FORGOTTEN_E_F:g}"}
     if step is None or ref is None:
         missing = STEP if step is None else REFERENCE
         return out | {"available": False, "css": "", "reason": f"The summary has no {missing!r} row, so there is no verdict."}

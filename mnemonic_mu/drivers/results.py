@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import bands
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
 from ..settings import Settings, option, project_root
@@ -66,7 +67,7 @@ def summarise_sweep(result: dict, name: str) -> dict:
     """The committed summary of one sweep (see the module doc)."""
     rows = result["rows"]
     retrain = {(r["seed"], r["forget_class"]): r for r in rows if r["method"] == "retrain"}
-    band = retrain_band_A_R(rows)
+    band = retrain_band_A_R(rows, result.get("band_rows"))
     original = {(r["seed"], r["forget_class"]): r["A_R"] for r in rows if r["method"] == "original"}
 
     def keeps(a_r: float, cls: int) -> bool:  # inside retrain's band of the class, with the slack
@@ -94,6 +95,9 @@ def summarise_sweep(result: dict, name: str) -> dict:
             "A_R_minus_retrain": {"mean": float(np.mean(delta)), "worst": float(delta[worst]),
                                   "worst_request": {"seed": mine[worst]["seed"], "class": mine[worst]["forget_class"]}},
             **{m: {k: entry[m][k] for k in ("mean", "std", "worst", "worst_class")} for m in HEADLINE},
+            # every band metric's mean, and the requests inside their own request's retrain band
+            "metrics": {k: entry[k]["mean"] for k in bands.METRICS if k in entry},
+            "inside": (result.get("bands") or {}).get("inside", {}).get(method, {}),
         }
     env = result.get("environment", {})
     return {
@@ -106,16 +110,31 @@ def summarise_sweep(result: dict, name: str) -> dict:
             "jobs": env.get("jobs"), "torch_threads_per_worker": env.get("torch_threads_per_worker")},
         "wall_seconds": result.get("timing", {}).get("total_seconds"),
         "retrain_band_A_R": band,
+        "bands": _band_summary(result.get("bands")),
         "methods": methods,
     }
 
 
-def retrain_band_A_R(rows: list[dict]) -> dict:
+def _band_summary(b: dict | None) -> dict | None:
+    """What a summary keeps of a sweep's bands (:func:`mnemonic_mu.drivers.sweep.sweep_bands`)."""
+    if not b:
+        return None
+    return {"rule": b["rule"], "n_band": b["n_band"], "n_requests": b["n_requests"], "stats": b.get("stats", {}),
+            "expected_inside": b["expected_inside"], "tow_interval": b.get("tow_interval", {}),
+            "signal": {a: {k: v[k] for k in ("no_signal", "classes_with_signal", "n_classes")} for a, v in b["signal"].items()}}
+
+
+def retrain_band_A_R(rows: list[dict], band_rows: list[dict] | None = None) -> dict:
     """Retrain's own seed-to-seed band of A_R: per forget class the min, max and spread
-    (max - min) of the retrain references' A_R over the sweep's seeds; and the mean and
+    (max - min) of the band references' A_R (each band seed's retrain of that class, once;
+    without band rows: the sweep's own retrain references over its seeds); and the mean and
     largest spread over classes (0 with one seed)."""
     per: dict[str, list[float]] = {}
-    for r in rows:
+    if band_rows:
+        once = {(r["band_seed"], r["forget_class"]): r for r in band_rows}  # one model per (band seed, class)
+        for (_, c), r in sorted(once.items()):
+            per.setdefault(str(c), []).append(float(r["A_R"]))
+    for r in rows if not band_rows else ():
         if r["method"] == "retrain":
             per.setdefault(str(r["forget_class"]), []).append(float(r["A_R"]))
     classes = {c: {"min": min(v), "max": max(v), "spread": max(v) - min(v), "n_seeds": len(v)} for c, v in per.items()}
@@ -144,6 +163,50 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+BAND_COLUMNS = (("A_R", 1), ("E_F", 1), ("A_R_train", 1), ("E_F_train", 1), ("entropy-LR", 3), ("loss-LR-CV", 3),
+                ("confidence-SVC", 3), ("epsilon-vs-retrain", 2), ("linear probe", 3), ("gap", 2), ("tow", 3),
+                ("js_forget", 3), ("js_retain", 3), ("activation_forget", 3), ("activation_retain", 3))
+
+
+def band_table(summary: dict) -> str:
+    """Every metric of every method beside retrain's band: the method's mean over requests and
+    how many requests lie inside their own band; the band's pooled mean +- std and min..max; an
+    attack without signal on this setup is marked in its header.  Empty without a band."""
+    b = summary.get("bands")
+    if not b:
+        return ""
+    methods = summary["methods"]
+    cols = [(k, d) for k, d in BAND_COLUMNS if k in b["stats"] and any(k in m.get("inside", {}) for m in methods.values())]
+    quiet = {a for a, v in b["signal"].items() if v["no_signal"]}
+    head = "| method | " + " | ".join(k + (" (**no signal here**)" if k in quiet else "") for k, _ in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    st = b["stats"]
+    lines.append("| *retrain band* | " + " | ".join(
+        f"{_f(st[k]['mean'], d)} +- {_f(st[k]['std'], d)} [{_f(st[k]['min'], d)}..{_f(st[k]['max'], d)}]"
+        for k, d in cols) + " |")
+    order = sorted(methods.items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
+    for name, m in order:
+        cells = []
+        for k, d in cols:
+            c = m.get("inside", {}).get(k)
+            cells.append(f"{_f(m['metrics'].get(k), d)} ({c['inside']}/{c['n']})" if c else _f(m["metrics"].get(k), d))
+        lines.append(f"| {'*' + name + '*' if m['reference'] else name} | " + " | ".join(cells) + " |")
+    two, one = bands.expected_inside("A_R", b["n_band"]), bands.expected_inside("gap", b["n_band"])
+    tow = b.get("tow_interval", {})
+    tow_line = ", ".join(f"{name} {_f(tow[name]['mean'], 3)} [{_f(tow[name]['low'], 3)}, {_f(tow[name]['high'], 3)}]"
+                         for name, _ in order if name in tow)
+    return ("\n".join(lines) + "\n\n"
+            f"Cells: the method's mean over the {b['n_requests']} requests (requests inside their own request's band / "
+            f"scored). The band: {b['n_band']} retrain references per request, trained with the band seeds (never the "
+            f"request's seed) and scored against the request's retrain like a method; the row *retrain band* pools them "
+            f"over every request. {b['rule'][0].upper() + b['rule'][1:]}. Another retrain of the recipe is inside with "
+            f"probability {two:.2f} on a two-sided metric and {one:.2f} on a one-sided one; the *retrain* row "
+            "(the request's own retrain, scored like every method) checks that. An attack is marked **no signal here** "
+            "when the original's values and the band's overlap on every forget class: its numbers cannot say "
+            "whether a class was forgotten on this setup. ToW mean and 95 % Student-t interval over seeds: "
+            f"{tow_line}.\n")
+
+
 def _setup_line(summary: dict) -> str:
     s = summary["settings"]
     return (f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, codes {s['code_dist']}, step `{s['step']}` "
@@ -162,8 +225,9 @@ def render_results(summaries: list[dict]) -> str:
         out += ["## The calibrated step on every setting", "",
                 "Every sweep below that scored the three steps: the paper's, the calibrated step before the "
                 "retain guard (`mnemonic_calibrated_v1`) and the default calibrated step (row `mnemonic`). "
-                f"A request is inside retrain's band when its A_R is at least the lowest A_R of the retrain "
-                f"references of its class over the sweep's seeds, minus {BAND_SLACK:g} point; the target is "
+                f"A request is inside retrain's band when its A_R is at least the lowest A_R of the band's "
+                f"retrain references of its class (their own seeds; a sweep without band seeds: its own "
+                f"retrain references over its seeds), minus {BAND_SLACK:g} point; the target is "
                 "every request forgotten and inside, or warned. The band column is retrain's own seed-to-seed "
                 "spread of A_R (max - min over seeds, per class). The original's row is the model every step "
                 "starts from: a request it already misses (an original far below retrain) no data-free step "
@@ -175,6 +239,7 @@ def render_results(summaries: list[dict]) -> str:
         hw = summary["hardware"]
         out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
                 table(summary),
+                *(["Every metric beside retrain's seed band:", "", band_table(summary)] if summary.get("bands") else []),
                 f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
                 f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "
                 f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min (models and rows already in the cache are "
@@ -288,5 +353,5 @@ def _cmd_results(args) -> int:
     return 0
 
 
-__all__ = ["collect", "command_of", "readme_block", "render_results", "retrain_band_A_R", "steps_table",
+__all__ = ["band_table", "collect", "command_of", "readme_block", "render_results", "retrain_band_A_R", "steps_table",
            "summarise_sweep", "table", "worst_case_line", "write_all"]

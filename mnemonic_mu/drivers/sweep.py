@@ -13,11 +13,14 @@ The sweep maps the pipeline (:mod:`mnemonic_mu.pipeline`) over requests:
    to one method recomputes that method's rows and keeps the others;
 3. aggregate: mean +- std over every (seed, class) run and the worst class, as
    JSON (``sweep.json``) and markdown (``sweep.md``);
-4. the retrain band of epsilon-vs-retrain: the same score between two retrain
-   references of the same class trained with different seeds, for every
-   ordered pair of seeds (:func:`retrain_band`).  Retrain scores 0 against
-   itself by definition, so this, not 0, is how far an unlearned model can
-   sit from retrain while being "as good as another retrain".
+4. retrain's seed band (:mod:`mnemonic_mu.bands`): per forget class the retrain
+   references of ``settings.band_seeds`` (trained once per class, shared by the
+   requests of every seed), scored in each request against that request's retrain
+   like a method; every row of the request is read against them ("inside" per
+   metric), and each attack is checked for signal (does it tell the original
+   from retrain at all?).  Retrain scores 0 against itself by definition on the
+   distances, so this band, not 0, is how far an unlearned model can sit from
+   retrain while being "as good as another retrain".
 
 Gap to retrain: :func:`mnemonic_mu.algorithms.metrics.gap_to_retrain`.  The
 ``retrain`` row is the cached retrain reference itself; its time is its
@@ -36,9 +39,11 @@ from typing import Iterable
 import numpy as np
 
 from .. import pipeline
-from ..algorithms.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
-from ..algorithms.metrics import ACCURACY_METRICS, check_forget_classes, gap_to_retrain
+from .. import bands
+from ..algorithms.attacks import ATTACKS
+from ..algorithms.metrics import ACCURACY_METRICS, check_forget_classes
 from ..algorithms.methods import UnlearnData
+from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
@@ -57,7 +62,7 @@ PAPER_MNIST = {
 }
 
 # What each kind of row depends on: its key holds these algorithm versions.
-_SCORED = ("data", "codes", "train", "evaluate", "attacks")
+_SCORED = ("data", "codes", "train", "evaluate", "attacks", "divergence")
 ROW_COMPONENTS = {"reference": _SCORED, "mnemonic": _SCORED + ("fisher", "forget")}
 
 
@@ -85,7 +90,7 @@ def sweep_folder(s: Settings, classes, seeds, out_dir: str = "") -> Path:
 
 
 def row_components(method: str) -> tuple[str, ...]:
-    if method in REFERENCES:
+    if method in REFERENCES or method.startswith("band"):  # band<seed>: a band reference
         return ROW_COMPONENTS["reference"]
     if method == "mnemonic":
         return ROW_COMPONENTS["mnemonic"]
@@ -93,8 +98,9 @@ def row_components(method: str) -> tuple[str, ...]:
 
 
 def row_key(request: Settings, method: str) -> str:
-    """A row's key: the request's settings and the versions of the code behind that row."""
-    d = {k: v for k, v in request.results_dict().items() if k not in ("baselines",)}
+    """A row's key: the request's settings and the versions of the code behind that row (not the
+    other methods, nor the band seeds: a band reference's row is keyed by its own ``band<seed>``)."""
+    d = {k: v for k, v in request.results_dict().items() if k not in ("baselines", "band_seeds")}
     return store.key_of(d | {"method": method}, row_components(method))
 
 
@@ -184,10 +190,17 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
                 model(role)
             return pipeline.score_method(name, s, dataset, models, unlearn_data()) | {"reference": False}
         out.append(cached(name, method))
-    rows = {r["method"]: r for r in out}
-    for r in out:
-        r["gap"] = gap_to_retrain(r, rows["retrain"])
-    return out
+    band = []
+    for b in s.band_seeds:  # the band references, each scored against this request's retrain like a method
+        def band_row(b=b):
+            ck = pipeline.train_models(pipeline.band_request(s, b), dataset, ("retrain",), device)["retrain"][0]
+            return pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset) | {
+                "reference": True, "band": True, "band_seed": b}
+        band.append(cached(f"band{b}", band_row))
+    retrain = next(r for r in out if r["method"] == "retrain")
+    for r in out + band:
+        r["gap"], r["tow"] = pipeline.compare_to_retrain(r, retrain).values()
+    return out + band
 
 
 # --------------------------------------------------------------------------
@@ -218,20 +231,23 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         first = s.replace(seed=seed, forget_classes=(classes[0],))
         train_args += [(first, "original"), (first, "no_codes")]
         train_args += [(r, "retrain") for r in requests if r.seed == seed]
+    # the band references: one retrain per (band seed, class), shared by every seed's requests
+    band_args = [(pipeline.band_request(s.replace(forget_classes=(c,)), b), "retrain") for b in s.band_seeds for c in classes]
     try:
         if s.trainer == "ensemble":  # one task per seed: its models train as one computation
-            per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds], "train")
+            per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds]
+                                    + [(pipeline.band_request(s, b), classes) for b in s.band_seeds], "train")
             trained = [t for part in per_seed for t in part]
         else:
-            trained = executor.map(_train_job, train_args, "train")
+            trained = executor.map(_train_job, train_args + band_args, "train")
         t_train = time.perf_counter() - start
         # stage 2: one task per (seed, class); each writes its rows, so a killed sweep resumes
         parts = executor.map(request_rows, [(r, folder) for r in requests], "score")
     finally:
         if own:
             executor.close()
-    rows = [r for part in parts for r in part]
-    band = retrain_band(s, classes, seeds, dataset)
+    rows = [r for part in parts for r in part if not r.get("band")]
+    band_rows = [r for part in parts for r in part if r.get("band")]
     device = setup(s)
     return {
         "settings": s.to_dict(),
@@ -243,50 +259,17 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
                                               "executor": executor.describe()},
         "trained": trained,
         "rows": rows,
+        "band_rows": band_rows,
         "summary": summarise(rows, classes),
-        "retrain_band": band,
-        "bands": seed_bands(rows, band),
+        "bands": sweep_bands(rows, band_rows),
         # the executor's split: queueing (start on the worker - submit), training and scoring task time
         "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start,
                    **(executor.timing_split() if hasattr(executor, "timing_split") else {})},
     }
 
 
-def retrain_band(s: Settings, classes, seeds, dataset) -> dict | None:
-    """epsilon-vs-retrain between retrain references of one class trained with different seeds.
-
-    For every class and ordered pair of seeds (a, b): the score of retrain(b)
-    against retrain(a) on the forget-test samples, the pairing every row of
-    the sweep uses (unlearned model of seed a against retrain(a)).  Returns
-    ``{"epsilon-vs-retrain": {"mean", "std", "n_pairs", "per_class"}}``, or
-    ``None`` with fewer than two seeds.  Uses only the cached references.
-    """
-    if len(seeds) < 2:
-        return None
-    device = setup(s)
-    x_te, y_te = dataset.split("test")
-    values: dict[int, list[float]] = {}
-    for c in classes:
-        mask = y_te == c
-        conf = {}
-        for seed in seeds:
-            request = s.replace(seed=seed, forget_classes=(c,))
-            ref = pipeline.train_models(request, dataset, ("retrain",), device)["retrain"][0]
-            conf[seed] = sample_statistics(ref.model, x_te[mask], y_te[mask])["logit_confidence"]
-        values[c] = {f"{a}-{b}": epsilon_vs_retrain(conf[b], conf[a]) for a in seeds for b in seeds if a != b}
-    flat = [v for vs in values.values() for v in vs.values()]
-    return {"epsilon-vs-retrain": {
-        "mean": float(np.mean(flat)), "std": float(np.std(flat)), "n_pairs": len(flat),
-        "per_class": {c: float(np.mean(list(v.values()))) for c, v in values.items()},
-        "pairs": {c: v for c, v in values.items()},  # "a-b": retrain(b) scored against retrain(a)
-    }}
-
-
 def _metric_values(row: dict) -> dict[str, float]:
-    out = {k: row[k] for k in ACCURACY_METRICS}
-    out |= {name: a["value"] for name, a in row["attacks"].items()}
-    out |= {"gap": row["gap"], "seconds": row["seconds"], "backward_passes": row["backward_passes"]}
-    return {k: math.nan if v is None else float(v) for k, v in out.items()}  # JSON stores NaN as null
+    return metric_values(row) | {"seconds": float(row["seconds"]), "backward_passes": float(row["backward_passes"])}  # JSON stores NaN as null
 
 
 def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
@@ -311,7 +294,7 @@ def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
             for c in classes:
                 cx = [v[metric] for v, r in zip(vals, mrows) if r["forget_class"] == c]
                 if cx:
-                    per_class[c] = float(np.nanmean(cx))
+                    per_class[c] = float(np.nanmean(cx)) if np.isfinite(cx).any() else math.nan
             worst = _worst(metric, per_class, retrain_cls)
             entry[metric] = {
                 "mean": float(np.nanmean(xs)) if np.isfinite(xs).any() else math.nan,
@@ -324,71 +307,32 @@ def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
     return summary
 
 
-BAND_METRICS = (*ACCURACY_METRICS, *ATTACKS)  # the metrics shown beside retrain's seed band
+def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
+    """Retrain's seed band over the sweep (:func:`mnemonic_mu.bands.aggregate`): per method and
+    metric the requests inside their band, per attack whether it has signal here; plus
+    Tug-of-War's mean and 95 % Student-t interval over seeds (each seed's mean over classes).
+    ``None`` without band seeds."""
+    from ..algorithms.metrics import mean_t_interval
 
-
-def seed_bands(rows: list[dict], retrain_band: dict | None = None) -> dict | None:
-    """Retrain's seed band for every metric, whether each method's value lies inside it, and
-    whether each attack can tell the original from retrain at all.
-
-    Band of a request (seed a, class c): the min..max (with mean and std) of the metric over the
-    retrain references of class c trained with the *other* seeds b != a; for epsilon-vs-retrain,
-    whose retrain row is 0 by definition, the scores of retrain(b) against retrain(a).  A value is
-    inside when min <= value <= max (epsilon-vs-retrain: value <= max).  An attack has *signal* on class c when the original's values
-    and retrain's over the seeds do not overlap (:func:`~mnemonic_mu.algorithms.indistinguishability.attack_signal`,
-    min..max bands); with signal on no class it is marked ``no_signal``: its numbers say nothing
-    about forgetting on this setup.  ``None`` with fewer than two seeds.
-    """
-    from ..algorithms.indistinguishability import attack_signal
-
-    ret = {(r["seed"], r["forget_class"]): _metric_values(r) for r in rows if r["method"] == "retrain"}
-    seeds = sorted({a for a, _ in ret})
-    if len(seeds) < 2:
+    requests = {}
+    for r in rows:
+        requests.setdefault((r["seed"], r["forget_class"]), ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}))[1][r["method"]] = r
+    for r in band_rows:
+        requests[(r["seed"], r["forget_class"])][2][r["band_seed"]] = r
+    out = bands.aggregate(list(requests.values()))
+    if out is None:
         return None
-    pairs = ((retrain_band or {}).get("epsilon-vs-retrain") or {}).get("pairs", {})
-    present = [m for m in BAND_METRICS if all(m in v for v in ret.values())]
-    values = [(r, _metric_values(r)) for r in rows]
-
-    def eps_pairs(c) -> dict:  # "a-b": retrain(b) scored against retrain(a); JSON keys are strings
-        return pairs.get(c, pairs.get(str(c), {}))
-
-    def band(metric, a, c):
-        """(min, max) of ``metric`` over the retrain references of class ``c`` of the seeds but ``a``."""
-        if metric == "epsilon-vs-retrain":
-            xs = [v for key, v in eps_pairs(c).items() if key.split("-")[0] == str(a)]
-        else:
-            xs = [ret[(b, c)][metric] for b in seeds if b != a and (b, c) in ret]
-        xs = [x for x in xs if math.isfinite(x)]
-        return (min(xs), max(xs)) if xs else None
-
-    inside: dict[str, dict] = {}
-    for r, v in values:
-        entry = inside.setdefault(r["method"], {m: {"inside": 0, "n": 0} for m in present})
-        for m in present:
-            b = band(m, r["seed"], r["forget_class"])
-            if b is None or not math.isfinite(v.get(m, math.nan)):
-                continue
-            entry[m]["n"] += 1
-            low = -math.inf if m == "epsilon-vs-retrain" else b[0]  # lower = less distinguishable: no floor
-            entry[m]["inside"] += int(low <= v[m] <= b[1])
-    signal = {}
-    classes = sorted({c for _, c in ret})
-    for attack in (m for m in present if m in ATTACKS):
-        per_class = {}
-        for c in classes:
-            orig = [v[attack] for r, v in values if r["method"] == "original" and r["forget_class"] == c]
-            if attack == "epsilon-vs-retrain":
-                reference = list(eps_pairs(c).values())
-            else:
-                reference = [ret[(a, c)][attack] for a in seeds if (a, c) in ret]
-            orig = [x for x in orig if math.isfinite(x)]
-            reference = [x for x in reference if math.isfinite(x)]
-            if orig and reference:
-                per_class[c] = attack_signal(orig, reference)["separates"]
-        signal[attack] = {"classes_with_signal": sum(per_class.values()), "n_classes": len(per_class),
-                          "no_signal": not any(per_class.values()), "per_class": per_class}
-    return {"rule": "leave-one-out min..max over the other seeds' retrain references", "n_seeds": len(seeds),
-            "inside": inside, "signal": signal}
+    tow: dict[str, dict] = {}
+    for method in {r["method"] for r in rows}:
+        per_seed: dict[int, list[float]] = {}
+        for r in rows:
+            if r["method"] == method and r.get("tow") is not None:
+                per_seed.setdefault(r["seed"], []).append(r["tow"])
+        if per_seed:
+            tow[method] = mean_t_interval([float(np.mean(v)) for v in per_seed.values()])
+    out["tow_interval"] = tow
+    out["stats"] = bands.band_stats(band_rows)  # the band pooled over every request: what the tables show beside the means
+    return out
 
 
 def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple[int | None, float]:
@@ -422,6 +366,9 @@ _COLUMNS = [
     ("epsilon-vs-retrain", "epsilon-vs-retrain", 2),
     ("linear probe", "linear probe", 3),
     ("gap", "gap to retrain", 2),
+    ("tow", "ToW", 3),
+    ("js_forget", "JS forget", 3),
+    ("activation_forget", "act. dist. forget", 3),
     ("seconds", "time (s)", 3),
 ]
 
@@ -463,29 +410,36 @@ def markdown_tables(result: dict) -> str:
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               "confidence-SVC x 100, lower is better."]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values() if any(a.name == c[0] for c in columns)]
-    bands = result.get("bands")
-    if bands:
-        metrics = [m for m in BAND_METRICS if any(m in e for e in bands["inside"].values())]
-        lines += ["", f"Inside retrain's seed band (per request: min..max of the retrain references of the "
-                  f"other {bands['n_seeds'] - 1} seed(s) of its class; requests inside / scored):", "",
+    bb = result.get("bands")
+    if bb:
+        metrics = [m for m in bands.METRICS if any(m in e for e in bb["inside"].values())]
+        two, one = bands.expected_inside("A_R", bb["n_band"]), bands.expected_inside("gap", bb["n_band"])
+        lines += ["", f"Inside retrain's seed band ({bands.RULE}; {bb['n_band']} band references per request; "
+                  f"requests inside / scored).  Another retrain of the recipe lands inside with probability "
+                  f"{two:.2f} (two-sided) or {one:.2f} (one-sided): the *retrain* row checks that on the data.", "",
                   "| method | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+        stats = bb.get("stats", {})
+        lines.append("| *band (pooled)* | " + " | ".join(
+            f"{_fmt(stats[k]['mean'], 3)} +- {_fmt(stats[k]['std'], 3)} [{_fmt(stats[k]['min'], 3)}..{_fmt(stats[k]['max'], 3)}]"
+            if k in stats else "n/a" for k in metrics) + " |")
         for m in order:
-            e = bands["inside"].get(m, {})
+            e = bb["inside"].get(m, {})
             lines.append(f"| {m} | " + " | ".join(
                 f"{e[k]['inside']}/{e[k]['n']}" if k in e else "n/a" for k in metrics) + " |")
-        for attack, sig in bands["signal"].items():
+        for attack, sig in bb["signal"].items():
             verdict = "**no signal here**: it cannot tell the original from retrain on this setup" if sig["no_signal"] \
                 else f"separates the original from retrain on {sig['classes_with_signal']}/{sig['n_classes']} classes"
             lines.append(f"- {attack}: {verdict}.")
+        tow = bb.get("tow_interval", {})
+        if tow:
+            lines += ["", "ToW (1 = retrain's accuracies on forget, retain and test sets), mean and 95 % interval "
+                      "over seeds: " + ", ".join(f"{m} {_fmt(tow[m]['mean'], 3)} [{_fmt(tow[m]['low'], 3)}, "
+                                                 f"{_fmt(tow[m]['high'], 3)}]" for m in order if m in tow) + "."]
     nulls = [r["attacks"].get("epsilon-vs-retrain", {}).get("null") for r in result.get("rows", [])]
     nulls = [v for v in nulls if v is not None]
     if nulls:
         lines += [f"- epsilon-vs-retrain of two samples of one distribution at this sample size "
                   f"(finite-sample floor): {np.mean(nulls):.2f}."]
-    band = (result.get("retrain_band") or {}).get("epsilon-vs-retrain")
-    if band:
-        lines += [f"- epsilon-vs-retrain of a retrain reference trained with another seed (the retrain band, "
-                  f"{band['n_pairs']} ordered seed pairs): {band['mean']:.2f} +- {band['std']:.2f}."]
     if "retrain" in summary:
         rt = summary["retrain"]["seconds"]["mean"]
         ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
@@ -514,7 +468,7 @@ def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
 
 
 SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
-                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "attacks", "device", "threads",
+                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "attacks", "band_seeds", "device", "threads",
                  "cache_dir", "use_cache")
 
 

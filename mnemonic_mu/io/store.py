@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from .. import __version__
-from ..algorithms import attacks, codes, ensemble, fisher, forget, methods, metrics, train
+from ..algorithms import attacks, codes, ensemble, fisher, forget, indistinguishability, methods, metrics, train
 from ..algorithms.codes import generate_codes
 from ..algorithms.models import build_model
 from ..algorithms.train import TrainConfig, train_model
@@ -45,7 +45,7 @@ from .data import Dataset, load_dataset
 # The algorithm versions, by component; methods add "method:<name>".
 COMPONENTS = {
     "data": data, "codes": codes, "train": train, "ensemble": ensemble, "fisher": fisher, "forget": forget,
-    "evaluate": metrics, "attacks": attacks,
+    "evaluate": metrics, "attacks": attacks, "divergence": indistinguishability,
 }
 
 
