@@ -73,10 +73,20 @@ def _cmd_experiment(args) -> int:
     write_json(out, result)
     rows = result["rows"]
     m = rows["mnemonic"]
-    lines = [f"{'method':22s} {'A_R':>6s} {'E_F':>6s} {'gap':>6s}"]
+    band = result["band"]
+    lines = [f"{'method':22s} {'A_R':>6s} {'E_F':>6s} {'gap':>6s} {'ToW':>6s}" + ("  inside retrain's band" if band else "")]
     for method, row in rows.items():
-        gap = row["gap_to_retrain"]
-        lines.append(f"{method:22s} {row['A_R']:6.2f} {row['E_F']:6.2f} {gap if gap is None else f'{gap:6.2f}'}")
+        gap, tow = row["gap_to_retrain"], row["tow"]
+        flags = (band or {}).get("inside", {}).get(method, {})
+        lines.append(f"{method:22s} {row['A_R']:6.2f} {row['E_F']:6.2f} {'   n/a' if gap is None else f'{gap:6.2f}'} "
+                     f"{'   n/a' if tow is None else f'{tow:6.3f}'}" + (f"  {sum(flags.values())}/{len(flags)} metrics" if band else ""))
+    if band:
+        a_r = band["stats"]["A_R"]
+        lines.append(f"retrain band: {len(band['seeds'])} retrain references (seeds {', '.join(map(str, band['seeds']))}), "
+                     f"A_R {a_r['min']:.2f}..{a_r['max']:.2f}")
+        quiet = [a for a, v in band["signal"].items() if v["no_signal"]]
+        if quiet:
+            lines.append(f"no signal here (the original sits inside retrain's band): {', '.join(quiet)}")
     lines.append(
         f"mnemonic: step {m['step']}{'' if m['multi'] == 'single' else ' ' + m['multi']}, sign {m['sign']}"
         f"{', TIE' if m['sign_tie'] else ''}, scale {m['scale']:.3g}, {1000 * m['forget_seconds']:.1f} ms, "
@@ -110,7 +120,7 @@ def _cmd_settings(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import report, results, sweep
+    from . import population, report, results, sweep
 
     parser = _Parser(prog="mnemonic-mu", description="One-shot unlearning with mnemonic codes.")
     parser.add_argument("--version", action="version", version=f"mnemonic-mu {__version__}")
@@ -119,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_subcommand(sub)
     report.add_subcommand(sub)
     results.add_subcommand(sub)
+    population.add_subcommand(sub)
     st = sub.add_parser("settings", help="the table of settings and defaults (or a profile's values)")
     st.add_argument("--profile", default=None, help="print this profile's resolved settings instead")
     st.set_defaults(func=_cmd_settings)
