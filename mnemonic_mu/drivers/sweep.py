@@ -131,12 +131,12 @@ def _trained_entry(kind: str, seed: int, ck, cached: bool) -> dict:
             "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
 
 
-def _train_seed_job(s: Settings, classes: tuple[int, ...]) -> list[dict]:
-    """Every model of one seed (original, no-codes, a retrain per class) in one task, so that
-    ``trainer="ensemble"`` trains them as one computation."""
+def _train_seed_job(s: Settings, classes: tuple[int, ...], retrain_only: bool = False) -> list[dict]:
+    """Every model of one seed (original, no-codes, a retrain per class; a band seed: the
+    retrains only) in one task, so that ``trainer="ensemble"`` trains them as one computation."""
     dataset, device = _worker_setup(s)
     recipe = pipeline.recipes(s, ())
-    cfgs = {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
+    cfgs = {} if retrain_only else {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
     cfgs |= {("retrain", (c,)): s.train_config(exclude=(c,)) for c in classes}
     trained = store.train_many(s, dataset, cfgs, device)
     return [_trained_entry(kind, s.seed, ck, cached) for (kind, _), (ck, cached) in trained.items()]
@@ -236,7 +236,7 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
     try:
         if s.trainer == "ensemble":  # one task per seed: its models train as one computation
             per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds]
-                                    + [(pipeline.band_request(s, b), classes) for b in s.band_seeds], "train")
+                                    + [(pipeline.band_request(s, b), classes, True) for b in s.band_seeds], "train")
             trained = [t for part in per_seed for t in part]
         else:
             trained = executor.map(_train_job, train_args + band_args, "train")
