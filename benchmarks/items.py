@@ -603,24 +603,68 @@ def precision(quick: bool) -> dict:
     return {"variants": variants}
 
 
+SCORING_EPOCHS = 20  # the sweeps' full-MNIST recipe
+SCORING_BASELINES = ("mnemonic_paper", "finetune", "ssd")  # methods scored beside the references and the step
+
+
+def _scoring_request():
+    """The full-MNIST request of ``scoring_mnist`` (class 0, seed 0, 20 epochs) and its models:
+    ``(settings, dataset, retrain model, {row: model})``, the rows being the references, the
+    step, ``SCORING_BASELINES`` and, where ``Settings`` has ``band_seeds``, one ``band_<seed>``
+    row per band reference (trained once, then cached)."""
+    from mnemonic_mu import pipeline
+    from mnemonic_mu.algorithms.methods import UnlearnData
+
+    s = Settings(dataset="mnist", data_root=MNIST_ROOT, epochs=SCORING_EPOCHS, forget_classes=tuple(FORGET), seed=0,
+                 baselines=SCORING_BASELINES, cache_dir=str(ROOT / "data/cache"), threads=torch.get_num_threads())
+    cpu = torch.device("cpu")
+    dataset = pipeline.load_data(s)
+    models = {role: ck for role, (ck, _) in pipeline.train_models(s, dataset, device=cpu).items()}
+    rows = {role: ck.model for role, ck in models.items()}
+    original = models["original"]
+    rows["mnemonic"] = pipeline.forget_step(s, original.model, original.codes, s.forget_classes, repeats=1).model
+    data = UnlearnData.from_dataset(dataset, s.forget_classes, s.train_config())
+    for name in s.baselines:
+        rows[name] = pipeline.run_method(name, s, dataset, models, data).model
+    band_seeds = tuple(getattr(s, "band_seeds", ()) or ())
+    if band_seeds:
+        if hasattr(pipeline, "train_band"):
+            band = {b: ck for b, (ck, _) in pipeline.train_band(s, dataset, cpu).items()}
+        else:
+            band = {b: pipeline.train_models(s.replace(seed=b, band_seeds=()), dataset, ("retrain",), cpu)["retrain"][0]
+                    for b in band_seeds}
+        rows |= {f"band_{b}": ck.model for b, ck in band.items()}
+    return s, dataset, models["retrain"].model, rows
+
+
 def scoring_mnist(quick: bool) -> dict:
-    """What scoring one row of a request costs beside training one model, on full MNIST (54k
-    train / 6k validation / 10k test, the kit's splits): ``evaluate`` and each attack of the suite,
-    and one epoch of ``train_model``, each the median of ``reps`` runs (interleaved, no warm-up:
-    each is seconds), on an original with codes and a retrain reference trained one epoch (attack
-    cost depends on the data sizes, not on how well the models are trained).  The ratios compare
-    scoring one row with training one model of the recipe: that epoch times 20 (the sweeps'
-    full-MNIST recipe) or 200 (the paper's).  A request scores one row per reference and method."""
+    """What scoring one request costs beside training one model, on full MNIST (54k train / 6k
+    validation / 10k test, the kit's splits), forget class 0, seed 0, the sweeps' 20-epoch recipe.
+
+    Each repetition, interleaved so both sides see the same load: train one model of the
+    recipe (the original: MLP, codes at t_mix 0.1, ``SCORING_EPOCHS`` epochs, ``train_model``
+    from fresh weights); score the request, ``pipeline.score(model, retrain, dataset,
+    settings)`` once per row (original, no_codes, retrain, the step, ``SCORING_BASELINES`` and
+    the band references when ``Settings`` has ``band_seeds``); and the parts of a row on the
+    original and the retrain model: ``evaluate``, ``run_attacks`` with all attacks, and each
+    attack alone (``run_attacks(attacks=[name])``, which includes the per-sample statistics
+    every attack shares; ``statistics`` times those alone).  Figures are medians over
+    repetitions; the request's scoring is the sum of its rows' medians.  ``--quick``: one
+    repetition and a 2-epoch training scaled to the recipe (flagged ``extrapolated``)."""
     import statistics
 
-    from mnemonic_mu.algorithms.attacks import ATTACKS, run_attacks
+    from mnemonic_mu import pipeline
+    from mnemonic_mu.algorithms import attacks as A
     from mnemonic_mu.algorithms.metrics import evaluate
+    from mnemonic_mu.algorithms.train import train_model
 
     from .common import peak_rss_mb, rss_mb
 
     reps = 1 if quick else 3
-    dataset = load_dataset("mnist", MNIST_ROOT)
-    codes = generate_codes(10, dataset.input_shape, "uniform", 0)
+    s, dataset, retrain, rows = _scoring_request()
+    epochs = 2 if quick else s.epochs
+    x_tr, y_tr = dataset.split("train")
+    x_te, y_te = dataset.split("test")
     load_before, rss_before = load_average(), rss_mb()
     wall: dict[str, list[float]] = {}
 
@@ -631,34 +675,122 @@ def scoring_mnist(quick: bool) -> dict:
         return out
 
     for _ in range(reps):
-        models = {}
-        for role, exclude in (("original", ()), ("retrain", tuple(FORGET))):
-            m = build_model("mlp", dataset.input_shape, 10, seed=0)
-            cfg = TrainConfig(epochs=1, t_mix=0.1 if role == "original" else 0.0, exclude_classes=exclude, seed=0)
-            clock(f"train_epoch_{role}", lambda: train_model(m, dataset, codes, cfg))
-            models[role] = m
-        clock("evaluate", lambda: evaluate(models["original"], dataset, FORGET))
-        for name in ATTACKS:
-            clock(f"attack {name}", lambda: run_attacks(models["original"], models["retrain"], dataset, FORGET,
-                                                       seed=0, attacks=[name]))
+        model = build_model(s.model, dataset.input_shape, dataset.num_classes, seed=s.seed)
+        codes = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed)
+        clock("train_model", lambda: train_model(model, dataset, codes, replace(s.train_config(), epochs=epochs)))
+        for row, m in rows.items():
+            clock(f"score {row}", lambda: pipeline.score(m, retrain, dataset, s))
+        for role in ("original", "retrain"):
+            m = rows[role]
+            clock(f"{role}: evaluate", lambda: evaluate(m, dataset, s.forget_classes))
+            clock(f"{role}: statistics", lambda: (A.sample_statistics(m, x_tr, y_tr), A.sample_statistics(m, x_te, y_te)))
+            clock(f"{role}: run_attacks", lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed,
+                                                                 probe_max_train=s.probe_max_train))
+            for name in A.ATTACKS:
+                clock(f"{role}: attack {name}", lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed,
+                                                                      attacks=[name], probe_max_train=s.probe_max_train))
     med = {k: statistics.median(v) for k, v in wall.items()}
-    epoch = med["train_epoch_original"]
-    scoring = med["evaluate"] + sum(v for k, v in med.items() if k.startswith("attack "))
-    out = {"variants": {}, "load_before": load_before, "load_after": load_average(),
-           "n_train": len(dataset.y_train), "n_test": len(dataset.y_test)}
+    scale = s.epochs / epochs
+    training = med["train_model"] * scale
+    request = sum(med[f"score {row}"] for row in rows)
+    common = {"reps": reps, "warmup": 0, "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+              "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1)}
+    variants = {}
     for k, v in wall.items():
-        out["variants"][f"scoring_{k.replace(' ', '_')}"] = {
-            "median_s": med[k], "min_s": min(v), "max_s": max(v), "reps": reps, "warmup": 0,
-            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
-            "what": f"{k}, full MNIST request (forget class 0), MLP 784-1000-10 (interleaved; memory shared)",
+        f = scale if k == "train_model" else 1.0
+        variants[f"scoring_{k.replace(': ', '_').replace(' ', '_')}"] = common | {
+            "median_s": med[k] * f, "min_s": min(v) * f, "max_s": max(v) * f,
+            "what": (f"train_model, one model of the recipe ({s.epochs} epochs, codes"
+                     + (f"; {epochs} measured, time scaled x{scale:g}" if scale != 1 else "") + ")")
+            if k == "train_model" else f"{k}, full MNIST request (forget class 0, seed 0), MLP 784-1000-10",
         }
-    out["paired_ratios"] = {
-        "scoring_row_vs_training_20_epochs": scoring / (20 * epoch),
-        "scoring_row_vs_training_200_epochs": scoring / (200 * epoch),
-        "largest_attack_share": max(v for k, v in med.items() if k.startswith("attack ")) / scoring,
+    variants["scoring_train_model"]["extrapolated"] = scale != 1
+    variants["scoring_request"] = common | {
+        "median_s": request, "min_s": sum(min(wall[f"score {r}"]) for r in rows),
+        "max_s": sum(max(wall[f"score {r}"]) for r in rows), "rows": list(rows), "n_rows": len(rows),
+        "band_seeds": list(getattr(s, "band_seeds", ()) or ()), "attacks_version": A.VERSION,
+        "svc_max_per_side": A.SVC_MAX_PER_SIDE, "n_train": len(y_tr), "n_test": len(y_te),
+        "load_before": load_before, "load_after": load_average(),
+        "what": f"pipeline.score of every row of the request ({len(rows)} rows), sum of the rows' medians",
     }
-    out["scoring_row_s"] = scoring
+    row_s = [med[f"score {r}"] for r in rows]
+    return {"variants": variants, "paired_ratios": {
+        "scoring_request_vs_training_one_model": request / training,
+        "scoring_row_median_vs_training_one_model": statistics.median(row_s) / training,
+    }}
+
+
+SVC_STUDY_SIZES = (500, 1000, 2000, 3000, 5000)  # candidate per-side caps of the confidence-SVC
+SVC_STUDY_SEEDS = (0, 1, 2, 3, 4)  # subsample seeds (the attack's seed argument)
+
+
+def _request_models(s: Settings) -> tuple[Dataset, dict]:
+    """The original, no-codes, unlearned (the settings' one-shot step) and retrain models of
+    the request of ``s`` (trained once, then loaded from the cache)."""
+    from mnemonic_mu import pipeline
+
+    dataset = pipeline.load_data(s)
+    trained = pipeline.train_models(s, dataset, device=torch.device("cpu"))
+    original = trained["original"][0]
+    unlearned = pipeline.forget_step(s, original.model, original.codes, s.forget_classes, repeats=1)
+    return dataset, {"original": original.model, "no_codes": trained["no_codes"][0].model,
+                     "unlearned": unlearned.model, "retrain": trained["retrain"][0].model}
+
+
+def svc_subsample(quick: bool) -> dict:
+    """The confidence-SVC with at most n samples per side against the recipe without a cap
+    (attacks.VERSION 1: all of D_t, |D_t| samples of D_r), on the original, no-codes,
+    unlearned and retrain models of one request (forget class 0, seed 0) of mnist5k (the
+    kit's default recipe) and full MNIST (20 epochs, the sweeps' recipe), with C rescaled
+    (``rescaled``, the kit's) and without (``plain``).  For each model, cap n and subsample
+    seed k: the value, |value(n, k) - value(no cap, k)| (the same seed also draws D_r in the
+    uncapped recipe), the seed-to-seed spread (population std over the seeds) of both, and the
+    fit's median seconds.  The kit's cap (``attacks.SVC_MAX_PER_SIDE``) is the largest candidate
+    that keeps scoring a request under training one model (``scoring_mnist``); this study
+    measures what it costs in value.  Not part of the suite: ``run.py --only svc_subsample``."""
+    import statistics
+
+    import numpy as np
+
+    from mnemonic_mu.algorithms.attacks import SVC_MAX_PER_SIDE, confidence_svc, sample_statistics
+
+    seeds = SVC_STUDY_SEEDS[:2] if quick else SVC_STUDY_SEEDS
+    out: dict = {"sizes": list(SVC_STUDY_SIZES), "seeds": list(seeds), "kit_cap": SVC_MAX_PER_SIDE, "datasets": {}}
+    for name, extra in (("mnist5k", {"data_root": str(ROOT / "data")}), ("mnist", {"data_root": MNIST_ROOT, "epochs": 20})):
+        s = Settings(dataset=name, forget_classes=tuple(FORGET), seed=0, cache_dir=str(ROOT / "data/cache"), **extra)
+        dataset, models = _request_models(s)
+        x_tr, y_tr = dataset.split("train")
+        x_te, y_te = dataset.split("test")
+        f_tr = torch.isin(y_tr, torch.tensor(FORGET)).numpy()
+        d = out["datasets"][name] = {"epochs": s.epochs, "n_retain": int((~f_tr).sum()), "n_test": len(y_te),
+                                     "n_forget": int(f_tr.sum()), "models": {}}
+        for role, model in models.items():
+            conf_tr = sample_statistics(model, x_tr, y_tr)["confidence"]
+            conf_te = sample_statistics(model, x_te, y_te)["confidence"]
+            args = (conf_tr[~f_tr], conf_te, conf_tr[f_tr])
+
+            def run(cap, seed, rescale=True):
+                start = time.perf_counter()
+                value = confidence_svc(*args, seed=seed, max_per_side=cap, rescale=rescale)
+                return value, time.perf_counter() - start
+
+            full = [run(0, k) for k in seeds]
+            ref = [v for v, _ in full]
+            m = d["models"][role] = {"no_cap": {"values": ref, "mean": float(np.mean(ref)), "spread": float(np.std(ref)),
+                                                "fit_s": statistics.median(t for _, t in full)}}
+            for variant in ("rescaled", "plain"):
+                caps = m[variant] = {}
+                for n in SVC_STUDY_SIZES:
+                    if n >= len(y_te):  # the cap does not bite: the recipe is the uncapped one
+                        continue
+                    sub = [run(n, k, variant == "rescaled") for k in seeds]
+                    vals = [v for v, _ in sub]
+                    diff = [abs(v - f) for v, f in zip(vals, ref)]
+                    caps[str(n)] = {"values": vals, "spread": float(np.std(vals)), "mean_abs_diff": float(np.mean(diff)),
+                                    "max_abs_diff": float(np.max(diff)), "bias": float(np.mean(vals) - np.mean(ref)),
+                                    "fit_s": statistics.median(t for _, t in sub)}
+            print(name, role, "no cap", np.round(ref, 4), {v: {n: round(c["mean_abs_diff"], 4) for n, c in m[v].items()}
+                                                          for v in ("rescaled", "plain")}, flush=True)
     return out
 
 
@@ -692,7 +824,146 @@ CUDA_ITEMS = {"forget_mlp_cuda": forget_cuda("mlp"), "forget_resnet18_cuda": for
 # needs the MNIST IDX files under MNEMONIC_MU_MNIST_ROOT and a 200-epoch retrain (minutes)
 PAPER_ITEMS = {
     "forget_mlp_mnist": forget_mlp("batched", dataset_name="mnist"),
-    "scoring_mnist": scoring_mnist,  # expands to scoring_* (one per attack, evaluate, one training epoch)
+    "scoring_mnist": scoring_mnist,  # expands to scoring_* (training one model, each row's score, each attack)
     "ssd_mlp_mnist": lambda quick: ssd_mlp(quick, "mnist"),
     "retrain_mlp_mnist": lambda quick: retrain_mlp(quick, "mnist"),
 }
+# studies: run only when named (``run.py --only NAME``); their output is not a timing
+STUDY_ITEMS = {"svc_subsample": svc_subsample}  # the confidence-SVC's per-side cap vs no cap
+
+
+# --------------------------------------------------------------------------
+# The generated scoring section of docs/performance.md
+
+SCORING_DOCS = ROOT / "docs" / "performance.md"
+SCORING_MARKERS = ("<!-- scoring:start -->", "<!-- scoring:end -->")
+SCORING_SOURCES = {
+    "scoring": ROOT / "docs/results/bench/scoring.json",  # scoring_mnist, the kit's attacks
+    "before": ROOT / "docs/results/bench/scoring-attacks-v1.json",  # the item before attacks.VERSION 2
+    "study": ROOT / "docs/results/bench/svc_subsample.json",  # svc_subsample
+}
+
+
+def _hw(report: dict) -> str:
+    hw = report["hardware"]
+    return (f"{hw['cpu_model']}, {hw['usable_cpus']} usable of {hw['logical_cpus']} logical CPUs, {hw['memory_gb']} GiB, "
+            f"torch {hw['torch']}, {hw['torch_threads']} torch thread(s), load average {report['load']['start'][0]} "
+            f"at start and {report['load']['end'][0]} at end")
+
+
+def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> str:
+    """The Markdown between the scoring markers of docs/performance.md, from the bench.json of
+    ``scoring_mnist`` (``scoring``), that of the item before attacks.VERSION 2 (``before``) and
+    that of ``svc_subsample`` (``study``); every number comes from them."""
+    import statistics
+
+    items, ratios = scoring["items"], scoring.get("ratios", {})
+    req = items["scoring_request"]
+    train = items["scoring_train_model"]
+    s = lambda k: items[k]["median_s"]  # noqa: E731
+    rows = req["rows"]
+    lines = [
+        f"Made by `{scoring['settings']['command']}` ({scoring['settings']['date']}; {_hw(scoring)}); "
+        f"source `docs/results/bench/scoring.json`. attacks.VERSION {req['attacks_version']}, "
+        f"confidence-SVC capped at {req['svc_max_per_side']:,} per side; {req['n_train']:,} train and "
+        f"{req['n_test']:,} test images; medians of {req['reps']} interleaved repetitions.",
+        "",
+        f"**Scoring one request ({req['n_rows']} rows) takes {req['median_s']:.1f} s; training one model of the recipe "
+        f"takes {train['median_s']:.1f} s: ratio {ratios.get('scoring_request_vs_training_one_model', float('nan')):.2f}** "
+        f"(target: at most 1).",
+        "",
+        "| row | `pipeline.score` (s) |",
+        "|---|---|",
+        *[f"| {r} | {s('scoring_score_' + r):.2f} |" for r in rows],
+        f"| **request (sum)** | **{req['median_s']:.2f}** |",
+        f"| training one model of the recipe | {train['median_s']:.2f} |",
+        "",
+        f"Training: {train['what']}.",
+        "",
+        "The parts of one row, on the original and on the retrain model. *Alone* is `run_attacks(attacks=[name])`, "
+        "which includes the per-sample statistics that every attack shares (the model's forward over train and "
+        "test, timed by themselves as *statistics*); *own* is alone minus statistics (< 0.05: within the timing noise "
+        "of the statistics).",
+        "",
+        "| part | original, alone (s) | own (s) | retrain, alone (s) | own (s) |"
+        + (" original, attacks.VERSION 1, alone (s) |" if before else ""),
+        "|---|---|---|---|---|" + ("---|" if before else ""),
+    ]
+    old = (before or {}).get("items", {})
+    parts = [("evaluate", "evaluate", "scoring_evaluate"), ("statistics", "statistics", None),
+             ("all five attacks (`run_attacks`)", "run_attacks", None)]
+    parts += [(name, f"attack_{name.replace(' ', '_')}", f"scoring_attack_{name.replace(' ', '_')}")
+              for name in ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")]
+    for label, key, old_key in parts:
+        cells = []
+        for role in ("original", "retrain"):
+            alone = s(f"scoring_{role}_{key}")
+            own = alone - s(f"scoring_{role}_statistics") if key.startswith("attack_") else None
+            cells += [f"{alone:.2f}", "" if own is None else "< 0.05" if own < 0.05 else f"{own:.2f}"]
+        if before:
+            cells.append(f"{old[old_key]['median_s']:.2f}" if old_key in old else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if before:
+        lines += ["", f"The last column is `{before['settings']['command']}` ({before['settings']['date']}; "
+                  f"{_hw(before)}; `docs/results/bench/scoring-attacks-v1.json`): the item then timed each attack "
+                  "alone in the same way, on models trained one epoch."]
+    if study:
+        st = study["items"]["svc_subsample"]
+        cap = str(st["kit_cap"])
+        lines += [
+            "",
+            f"**The confidence-SVC cap and its effect on the value.** Made by `{study['settings']['command']}` "
+            f"({study['settings']['date']}; {_hw(study)}); source `docs/results/bench/svc_subsample.json`. "
+            f"Per model: the value without a cap (attacks.VERSION 1), mean and seed-to-seed spread (std over "
+            f"subsample seeds {', '.join(map(str, st['seeds']))}); with the kit's cap of {int(cap):,} per side: "
+            "the mean |capped - uncapped| (same seed), the spread and the mean difference (bias); "
+            "then the mean |difference| at every candidate cap, with C rescaled (the kit's) and with C = 3. "
+            "Fit seconds are medians over the seeds.",
+            "",
+            f"| data | model | uncapped: mean | spread | fit (s) | cap {int(cap):,}: mean abs diff | spread | bias | fit (s) | "
+            "mean abs diff by cap, C rescaled | same, C = 3 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, d in st["datasets"].items():
+            for role, m in d["models"].items():
+                nc, k = m["no_cap"], m["rescaled"].get(cap)
+                by = lambda v: ", ".join(f"{int(n):,}: {c['mean_abs_diff']:.4f}" for n, c in m[v].items()) or "cap above n_test"  # noqa: E731
+                kit = (f"{k['mean_abs_diff']:.4f} | {k['spread']:.4f} | {k['bias']:+.4f} | {k['fit_s']:.2f}" if k
+                       else "= uncapped | | | ")
+                lines.append(f"| {name} ({d['epochs']} ep., n_test {d['n_test']:,}) | {role} | {nc['mean']:.4f} | "
+                             f"{nc['spread']:.4f} | {nc['fit_s']:.2f} | {kit} | {by('rescaled')} | {by('plain')} |")
+        spreads = [(m["no_cap"]["spread"], name, role) for name, d in st["datasets"].items() for role, m in d["models"].items()]
+        capped = [(m["rescaled"][cap]["mean_abs_diff"], name, role) for name, d in st["datasets"].items()
+                  for role, m in d["models"].items() if cap in m["rescaled"]]
+        top, worst = max(spreads), max(capped) if capped else None
+        mn = st["datasets"].get("mnist", {}).get("models", {})
+        fits = {n: statistics.mean(m["rescaled"][n]["fit_s"] for m in mn.values() if n in m["rescaled"])
+                for n in map(str, st["sizes"]) if mn and all(n in m["rescaled"] for m in mn.values())}
+        if cap in fits:
+            lines += ["", "Cost of the other caps, projected from this request's scoring: the request plus its "
+                      f"{req['n_rows']} rows times the difference in fit seconds (full MNIST, mean over the models "
+                      "above) from the kit's cap: " + ", ".join(
+                          f"{int(n):,}: {(req['median_s'] + req['n_rows'] * (f - fits[cap])) / train['median_s']:.2f}"
+                          for n, f in fits.items()) + " of training one model."]
+        lines += ["", f"Largest seed-to-seed spread of the uncapped recipe: {top[0]:.4f} ({top[1]} {top[2]}). "
+                  + (f"Largest mean |capped - uncapped| at the kit's cap: {worst[0]:.4f} ({worst[1]} {worst[2]}), "
+                     f"{100 * worst[0]:.2f} points of MIA-efficacy, {20 * worst[0]:.2f} points of `gap_to_retrain` "
+                     "(one of its five terms)." if worst else "")]
+    return "\n".join(lines)
+
+
+def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
+    """Replace the block between ``SCORING_MARKERS`` in ``path`` by :func:`scoring_section`
+    of the committed sources (``python benchmarks/run.py --write-scoring-docs``)."""
+    import json
+    import re
+
+    load = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
+    body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]), load(SCORING_SOURCES["study"]))
+    text = path.read_text()
+    start, end = SCORING_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    block = f"{start}\n{body}\n{end}"
+    path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
+    return path

@@ -74,6 +74,9 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--paper-retrain-epochs", type=int, default=None,
                    help="with --paper-scale: measure this many full-MNIST retrain epochs and scale to 200 "
                    "(flagged 'extrapolated' in bench.json; default: all 200)")
+    p.add_argument("--write-scoring-docs", action="store_true",
+                   help="rewrite the generated scoring section of docs/performance.md from "
+                   "docs/results/bench/scoring.json and svc_subsample.json, then exit (runs nothing)")
     p.add_argument("--item", default=None, help=argparse.SUPPRESS)  # child process: run one item
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -85,9 +88,9 @@ def _child(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from benchmarks.items import CUDA_ITEMS, ITEMS, PAPER_ITEMS
+    from benchmarks.items import CUDA_ITEMS, ITEMS, PAPER_ITEMS, STUDY_ITEMS
 
-    fn = (ITEMS | CUDA_ITEMS | PAPER_ITEMS)[args.item]
+    fn = (ITEMS | CUDA_ITEMS | PAPER_ITEMS | STUDY_ITEMS)[args.item]
     try:
         out = fn(args.quick)
     except Exception as exc:  # recorded, the suite goes on
@@ -296,15 +299,21 @@ def main(argv=None) -> int:
     args = _parse(argv)
     if args.item:
         return _child(args)
+    if args.write_scoring_docs:
+        from benchmarks.items import write_scoring_docs
+
+        print(f"[bench] wrote {write_scoring_docs()}")
+        return 0
     import torch
 
     from benchmarks.common import hardware, load_average
-    from benchmarks.items import CUDA_ITEMS, ITEMS, PAPER_ITEMS
+    from benchmarks.items import CUDA_ITEMS, ITEMS, PAPER_ITEMS, STUDY_ITEMS
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(ITEMS) + (list(CUDA_ITEMS) if torch.cuda.is_available() else [])
     names += list(PAPER_ITEMS) if args.paper_scale else []
+    names += [n for n in STUDY_ITEMS if args.only and n in args.only]  # studies run only when named
     if args.quick or args.no_report:
         args.skip = [*args.skip, "laptop_report"]
     if args.only:

@@ -140,3 +140,106 @@ def test_run_attacks_original_looks_like_member(attack_setting):
         A.run_attacks(models["original"], None, ds, [0], attacks=["no-such-attack"])
     assert np.isnan(A.run_attacks(models["original"], None, ds, [0], attacks=["epsilon-vs-retrain"])
                     ["epsilon-vs-retrain"]["value"])
+
+
+# --------------------------------------------------------------------------
+# The confidence-SVC's per-side cap (attacks.VERSION 2) and the probe's draw
+
+
+def _record_svc(monkeypatch):
+    """Replace sklearn's SVC by a recorder of what it is fit on (C, sample count, labels)."""
+    import sklearn.svm
+
+    calls = []
+    real = sklearn.svm.SVC
+
+    class Recorder(real):
+        def fit(self, x, y, sample_weight=None):
+            calls.append({"C": self.C, "n": len(x), "members": int(np.sum(y == 1))})
+            return super().fit(x, y, sample_weight)
+
+    monkeypatch.setattr(sklearn.svm, "SVC", Recorder)
+    return calls
+
+
+def test_confidence_svc_cap_is_the_old_recipe_below_it():
+    g = _rng(3)
+    r, t, f = g.beta(5, 1, 900), g.beta(4, 1, 300), g.beta(4, 1, 200)
+    uncapped = A.confidence_svc(r, t, f, seed=2, max_per_side=0)
+    assert A.confidence_svc(r, t, f, seed=2, max_per_side=300) == uncapped  # n = |D_t|: nothing changes
+    assert A.confidence_svc(r, t, f, seed=2, max_per_side=10_000) == uncapped
+    assert A.SVC_MAX_PER_SIDE >= 1000  # mnist5k (|D_t| = 1000) keeps the recipe of VERSION 1
+    with pytest.raises(ConfigError):
+        A.confidence_svc(r, t, f, max_per_side=1)
+    with pytest.raises(ConfigError):
+        A.confidence_svc(r, t, f, max_per_side=-5)
+
+
+def test_confidence_svc_cap_draws_n_per_side_with_rescaled_c(monkeypatch):
+    calls = _record_svc(monkeypatch)
+    g = _rng(4)
+    r, t, f = g.beta(5, 1, 3000), g.beta(4, 1, 1200), g.beta(4, 1, 100)
+    A.confidence_svc(r, t, f, seed=0, max_per_side=400)
+    A.confidence_svc(r, t, f, seed=0, max_per_side=400, rescale=False)
+    A.confidence_svc(r, t, f, seed=0, max_per_side=0)
+    assert calls[0] == {"C": pytest.approx(3.0 * 1200 / 400), "n": 800, "members": 400}
+    assert calls[1] == {"C": 3.0, "n": 800, "members": 400}
+    assert calls[2] == {"C": 3.0, "n": 2400, "members": 1200}
+    # the default cap is the module constant, and the draw is seeded
+    assert A.confidence_svc(r, t, f, seed=5, max_per_side=400) == A.confidence_svc(r, t, f, seed=5, max_per_side=400)
+
+
+def test_confidence_svc_capped_value_near_uncapped():
+    """Overlapping members / non-members: the rescaled capped fit estimates the uncapped value,
+    closer than the capped fit with C left at 3 (whose weaker data term moves the boundary)."""
+    rescaled, plain = [], []
+    for s in range(3):
+        g = _rng(10 + s)
+        r, t = g.beta(8, 1, 6_000), g.beta(2, 1, 2_000)
+        f = np.concatenate([g.beta(8, 1, 500), g.beta(2, 1, 500)])
+        full = A.confidence_svc(r, t, f, seed=s, max_per_side=0)
+        rescaled.append(abs(A.confidence_svc(r, t, f, seed=s, max_per_side=500) - full))
+        plain.append(abs(A.confidence_svc(r, t, f, seed=s, max_per_side=500, rescale=False) - full))
+    assert np.mean(rescaled) < 0.02
+    assert np.mean(rescaled) < np.mean(plain)
+
+
+def test_run_attacks_probe_embeds_only_its_draw(attack_setting):
+    """Embedding only the probe's drawn samples gives the value of embedding them all."""
+    ds, models = attack_setting
+    x_tr, y_tr = ds.split("train")
+    x_te, y_te = ds.split("test")
+    f_te = y_te == 0
+    for seed in (0, 3):
+        expected = A.linear_probe(A.penultimate_features(models["original"], x_tr), y_tr.numpy(),
+                                  A.penultimate_features(models["original"], x_te[f_te]), y_te[f_te].numpy(),
+                                  seed=seed, max_train=120)
+        out = A.run_attacks(models["original"], None, ds, [0], seed=seed, attacks=["linear probe"], probe_max_train=120)
+        assert out["linear probe"]["value"] == expected
+
+
+def test_version_and_cap_documented():
+    from pathlib import Path
+
+    assert A.VERSION >= 2  # VERSION 2: the capped confidence-SVC
+    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    assert f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE:,}".replace(",", "_") in text or \
+        f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE}" in text
+
+
+def test_performance_scoring_block_is_generated():
+    """docs/performance.md's scoring block is what the committed bench files generate."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks/ helpers
+    from benchmarks.items import SCORING_DOCS, SCORING_MARKERS, SCORING_SOURCES, scoring_section
+
+    src = {k: json.loads(p.read_text()) if p.exists() else None for k, p in SCORING_SOURCES.items()}
+    assert src["scoring"] is not None and "scoring_request" in src["scoring"]["items"], (
+        "no scoring_mnist run committed: python benchmarks/run.py --only scoring_mnist --paper-scale --threads 1")
+    assert src["scoring"]["items"]["scoring_request"]["attacks_version"] == A.VERSION, "rerun scoring_mnist"
+    start, end = SCORING_MARKERS
+    block = f"{start}\n{scoring_section(src['scoring'], src['before'], src['study'])}\n{end}"
+    assert block in SCORING_DOCS.read_text(), "docs/performance.md is stale: python benchmarks/run.py --write-scoring-docs"

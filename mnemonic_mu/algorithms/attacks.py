@@ -12,6 +12,7 @@ loss-LR-CV         5-fold shuffle-split accuracy of an LR on    target = retrain
                    per-sample loss, D_f (1) vs forget-test (0)  below 0.5 is not "better"
 confidence-SVC     share of D_f predicted non-member by an      higher = more forgotten; target = retrain's
                    RBF SVC on p(true class), D_r (1) vs D_t (0) value (near 1 for a forgotten class)
+                   (at most SVC_MAX_PER_SIDE per side)
 epsilon-vs-retrain best epsilon of a threshold test telling the lower = closer to retrain;
                    unlearned model's forget-test confidences    0 = indistinguishable
                    from retrain's
@@ -47,7 +48,13 @@ from .metrics import check_forget_classes, predict_logits
 
 DELTA = 1e-5  # delta of epsilon-vs-retrain (docs/protocol.md)
 
-VERSION = 1  # bump when a change to this module changes an attack's value
+VERSION = 2  # bump when a change to this module changes an attack's value
+# 2: confidence-SVC fit on at most SVC_MAX_PER_SIDE samples per side, C rescaled
+#    (VERSION 1: all of D_t and |D_t| samples of D_r, C = 3)
+
+# confidence-SVC: most samples per side (D_r, D_t) of the RBF fit, drawn with the request's
+# seed; chosen on its measured cost and effect on the value (docs/evaluation.md, "Subsamples in the attacks").
+SVC_MAX_PER_SIDE = 2_000
 
 
 
@@ -157,6 +164,8 @@ def confidence_svc(
     confidence_test: np.ndarray,
     confidence_forget: np.ndarray,
     seed: int = 0,
+    max_per_side: int | None = None,
+    rescale: bool = True,
 ) -> float:
     """confidence-SVC "MIA-efficacy" (as in SalUn, Fan et al. ICLR 2024, and
     sparsity-aware unlearning, Jia et al. NeurIPS 2023).
@@ -165,17 +174,33 @@ def confidence_svc(
     kernel="rbf")`` fit on |D_t| samples of D_r (member, 1, seeded draw) vs D_t
     (0); return the share of D_f predicted non-member.  Higher = more
     forgotten; retrain is near 1 (100 %) for a forgotten class.
+
+    The fit's cost grows about quadratically with its size, so it sees at most
+    ``max_per_side`` samples per side (default :data:`SVC_MAX_PER_SIDE`; ``0``:
+    no cap): ``n = min(|D_t|, max_per_side)`` of D_r, then ``n`` of D_t, drawn
+    without replacement by one generator seeded with ``seed`` (a side already at
+    ``n`` is kept whole, so below the cap this is the recipe above, exactly).
+    With ``rescale`` (the default), a capped fit uses ``C = 3 |D_t| / n``: its
+    hinge sum, scaled up by ``|D_t| / n``, estimates the uncapped fit's, so it
+    solves the same objective; without it the subsample's weaker data term
+    biases the value (docs/evaluation.md, "Subsamples in the attacks", gives both, measured).
     """
     from sklearn.svm import SVC
 
     r = _as_1d("confidence_retain", confidence_retain, 2)
     t = _as_1d("confidence_test", confidence_test, 2)
     f = _as_1d("confidence_forget", confidence_forget, 1)
+    cap = SVC_MAX_PER_SIDE if max_per_side is None else int(max_per_side)
+    if cap < 0 or cap == 1:
+        raise ConfigError(f"max_per_side must be 0 (no cap) or at least 2, got {max_per_side}")
+    n = len(t) if cap == 0 else min(len(t), cap)
+    c = 3.0 * len(t) / n if rescale else 3.0
     rng = np.random.default_rng(int(seed))
-    r = _subsample(r, len(t), rng)
+    r = _subsample(r, n, rng)
+    t = _subsample(t, n, rng)
     x = np.concatenate([r, t])[:, None]
     members = np.concatenate([np.ones(len(r)), np.zeros(len(t))])
-    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, members)
+    clf = SVC(C=c, gamma="auto", kernel="rbf").fit(x, members)
     return float(1.0 - clf.predict(f[:, None]).mean())
 
 
@@ -234,6 +259,13 @@ def epsilon_null(n_unlearned: int, n_retrain: int, draws: int = 20, seed: int = 
                           for _ in range(int(draws))]))
 
 
+def _probe_draw(n: int, max_train: int, seed: int) -> np.ndarray:
+    """Sorted indices of the linear probe's train samples: all ``n``, or a seeded draw of ``max_train``."""
+    if n <= max_train:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(int(seed)).choice(n, size=max_train, replace=False))
+
+
 def linear_probe(
     features_train: np.ndarray,
     labels_train: np.ndarray,
@@ -267,7 +299,7 @@ def linear_probe(
     if len(np.unique(ytr)) < 2:
         raise ConfigError("the linear probe needs train samples of at least two classes")
     if len(xtr) > max_train:
-        keep = np.sort(np.random.default_rng(int(seed)).choice(len(xtr), size=max_train, replace=False))
+        keep = _probe_draw(len(xtr), max_train, seed)
         xtr, ytr = xtr[keep], ytr[keep]
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     with warnings.catch_warnings():
@@ -307,8 +339,8 @@ ATTACKS: dict[str, Attack] = {
         Attack(
             "confidence-SVC",
             "higher = more forgotten; target = retrain's value (near 1 for a forgotten class)",
-            "SVC(C=3, gamma=auto, rbf) on p(true class), |D_t| samples of D_r (1) vs D_t (0); "
-            "share of D_f predicted non-member (MIA-efficacy)",
+            f"SVC(C=3, gamma=auto, rbf) on p(true class), n = min(|D_t|, {SVC_MAX_PER_SIDE}) seeded samples "
+            "of D_r (1) vs n of D_t (0), C scaled by |D_t| / n; share of D_f predicted non-member (MIA-efficacy)",
         ),
         Attack(
             "epsilon-vs-retrain",
@@ -414,9 +446,11 @@ def run_attacks(
                 )
                 out[name]["null"] = epsilon_null(int(fte.sum()), int(fte.sum()), seed=seed)
         elif name == "linear probe":
+            # the probe's own seeded draw, made here so that only the drawn samples are embedded
+            keep = torch.from_numpy(_probe_draw(len(x_tr), probe_max_train, seed))
             value = linear_probe(
-                penultimate_features(model, x_tr),
-                y_tr.numpy(),
+                penultimate_features(model, x_tr[keep]),
+                y_tr[keep].numpy(),
                 penultimate_features(model, x_te[f_te]),
                 y_te[f_te].numpy(),
                 seed=seed,
@@ -430,6 +464,7 @@ __all__ = [
     "ATTACKS",
     "Attack",
     "DELTA",
+    "SVC_MAX_PER_SIDE",
     "confidence_svc",
     "entropy_lr",
     "epsilon_null",
