@@ -118,8 +118,8 @@ def retrain(
 class Selection:
     """The rule that picks a forgetting baseline's hyperparameters from validation A_R and E_F (%).
 
-    1. *target*: among the candidates whose E_F reaches ``target_e_f`` and that have not
-       collapsed (A_R at least ``collapse_ratio`` times the original's A_R), the largest A_R;
+    1. *target*: among the candidates whose E_F reaches ``target_e_f`` and that have kept
+       A_R at least ``collapse_ratio`` times the original's A_R, the largest A_R;
     2. *retain budget*: if there is none, among the candidates whose A_R is at most ``max_drop``
        points below the original's, the largest E_F (then the largest A_R);
     3. *least damage*: if there is none either, the largest A_R.
@@ -128,11 +128,15 @@ class Selection:
     methods) can prefer a model that forgets by collapsing (A_R 40, E_F 100 scores above
     A_R 95, E_F 40); this rule cannot: a collapsed model is never in tier 1, and it loses
     more than ``max_drop`` points, so it is never in tier 2.
+
+    ``collapse_ratio`` 0.95 was chosen on validation splits only (``docs/baselines.md``, made by
+    ``python benchmarks/validation_studies.py --study selection``): the ratio 0.5 used before let
+    tier 1 take candidates that had lost up to half of the original's A_R.
     """
 
     target_e_f: float = 99.0  # E_F (%) that counts as forgotten (the kit's results count E_F >= 99)
     max_drop: float = 5.0  # retain budget: the most validation A_R points tier 2 may lose
-    collapse_ratio: float = 0.5  # tier 1 refuses a model that lost half of the original's A_R
+    collapse_ratio: float = 0.95  # tier 1 refuses a model that lost more than 5 % of the original's A_R
 
     TIERS = {2: "target", 1: "retain budget", 0: "least damage"}
 

@@ -19,9 +19,13 @@ call, hyperparameter search included, measured with ``time.perf_counter``),
 its backward passes (one per sample whose gradient was taken, |C| for the
 code Fisher) and what was chosen.
 
-Hyperparameters are chosen on the validation split only, by the score
-``A_R + E_F`` on validation (both in %, the paper's criterion moved from
-test to validation); ties go to the first candidate in grid order.
+Hyperparameters are chosen on the validation split only: the tuned
+baselines (Fisher forgetting, SSD, NegGrad, NegGrad+) by
+:class:`~mnemonic_mu.algorithms.baselines.Selection` (the best A_R among
+candidates that forget without losing more than 5 % of the original's A_R,
+then stated fallbacks), ``mnemonic_tuned`` by ``A_R + E_F`` (the paper's
+criterion moved from test to validation); ties go to the first candidate in
+grid order.
 """
 
 from __future__ import annotations

@@ -146,11 +146,12 @@ INPUT_MODEL: dict[str, str] = {name: "original" for name in METHODS} | {"ours_wi
 # sweep and the report recompute that method's rows (mnemonic_mu.io.store).
 VERSIONS: dict[str, int] = {name: 1 for name in METHODS} | {
     "mnemonic_calibrated": 2,
-    # the reference implementations' estimators and defaults, the Selection rule (baselines.py)
-    "fisher_forgetting": 2,
-    "ssd": 2,
-    "neggrad": 2,
-    "neggrad_plus": 2,
+    # 2: the reference implementations' estimators and defaults, the Selection rule (baselines.py);
+    # 3: Selection's collapse_ratio 0.5 -> 0.95 (chosen on validation: benchmarks/validation_studies.py)
+    "fisher_forgetting": 3,
+    "ssd": 3,
+    "neggrad": 3,
+    "neggrad_plus": 3,
 }
 
 
