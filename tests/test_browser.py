@@ -163,13 +163,18 @@ def test_verdict_box_shows_the_runs_numbers(ci_report, page, tmp_path):
     assert box.locator("#v-gap-value").inner_text() == f"{step['gap_to_retrain']:.2f}"
     forgotten = box.locator("#v-forgotten .value").inner_text()
     assert forgotten == ("forgotten" if step["E_F"] >= 99 else "not forgotten")
-    assert box.locator("#v-counted").inner_text() == str(len(step["attacks"]))
+    # attacks the original sits inside retrain's band on have no signal and are not counted
+    counted = [a for a, r in step["attacks"].items() if not r["no_signal"]]
+    assert box.locator("#v-counted").inner_text() == str(len(counted))
     chips = box.locator(".chip").all_inner_texts()
     assert len(chips) == len(step["attacks"])
+    assert sum(c.endswith("no signal") for c in chips) == len(step["attacks"]) - len(counted)
     assert int(box.locator("#v-inside").inner_text()) == sum(c.endswith("inside") for c in chips)
+    assert int(box.locator("#v-inside").inner_text()) == sum(summary["band"]["inside"]["mnemonic"][a] for a in counted)
     warnings = box.locator("#v-warnings li").all_inner_texts()
     assert warnings == ([f"warning: {w}" for w in step["warnings"]] or ["The step raised no warnings."])
-    assert "within 0.05 of retrain's value" in box.inner_text()  # the band rule is stated
+    n = len(summary["band"]["seeds"])
+    assert f"the run's retrain band, {n} retrain references" in box.inner_text()  # the band rule is stated
 
 
 @pytest.mark.slow
