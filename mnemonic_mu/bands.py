@@ -167,7 +167,7 @@ def aggregate(requests: list[tuple[dict, dict[str, dict], dict[int, dict]]]) -> 
         flags = {c: s[a]["separates"] for c, s in per_class.items() if a in s}
         sig[a] = {"classes_with_signal": sum(flags.values()), "n_classes": len(flags),
                   "no_signal": not any(flags.values()), "per_class": flags}
-    (r,) = n_band if len(n_band) == 1 else (min(n_band),)
+    r = min(n_band)  # every request of a sweep has the same band seeds
     return {"rule": RULE, "n_band": r, "n_requests": len(requests), "inside": counts, "signal": sig,
             "expected_inside": {m: expected_inside(m, r) for m in METRICS}}
 

@@ -371,7 +371,8 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
     device = setup(s)
     dataset = dataset or pipeline.load_data(s)
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
-    checkpoints = load_models(s, load_stage(s, "02_training"), ("original", "retrain", "no_codes"), device)
+    band_roles = [band_role(b) for b in s.band_seeds]
+    checkpoints = load_models(s, load_stage(s, "02_training"), ("original", "retrain", "no_codes", *band_roles), device)
     models = {role: checkpoints[role].model for role in ("original", "retrain", "no_codes")}
     models["mnemonic"] = load_unlearned(load_stage(s, "04_unlearning"), device)
     groups = sample_groups(dataset, forget_classes)
@@ -384,8 +385,7 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
     }
     scores = {role: pipeline.score(models[role], models["retrain"], dataset, s) for role in MEMBERSHIP_ROLES}
     attacks = {role: row["attacks"] for role, row in scores.items()}
-    band = load_models(s, load_stage(s, "02_training"), [band_role(b) for b in s.band_seeds], device)
-    band_scores = {b: pipeline.score(band[band_role(b)].model, models["retrain"], dataset, s) for b in s.band_seeds}
+    band_scores = {b: pipeline.score(checkpoints[band_role(b)].model, models["retrain"], dataset, s) for b in s.band_seeds}
     result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks, "scores": scores,
               "band_scores": band_scores}
     art = save_stage(s, "05_membership_evaluation", result, device, time.perf_counter() - start)
@@ -406,7 +406,8 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
     dataset = dataset or pipeline.load_data(s)
     training = load_stage(s, "02_training")
     unlearning = load_stage(s, "04_unlearning").result
-    scores = load_stage(s, "05_membership_evaluation").result["scores"]
+    membership = load_stage(s, "05_membership_evaluation").result
+    scores = membership["scores"]
     rows = {role: dict(scores[role]) | dict(training.result["models"][role]) for role in pipeline.ROLES}
     for row in rows.values():
         row.pop("history", None)
@@ -421,7 +422,6 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
         for name in s.baselines:
             rows[name] = pipeline.score_method(name, s, dataset, models, data)
     pipeline.add_gaps(rows)
-    membership = load_stage(s, "05_membership_evaluation").result
     band_rows = {int(b): dict(row) | dict(training.result["band"][band_role(int(b))])
                  for b, row in membership.get("band_scores", {}).items()}
     for row in band_rows.values():

@@ -87,12 +87,18 @@ def band_request(s: Settings, band_seed: int) -> Settings:
     return s.replace(seed=int(band_seed), band_seeds=())
 
 
+def train_band_reference(s: Settings, dataset: Dataset, band_seed: int, device=None,
+                         progress: bool = False) -> tuple[Checkpoint, bool]:
+    """``(checkpoint, from_cache)`` of the retrain reference of the request of ``s`` trained
+    with seed ``band_seed`` (own initial weights, codes and batch order; cached like every
+    model, so the requests of a sweep that forget the same class share it)."""
+    return train_models(band_request(s, band_seed), dataset, ("retrain",), device, progress)["retrain"]
+
+
 def train_band(s: Settings, dataset: Dataset, device=None, progress: bool = False) -> dict[int, tuple[Checkpoint, bool]]:
-    """``{band seed: (checkpoint, from_cache)}``: the retrain reference of the request of ``s``
-    for each of ``s.band_seeds`` (own initial weights, codes and batch order; cached like
-    every model, so the requests of a sweep that forget the same class share them)."""
+    """``{band seed: (checkpoint, from_cache)}``: :func:`train_band_reference` for each of ``s.band_seeds``."""
     device = device or setup(s)
-    return {b: train_models(band_request(s, b), dataset, ("retrain",), device, progress)["retrain"] for b in s.band_seeds}
+    return {b: train_band_reference(s, dataset, b, device, progress) for b in s.band_seeds}
 
 
 # --------------------------------------------------------------------------
@@ -218,9 +224,13 @@ def add_gaps(rows: dict[str, dict], ref: dict | None = None) -> dict[str, dict]:
 def score_band(s: Settings, band: dict[int, Checkpoint], retrain_model: torch.nn.Module, dataset: Dataset,
                retrain_row: dict) -> dict[int, dict]:
     """``{band seed: row}``: each band reference scored like a method against the request's
-    retrain (:func:`score`, gap and ToW against ``retrain_row``)."""
-    rows = {b: score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset) for b, ck in band.items()}
-    return add_gaps(rows, retrain_row)
+    retrain (:func:`band_row`, gap and ToW against ``retrain_row``)."""
+    return add_gaps({b: band_row(s, ck, retrain_model, dataset) for b, ck in band.items()}, retrain_row)
+
+
+def band_row(s: Settings, ck: Checkpoint, retrain_model: torch.nn.Module, dataset: Dataset) -> dict:
+    """One band reference's row: :func:`score` against the request's retrain, and its :func:`reference_row`."""
+    return score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset)
 
 
 # --------------------------------------------------------------------------
@@ -314,6 +324,7 @@ __all__ = [
     "Unlearned",
     "add_gaps",
     "band_request",
+    "band_row",
     "best_lambdas",
     "code_fishers",
     "compare_to_retrain",
@@ -331,6 +342,7 @@ __all__ = [
     "score_band",
     "score_method",
     "train_band",
+    "train_band_reference",
     "train_models",
 ]
 

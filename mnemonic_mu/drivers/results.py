@@ -129,14 +129,13 @@ def retrain_band_A_R(rows: list[dict], band_rows: list[dict] | None = None) -> d
     (max - min) of the band references' A_R (each band seed's retrain of that class, once;
     without band rows: the sweep's own retrain references over its seeds); and the mean and
     largest spread over classes (0 with one seed)."""
+    if band_rows:  # one model per (band seed, class), whichever request scored it
+        refs = [r for _, r in sorted({(r["band_seed"], r["forget_class"]): r for r in band_rows}.items())]
+    else:
+        refs = [r for r in rows if r["method"] == "retrain"]
     per: dict[str, list[float]] = {}
-    if band_rows:
-        once = {(r["band_seed"], r["forget_class"]): r for r in band_rows}  # one model per (band seed, class)
-        for (_, c), r in sorted(once.items()):
-            per.setdefault(str(c), []).append(float(r["A_R"]))
-    for r in rows if not band_rows else ():
-        if r["method"] == "retrain":
-            per.setdefault(str(r["forget_class"]), []).append(float(r["A_R"]))
+    for r in refs:
+        per.setdefault(str(r["forget_class"]), []).append(float(r["A_R"]))
     classes = {c: {"min": min(v), "max": max(v), "spread": max(v) - min(v), "n_seeds": len(v)} for c, v in per.items()}
     spreads = [v["spread"] for v in classes.values()]
     return {"per_class": classes, "spread_mean": float(np.mean(spreads)), "spread_max": float(np.max(spreads))}
@@ -258,7 +257,7 @@ def render_results(summaries: list[dict]) -> str:
         hw = summary["hardware"]
         out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
                 table(summary),
-                *([paper_line(summary), ""] if paper_line(summary) else []),
+                *([paper, ""] if (paper := paper_line(summary)) else []),
                 *(["Every metric beside retrain's seed band:", "", band_table(summary)] if summary.get("bands") else []),
                 f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
                 f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "

@@ -193,13 +193,14 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
     band = []
     for b in s.band_seeds:  # the band references, each scored against this request's retrain like a method
         def band_row(b=b):
-            ck = pipeline.train_models(pipeline.band_request(s, b), dataset, ("retrain",), device)["retrain"][0]
-            return pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset) | {
-                "reference": True, "band": True, "band_seed": b}
+            ck, _ = pipeline.train_band_reference(s, dataset, b, device)
+            return pipeline.band_row(s, ck, model("retrain").model, dataset) | {"reference": True, "band": True,
+                                                                               "band_seed": b}
         band.append(cached(f"band{b}", band_row))
     retrain = next(r for r in out if r["method"] == "retrain")
     for r in out + band:
-        r["gap"], r["tow"] = pipeline.compare_to_retrain(r, retrain).values()
+        compared = pipeline.compare_to_retrain(r, retrain)
+        r["gap"], r["tow"] = compared["gap_to_retrain"], compared["tow"]
     return out + band
 
 
