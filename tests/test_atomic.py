@@ -268,6 +268,39 @@ def test_checkpoint_records_sha256_and_keeps_codes_private(tmp_path):
     assert check_checkpoint(folder) == 4
 
 
+def _write_under_umask(mask: int, root: str) -> None:
+    """In a forked child (the umask is process-wide): a result file, a checkpoint as the cache
+    writes it, and the umask the kit reads, under ``mask``."""
+    from mnemonic_mu.io import artifacts
+
+    os.umask(mask)
+    torch.set_num_threads(1)
+    root = Path(root)
+    write_json(root / "result.json", {"A_R": 1.0})
+    save_version(root / "ck", 1)
+    seen = artifacts.current_umask()
+    artifacts._PROC_STATUS = str(root / "no-such-file")  # the fallback: an os.umask round trip
+    fallback = artifacts.current_umask()
+    os._exit(0 if seen == fallback == mask and os.umask(mask) == mask else 3)
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_follow_the_umask_but_the_codes_stay_private(mask, file_mode, dir_mode, tmp_path):
+    """Under umask 022 a group can read a shared cache and results folder; under 077 nobody else
+    can; codes.pt is owner-only (0600) either way (docs/troubleshooting.md, "Security")."""
+    child = FORK.Process(target=_write_under_umask, args=(mask, str(tmp_path)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the umask read from /proc and by the fallback should both equal the one set"
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    ck = tmp_path / "ck"
+    assert mode(tmp_path / "result.json") == file_mode
+    assert mode(ck) == dir_mode  # the checkpoint folder (made by staging_dir)
+    assert mode(ck / MODEL_FILE) == file_mode and mode(ck / MANIFEST) == file_mode
+    assert mode(ck / CODES_FILE) == 0o600
+    assert check_checkpoint(ck) == 1
+
+
 def test_generic_artifact_folder_is_verified(tmp_path):
     final = tmp_path / "stage"
     with staging_dir(final) as tmp:

@@ -10,6 +10,11 @@ Rules every stage follows (README, "Artifacts"):
 * Cache keys are short hashes of the canonical JSON of a stage's settings,
   chained to the upstream key.
 * :func:`file_lock` serialises two runs that compute the same key.
+* Written files and folders get the permissions the user's umask gives a
+  plain ``open``/``mkdir`` (``0o666`` / ``0o777`` minus the umask, so a group
+  can read a shared cache under umask 022), not the owner-only ``0o600`` /
+  ``0o700`` of :mod:`tempfile`; a caller that passes ``mode`` (the codes,
+  ``0o600``) gets exactly that mode.
 """
 
 from __future__ import annotations
@@ -21,12 +26,36 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import CheckpointError
 
 MANIFEST = "manifest.json"
+_PROC_STATUS = "/proc/self/status"  # Linux: holds the process's umask ("Umask:\t0022")
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    Linux reports it in ``/proc/self/status``.  Elsewhere the only way is an ``os.umask``
+    round trip, which changes the process-wide value for an instant: it is done under a
+    lock, through the most private value (``0o077``), so a file another thread creates in
+    that instant is at worst owner-only, never more open than the user asked for.
+    """
+    try:
+        with open(_PROC_STATUS) as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -48,17 +77,19 @@ def settings_key(settings: dict, upstream: str | None = None, length: int = 12) 
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``.
+
+    The file gets ``mode`` if given, else what the umask gives a new file (``0o666 & ~umask``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # created 0o600
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode if mode is not None else 0o666 & ~current_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -91,12 +122,14 @@ def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     The swap is two renames (old out of the way, new into place); a run killed
     between them leaves no artifact rather than a broken one.  On an error
-    the temporary folder is removed and ``final`` is untouched.
+    the temporary folder is removed and ``final`` is untouched.  The folder gets
+    what the umask gives a new folder (``0o777 & ~umask``).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))  # created 0o700
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
         old = None
         if final.exists():
@@ -170,6 +203,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "canonical_json",
+    "current_umask",
     "file_lock",
     "settings_key",
     "sha256_file",
