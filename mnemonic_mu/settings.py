@@ -16,6 +16,8 @@ back to :func:`default`, so the kit has one table of defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import inspect
 import math
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,27 @@ def _validate(s: Settings) -> None:
         raise ConfigError("forget_classes is empty; name at least one class, e.g. [0]")
     # every named dataset but 'synthetic' has 10 classes: check the request before anything runs
     check_forget_classes(s.forget_classes, 10 if s.dataset != "synthetic" else 10**9)
-    resolve_device(s.device)  # 'cuda' on a machine without one fails here, not after training
+    try:
+        resolve_device(s.device)  # 'cuda' on a machine without one fails here, not after training
+    except DeviceError:
+        if _CHECK_DEVICE.get():
+            raise
+
+
+_CHECK_DEVICE = contextvars.ContextVar("mnemonic_mu_check_device", default=True)
+
+
+@contextlib.contextmanager
+def device_check_deferred():
+    """Settings built inside this block check the device's spelling but not that *this* machine
+    has it: for a preview of a job that runs elsewhere (``sweep --backend slurm --dry-run`` on a
+    login node without a GPU), never for a run.  Such settings fail again when rebuilt outside
+    it (``replace`` validates anew)."""
+    token = _CHECK_DEVICE.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_DEVICE.reset(token)
 
 
 # --------------------------------------------------------------------------
@@ -448,6 +470,7 @@ __all__ = [
     "check_recipe",
     "comments",
     "default",
+    "device_check_deferred",
     "defaults_table",
     "from_args",
     "load_profile",

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -19,7 +21,7 @@ import pytest
 from mnemonic_mu.drivers import executor as X
 from mnemonic_mu.drivers import sweep as S
 from mnemonic_mu.drivers.cli import main
-from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.errors import ConfigError, DeviceError
 from mnemonic_mu.settings import Settings
 
 # the task wrappers below travel to the worker processes by value (they cannot import this file)
@@ -108,7 +110,137 @@ def test_slurm_dry_run_prints_the_job_script(capsys):
     gpu = X.slurm_job_script(gpu=True, memory="8GB")
     assert "#SBATCH --gres=gpu:1" in gpu and "--resources GPU=1" in gpu and "#SBATCH --mem=8G" in gpu
     assert main(["sweep", "--dry-run"]) == 2  # needs --backend slurm
-    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:1"]) == 2  # needs --backend dask
+    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:1"]) == 2  # implies --backend dask; nothing listens there
+
+
+def test_a_dry_run_starts_nothing_and_previews_a_gpu_job_without_a_gpu(monkeypatch, capsys):
+    """``--dry-run`` renders the job script only: no scheduler, cluster, process or listening socket
+    (each would fail here), and a ``cuda`` job is previewed on a machine without CUDA.  A real run
+    still checks the device."""
+    import dask_jobqueue
+    import distributed
+    import torch
+
+    def started(*args, **kwargs):
+        raise AssertionError("a dry run started something")
+
+    for owner, name in ((distributed.Scheduler, "__init__"), (distributed.LocalCluster, "__init__"),
+                        (dask_jobqueue.SLURMCluster, "__init__"), (subprocess.Popen, "__init__"),
+                        (socket.socket, "bind"), (socket.socket, "listen")):
+        monkeypatch.setattr(owner, name, started)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["sweep", "--backend", "slurm", "--dry-run", "--device", "cuda", "--jobs", "3"]) == 0
+    script = capsys.readouterr().out
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script
+    assert X.SCRIPT_SCHEDULER in script and "# 3 such job(s)" in script
+    # the device check is skipped for the preview only
+    with pytest.raises(DeviceError, match="no usable CUDA GPU"):
+        Settings(device="cuda")
+    assert main(["sweep", "--backend", "slurm", "--device", "cuda"]) == 2
+    assert "no usable CUDA GPU" in capsys.readouterr().err
+    assert main(["sweep", "--backend", "slurm", "--dry-run", "--device", "gpu"]) == 2  # a preview checks the spelling
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+
+
+def test_scheduler_implies_the_dask_backend(monkeypatch, capsys):
+    """``--scheduler ADDR`` alone means ``--backend dask``; with ``--backend slurm`` or ``local`` it is
+    refused with a line saying why."""
+    def make(backend, jobs, **options):
+        raise ConfigError(f"made backend={backend} scheduler={options.get('scheduler')} "
+                          f"connect_timeout={options.get('connect_timeout')}")
+
+    monkeypatch.setattr(X, "make_executor", make)
+    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:8786", "--connect-timeout", "3"]) == 2
+    assert "made backend=dask scheduler=tcp://127.0.0.1:8786 connect_timeout=3.0" in capsys.readouterr().err
+    assert main(["sweep", "--jobs", "2", "--no-progress"]) == 2  # without --scheduler: still local, so refused
+    assert "--retries and --progress need --backend dask or slurm" in capsys.readouterr().err
+    for backend, why in (("slurm", "starts its own scheduler"), ("local", "runs on this machine's processes")):
+        assert main(["sweep", "--backend", backend, "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+        err = capsys.readouterr().err
+        assert f"--backend {backend} {why}" in err and "drop --scheduler or --backend" in err
+    assert main(["sweep", "--connect-timeout", "3"]) == 2
+    assert "--connect-timeout needs --backend dask" in capsys.readouterr().err
+
+
+def test_cluster_options_are_checked(tmp_path):
+    """Addresses, scheduler files, worker memory and wall times: what is accepted, and one line for
+    what is not (the CLI's cases are in tests/test_bad_input.py)."""
+    for ok in ("tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://node7.cluster:8786", "tcp://[::1]:8786"):
+        assert X.check_scheduler_address(ok) == ok
+    (tmp_path / "scheduler.json").write_text(json.dumps({"type": "Scheduler", "address": "tls://10.0.0.5:8786"}))
+    assert X.check_scheduler_address(str(tmp_path / "scheduler.json")) == "tls://10.0.0.5:8786"
+    (tmp_path / "bad.json").write_text(json.dumps({"address": "10.0.0.5"}))
+    with pytest.raises(ConfigError, match="the address in scheduler file .*bad.json '10.0.0.5' is not a scheduler "
+                                          "address: it needs HOST:PORT"):
+        X.check_scheduler_address(str(tmp_path / "bad.json"))
+    for bad in ("127.0.0.1:8786x", "tcp://node7", "tcp://node7:0", "tcp://node7:65536", "tcp://:8786"):
+        with pytest.raises(ConfigError, match="is not a scheduler address: it needs HOST:PORT with a port number"):
+            X.check_scheduler_address(bad)
+    with pytest.raises(ConfigError, match="unknown protocol 'http'"):
+        X.check_scheduler_address("http://node7:8786")
+    for ok in ("4GB", "2500MB", "3.5GiB", "8 GB"):
+        assert X.check_memory(ok) == ok
+    for bad, why in (("4", "needs a unit"), ("GB", "needs a unit"), ("4XB", "unknown unit"), ("100MB", "too small")):
+        with pytest.raises(ConfigError, match=f"worker memory .* {why}"):
+            X.check_memory(bad)
+    for ok in ("90", "90:30", "04:00:00", "48:00:00", "2-12", "2-12:30", "2-12:30:00"):
+        assert X.check_walltime(ok) == ok
+        assert f"#SBATCH -t {ok}\n" in X.slurm_job_script(walltime=ok)
+    for bad in ("4h", "1:60", "01:00:60", "1-24", "1-2:3:4:5", "", "-1", "02:00:00.5"):
+        with pytest.raises(ConfigError, match="is not a SLURM time limit; use minutes"):
+            X.check_walltime(bad)
+    with pytest.raises(ConfigError, match="needs a unit"):
+        X.slurm_cluster_options(memory="4")  # the library path is checked too, not only the CLI
+
+
+def test_connect_timeout_precedence(monkeypatch):
+    """``--connect-timeout`` first, then Dask's distributed.comm.timeouts.connect if the user set it
+    (dask.config.set, or DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT), then the kit's default."""
+    import dask
+
+    assert X.resolve_connect_timeout() == X.CONNECT_TIMEOUT == 5.0
+    assert X.resolve_connect_timeout(2) == 2.0
+    with dask.config.set({X.CONNECT_SETTING: "12s"}):
+        assert X.resolve_connect_timeout() == 12.0 and X.resolve_connect_timeout(0.5) == 0.5
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "30s")  # Dask's default value, set on purpose
+    assert X.resolve_connect_timeout() == 30.0
+    monkeypatch.delenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT")
+    for bad in (0, -1, float("nan"), "soon"):
+        with pytest.raises(ConfigError, match="the connect timeout must be a positive number of seconds"):
+            X.resolve_connect_timeout(bad)
+    with dask.config.set({X.CONNECT_SETTING: "soon"}):
+        with pytest.raises(ConfigError, match="is not a positive duration"):
+            X.resolve_connect_timeout()
+
+
+def test_a_scheduler_that_is_not_there_fails_fast_with_one_line(capsys):
+    """Nothing listens at the address: one line naming the address, the timeout and the option,
+    after the connect timeout (5 s by default, not Dask's own wait), well under 15 s."""
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    start = time.monotonic()
+    assert main(["sweep", "--scheduler", address]) == 2
+    took = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot reach the Dask scheduler at {address} within 5 s; check that `dask scheduler` runs there" in err
+    assert "--connect-timeout SECONDS" in err
+    assert 4 < took < 15, took
+    start = time.monotonic()
+    assert main(["sweep", "--scheduler", address, "--connect-timeout", "1"]) == 2
+    assert f"within 1 s;" in capsys.readouterr().err and time.monotonic() - start < 4
+
+
+def test_running_counts_at_most_one_task_per_thread():
+    """The progress bar's "running": a worker holds more tasks than it has threads (Dask sends the
+    next ones ahead); only as many as its threads execute."""
+    processing = {"w1": ["a", "b", "other"], "w2": ["c", "d"], "w3": []}
+    assert X.running_tasks(processing, {"w1": 1, "w2": 1, "w3": 4}, {"a", "b", "c", "d"}) == 2
+    assert X.running_tasks(processing, {"w1": 4, "w2": 1, "w3": 4}, {"a", "b", "c", "d"}) == 3
+    assert X.running_tasks(processing, {"w1": 1, "w2": 1}, set()) == 0
+    assert S.cluster_line({"workers": 2, "lost_workers": [], "rescheduled_tasks": 0}) == "workers: 2 seen, none lost"
 
 
 # --------------------------------------------------------------------------
@@ -139,6 +271,7 @@ def test_dask_sweep_through_the_cli_equals_the_local_one(local_sweep, tmp_path, 
     assert timing["train_seconds"] > 0 and timing["score_seconds"] > 0 and timing["queue_seconds"] >= 0
     one_row_each(result, out)
     assert not list((tmp_path / "cache").glob(X.MARKER_PREFIX + "*"))  # markers removed at close
+    assert "workers: 2 seen, none lost" in printed
 
 
 def _die_first(marker: str, fn, *args):
@@ -154,9 +287,11 @@ def _die_first(marker: str, fn, *args):
 
 
 class _KillOneWorker(X.DaskExecutor):
-    """A DaskExecutor whose first scoring task kills the worker running it."""
+    """A DaskExecutor whose first scoring task kills the worker running it; it notes the worker
+    processes alive when it closes."""
 
     def __init__(self, marker: Path, *args, **kwargs):
+        self.alive = None
         super().__init__(*args, **kwargs)
         self.marker = marker
 
@@ -165,26 +300,75 @@ class _KillOneWorker(X.DaskExecutor):
             fn = functools.partial(_die_first, str(self.marker), fn)
         return super().map(fn, args, label)
 
+    def close(self):
+        if self.alive is None:
+            self.alive = set(self.client.run(os.getpid).values())
+        super().close()
+
 
 @pytest.mark.slow
-def test_a_dead_worker_mid_sweep_costs_time_not_rows(local_sweep, tmp_path):
-    """A worker dies in the middle of the scoring stage: Dask reschedules its task on a live
-    worker; the sweep completes with every row exactly once and the local run's numbers."""
+def test_a_dead_worker_mid_sweep_costs_time_not_rows(local_sweep, tmp_path, monkeypatch, capsys):
+    """A worker dies in the middle of the scoring stage of ``mnemonic-mu sweep --backend dask``: Dask
+    reschedules its task on a live worker; the sweep completes with every row exactly once and the
+    local run's numbers, and its summary says a worker was lost."""
     marker = tmp_path / "killed"
-    ex = _KillOneWorker(marker, 2, retries=2, progress=False, worker_resources={})
-    try:
-        s = tiny(tmp_path / "cache")
-        result = S.run_sweep(s, CLASSES, SEEDS, out_dir=str(tmp_path / "out"), executor=ex)
-        dead = int(marker.read_text())
-        alive = set(ex.client.run(os.getpid).values())
-    finally:
-        ex.close()
-    assert dead not in alive  # that worker process is gone (its nanny started a new one)
+    made = []
+
+    def make(backend, jobs, **options):
+        assert backend == "dask" and options["retries"] == 2 and options["scheduler"] is None
+        made.append(_KillOneWorker(marker, jobs, worker_resources={}, **options))
+        return made[-1]
+
+    monkeypatch.setattr(X, "make_executor", make)
+    out = tmp_path / "out"
+    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "--threads", "1",
+               "--classes", "3", "--seeds", "0", "1", "--probe-max-train", "300", "--backend", "dask", "--jobs", "2",
+               "--retries", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)])
+    assert rc == 0
+    (ex,) = made
+    result = json.loads((out / "sweep.json").read_text())
+    dead = int(marker.read_text())
+    assert dead not in ex.alive  # that worker process is gone (its nanny started a new one)
     scored = [t for t in ex.timings.tasks if t["label"] == "score"]
     assert len(scored) == 2 and not any(t["failed"] for t in scored)
     assert all(not t["where"].endswith(f":{dead}") for t in scored)  # the killed attempt left no result
     assert numbers(result["rows"]) == numbers(local_sweep["rows"])
-    one_row_each(result, tmp_path / "out")
+    one_row_each(result, out)
+    info = result["environment"]["executor"]
+    assert len(info["lost_workers"]) == 1 and 1 <= info["rescheduled_tasks"] <= 2  # the task it ran (and one queued)
+    assert info["lost_workers"][0].startswith("tcp://127.0.0.1:")
+    assert (f"workers: 2 seen, 1 lost during the sweep ({info['lost_workers'][0]}); Dask rescheduled the "
+            f"{info['rescheduled_tasks']} task(s) they held on the other workers") in capsys.readouterr().out
+
+
+class _Bar:
+    """Stands in for the progress bar: keeps every "running" value it is shown."""
+
+    def __init__(self):
+        self.running = []
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **values):
+        self.running.append(values["running"])
+
+    def close(self):
+        pass
+
+
+@pytest.mark.slow
+def test_the_progress_bar_counts_only_executing_tasks(monkeypatch):
+    """2 one-thread workers and 8 tasks of 0.4 s: the scheduler hands each worker its next task
+    ahead (4 held), but at most 2 execute, and "running" never shows more than the threads."""
+    bar = _Bar()
+    monkeypatch.setattr(X, "_progress_bar", lambda total, label, enabled: bar if enabled else None)
+    with X.DaskExecutor(2, progress=True, worker_resources={}) as ex:
+        threads = sum(ex.client.nthreads().values())
+        assert ex.map(time.sleep, [(0.4,)] * 8, "nap") == [None] * 8
+        assert ex.describe()["lost_workers"] == [] and ex.describe()["rescheduled_tasks"] == 0
+    assert threads == 2 and len(bar.running) == 8
+    assert 1 <= max(bar.running) <= threads, bar.running
 
 
 @pytest.mark.slow

@@ -13,13 +13,19 @@ Backends:
 * ``dask``: a ``dask.distributed`` cluster.  With a scheduler address (the
   ``scheduler`` option, or Dask's own ``scheduler-address`` setting, which the
   environment variable ``DASK_SCHEDULER_ADDRESS`` sets) it connects to that
-  cluster; otherwise it starts a ``LocalCluster`` of ``jobs`` single-threaded
-  worker processes on the loopback interface.  A ready Dask cluster object
+  cluster, giving up after :func:`resolve_connect_timeout` seconds; otherwise it starts
+  a ``LocalCluster`` of ``jobs`` single-threaded worker processes on the
+  loopback interface.  A ready Dask cluster object
   (``cluster=``, for example a ``dask_jobqueue.PBSCluster``) or client
   (``client=``) can be passed too.
 * ``slurm``: a ``dask_jobqueue.SLURMCluster`` of ``jobs`` one-worker jobs
   (:func:`slurm_cluster_options`); :func:`slurm_job_script` returns the job
-  script such a cluster submits, without SLURM installed.
+  script such a cluster submits, without SLURM installed and without starting
+  anything.
+
+Bad input fails before anything starts, with one line saying what to give
+instead: a scheduler address (:func:`check_scheduler_address`), a worker's
+memory (:func:`check_memory`) and wall time (:func:`check_walltime`).
 
 Every backend records per task the time it was submitted (on the client) and
 the time it started and ended (measured inside the task, on the worker), so
@@ -35,12 +41,21 @@ stops the run with a :class:`~mnemonic_mu.errors.ConfigError` instead of
 silently training every model again on its own disk.  The marker stays until
 :meth:`DaskExecutor.close` and every task checks it before running, so a worker
 that joins later is refused too.
+
+A worker that dies while the executor runs (a crash, an OOM kill) is read from
+the scheduler's own event log (the ``remove-worker`` events Dask records, not
+those of workers retired on purpose): :meth:`DaskExecutor.describe` reports the
+lost workers and how many of this executor's tasks they held, which Dask ran
+again elsewhere.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import os
+import re
 import socket
 import sys
 import time
@@ -61,8 +76,17 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 # CIFAR-10 and ResNet-18 and keeps a worker clear of Dask's pause (80 %) and kill (95 %)
 # thresholds of its memory limit.
 SLURM_MEMORY = "4GB"
+# Below this a worker cannot hold Python, torch and the data (about 0.5 GiB of the peak above).
+MIN_WORKER_MEMORY = 512 * 2**20
 SLURM_WALLTIME = "02:00:00"
 GPU_RESOURCES = {"GPU": 1}
+# Seconds to reach a scheduler given by address before giving up (see resolve_connect_timeout): a
+# scheduler that answers does so within milliseconds on a cluster's network, and a wrong address
+# should not keep a user waiting for Dask's own default.
+CONNECT_TIMEOUT = 5.0
+CONNECT_SETTING = "distributed.comm.timeouts.connect"  # Dask's setting, honoured when the user set it
+# The job script's scheduler address in a dry run (dask-jobqueue's own placeholder; a real run fills it in)
+SCRIPT_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
 
 
 # --------------------------------------------------------------------------
@@ -245,6 +269,145 @@ def needs_gpu(args: Sequence[tuple]) -> bool:
 
 
 # --------------------------------------------------------------------------
+# Checks of the cluster options (one clear line each, before anything starts)
+
+_ADDRESS_HELP = ("give tcp://HOST:PORT as `dask scheduler` prints it (tls://HOST:PORT with TLS), or the path of "
+                 "the file its --scheduler-file wrote")
+
+
+def check_scheduler_address(address: str, source: str = "--scheduler") -> str:
+    """The address to connect to, from a scheduler address or a scheduler file.
+
+    An address is ``[PROTOCOL://]HOST:PORT`` with a protocol Dask knows (``tcp``, the default,
+    ``tls``, ``ws``, ``wss``, ``ucx``) and a port in 1..65535.  A value without ``://`` that
+    names a file, or looks like a path (``/`` or ``.json``), is read as the JSON file that
+    ``dask scheduler --scheduler-file PATH`` writes, and its ``address`` is checked the same
+    way.  ``source`` names where the value came from in the message.
+    """
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    text = str(address).strip()
+    if "://" not in text and (os.sep in text or text.endswith(".json") or Path(text).expanduser().is_file()):
+        path = Path(text).expanduser()
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{source} {text}: no such scheduler file; {_ADDRESS_HELP}") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{source} {text} is not a readable scheduler file ({type(exc).__name__}); "
+                              f"{_ADDRESS_HELP}") from None
+        found = info.get("address") if isinstance(info, dict) else None
+        if not isinstance(found, str):
+            raise ConfigError(f"scheduler file {text} holds no \"address\"; {_ADDRESS_HELP}")
+        return check_scheduler_address(found, f"the address in scheduler file {text}")
+    try:
+        scheme, location = parse_address(text)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{source} {text!r} is not a scheduler address; {_ADDRESS_HELP}") from None
+    known = sorted(set(registry.backends) - {"inproc"})  # inproc: within one process only
+    if scheme not in known:
+        raise ConfigError(f"{source} {text!r}: unknown protocol {scheme!r} (Dask knows {', '.join(known)}); "
+                          f"{_ADDRESS_HELP}")
+    try:
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        host, port = "", 0
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"{source} {text!r} is not a scheduler address: it needs HOST:PORT with a port number "
+                          f"from 1 to 65535; {_ADDRESS_HELP}")
+    return text
+
+
+def _dask_default(key: str):
+    """The value Dask and distributed ship for ``key`` (their own YAML defaults), or None."""
+    import dask
+
+    merged: dict = {}
+    for defaults in dask.config.defaults:
+        dask.config.update(merged, defaults)
+    return dask.config.get(key, None, config=merged)
+
+
+def resolve_connect_timeout(seconds: float | None = None) -> float:
+    """Seconds to try reaching a scheduler given by address before giving up.
+
+    Precedence: ``seconds`` (the option ``--connect-timeout``); else Dask's
+    ``distributed.comm.timeouts.connect`` when the user set it (a Dask config file, the
+    environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` or ``dask.config.set``);
+    else :data:`CONNECT_TIMEOUT`.  The client keeps the same value for its other Dask timeouts
+    (a reconnection after a lost connection, closing), as Dask does with its own setting.
+    """
+    if seconds is not None:
+        try:
+            value = float(seconds)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"the connect timeout must be a positive number of seconds, got {seconds!r} "
+                              f"(--connect-timeout; default {CONNECT_TIMEOUT:g})")
+        return value
+    import dask
+    import distributed  # noqa: F401 - registers distributed's defaults with dask.config
+    from dask.utils import parse_timedelta
+
+    configured = dask.config.get(CONNECT_SETTING, None)
+    if configured is None:
+        return CONNECT_TIMEOUT
+    from_user = dask.config.get(CONNECT_SETTING, None, config=dask.config.collect()) is not None
+    if not from_user and configured == _dask_default(CONNECT_SETTING):
+        return CONNECT_TIMEOUT
+    try:
+        value = parse_timedelta(configured, "s")
+    except (ValueError, TypeError, KeyError):
+        value = None
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"Dask's setting {CONNECT_SETTING} = {configured!r} is not a positive duration; "
+                          "fix it (e.g. 10s) or pass --connect-timeout SECONDS")
+    return float(value)
+
+
+_MEMORY_HELP = "give a number and a unit, e.g. 4GB (the default) or 2500MB"
+
+
+def check_memory(memory) -> str:
+    """A worker's memory as dask-jobqueue takes it: a number with a unit (``4GB``, ``2500MB``,
+    ``3.5GiB``), at least :data:`MIN_WORKER_MEMORY`.  A bare number would be read as bytes."""
+    from dask.utils import parse_bytes
+
+    text = str(memory).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[A-Za-z]+", text):
+        raise ConfigError(f"worker memory {text!r} needs a unit (a bare number would be bytes): {_MEMORY_HELP} "
+                          "(--worker-memory)")
+    try:
+        size = parse_bytes(text)
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(f"worker memory {text!r} has an unknown unit: {_MEMORY_HELP} (--worker-memory)") from None
+    if size < MIN_WORKER_MEMORY:
+        raise ConfigError(f"worker memory {text} is too small: one worker needs at least "
+                          f"{MIN_WORKER_MEMORY // 2**20}MiB for Python, torch and the data; {_MEMORY_HELP} "
+                          "(--worker-memory)")
+    return text
+
+
+# SLURM's forms of a time limit (sbatch --time): minutes, minutes:seconds, hours:minutes:seconds,
+# days-hours, days-hours:minutes, days-hours:minutes:seconds
+_HOURS, _SIXTY = r"([01]?\d|2[0-3])", r"[0-5]?\d"
+_WALLTIME_FORMS = (r"\d+", rf"\d+:{_SIXTY}", rf"\d+:{_SIXTY}:{_SIXTY}", rf"\d+-{_HOURS}", rf"\d+-{_HOURS}:{_SIXTY}",
+                   rf"\d+-{_HOURS}:{_SIXTY}:{_SIXTY}")
+
+
+def check_walltime(walltime) -> str:
+    """A SLURM time limit in one of the forms ``sbatch --time`` accepts (minutes, MM:SS, HH:MM:SS,
+    D-HH, D-HH:MM, D-HH:MM:SS; minutes and seconds below 60, hours after a day below 24)."""
+    text = str(walltime).strip()
+    if not any(re.fullmatch(form, text) for form in _WALLTIME_FORMS):
+        raise ConfigError(f"walltime {text!r} is not a SLURM time limit; use minutes (90), MM:SS, HH:MM:SS "
+                          "(04:00:00), D-HH, D-HH:MM or D-HH:MM:SS (1-12:00:00) (--walltime)")
+    return text
+
+
+# --------------------------------------------------------------------------
 # Dask
 
 
@@ -275,6 +438,7 @@ class DaskExecutor:
     ``progress``: a progress bar on stderr (``None``: when stderr is a terminal).
     ``check_shared``: refuse directories the workers cannot see (see module doc).
     ``wait_timeout``: seconds to wait for the first worker of an external cluster.
+    ``connect_timeout``: seconds to try reaching ``scheduler`` (:func:`resolve_connect_timeout`).
     """
 
     name = "dask"
@@ -282,7 +446,7 @@ class DaskExecutor:
     def __init__(self, jobs: int = 1, scheduler: str | None = None, *, cluster=None, client=None,
                  retries: int = 2, gpu: bool | None = None, worker_resources: dict | None = None,
                  progress: bool | None = None, check_shared: bool = True, wait_timeout: float = 120.0,
-                 kind: str = "dask"):
+                 connect_timeout: float | None = None, kind: str = "dask"):
         import dask
         from distributed import Client, LocalCluster
 
@@ -300,16 +464,25 @@ class DaskExecutor:
         self._own_cluster = self._own_client = False
         self._batch = 0
         self._workers_seen: set[str] = set()
-        scheduler = scheduler or dask.config.get("scheduler-address", None)
+        self._keys: set[str] = set()  # every task key this executor submitted
+        self.lost: dict[str, set[str]] = {}  # a worker lost while we ran -> our task keys it held
+        source = "--scheduler"
+        if not scheduler and dask.config.get("scheduler-address", None):
+            scheduler, source = dask.config.get("scheduler-address"), "Dask's scheduler-address (DASK_SCHEDULER_ADDRESS)"
         if client is not None:
             self.client, self.cluster = client, cluster
         elif cluster is not None:
             self.cluster, self.client, self._own_client = cluster, Client(cluster), True
         elif scheduler:
+            address = check_scheduler_address(scheduler, source)
+            timeout = resolve_connect_timeout(connect_timeout)
             try:
-                self.client = Client(scheduler, timeout=self.wait_timeout)
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+                self.client = Client(address, timeout=timeout)
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:
+                why = "" if str(exc).startswith("Timed out") else f" ({type(exc).__name__}: {exc})"  # not twice
+                raise ConfigError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; check "
+                                  "that `dask scheduler` runs there and that this machine can reach that host and "
+                                  "port, or wait longer with --connect-timeout SECONDS (docs/distributed.md)") from None
             self.cluster, self._own_client = None, True
         else:
             if worker_resources is None:
@@ -323,6 +496,31 @@ class DaskExecutor:
             self._own_cluster = self._own_client = True
         self.scheduler = self.client.scheduler.address
         self.dashboard = self._dashboard_link()
+        self._events_from = max((when for when, _ in self._events()), default=-math.inf)  # the scheduler's clock
+
+    def _events(self) -> list:
+        """The scheduler's ``all`` event log: ``(time, message)`` pairs (empty if it cannot be read)."""
+        try:
+            return list(self.client.get_events("all"))
+        except Exception:  # noqa: BLE001 - reporting lost workers must never break a run
+            return []
+
+    def _note_lost_workers(self) -> None:
+        """Record the workers the scheduler removed unexpectedly (not retired on purpose) since this
+        executor started: those it had seen, or that held one of its tasks."""
+        for when, msg in self._events():
+            if when <= self._events_from or not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+                continue
+            if msg.get("expected"):
+                continue
+            worker, held = msg.get("worker"), set(msg.get("processing-tasks") or ()) & self._keys
+            if worker in self._workers_seen or held:
+                self.lost.setdefault(worker, set()).update(held)
+
+    def _running(self, ours: set) -> int:
+        """Our tasks executing now: per worker, ours among the tasks it holds, at most its threads.
+        (A worker holds more tasks than it has threads: the scheduler sends the next ones ahead.)"""
+        return running_tasks(self.client.processing(), self.client.nthreads(), ours)
 
     def _dashboard_link(self) -> str | None:
         try:
@@ -410,26 +608,28 @@ class DaskExecutor:
         markers = tuple((kind, spec, self.token) for kind, spec in dirs) if self.check_shared else ()
         self._batch += 1
         keys = [f"mnemonic-{label}-{self._batch}-{i}-{self.token}" for i in range(len(args))]
+        self._keys.update(keys)
         submitted = time.time()
         futures = self.client.map(_run_task, [fn] * len(args), args, [markers] * len(args), key=keys, pure=False,
                                   retries=self.retries, resources=dict(GPU_RESOURCES) if gpu else None)
         index = {f.key: i for i, f in enumerate(futures)}
         failed: list = []
         bar = _progress_bar(len(futures), label, self.progress)
-        asked = 0.0
+        asked, running = 0.0, 0
         try:
             for f in as_completed(futures):
                 if f.status == "error":
                     failed.append(f)
                 if bar is not None:
                     bar.update(1)
-                    if time.monotonic() - asked > 0.5:  # "running": ours among the tasks the workers hold
+                    if time.monotonic() - asked > 0.5:  # refreshed at most twice a second
                         asked = time.monotonic()
-                        running = sum(1 for ks in self.client.processing().values() for k in ks if k in index)
+                        running = self._running(set(index))
                     bar.set_postfix(running=running, failed=len(failed), refresh=False)
         finally:
             if bar is not None:
                 bar.close()
+            self._note_lost_workers()
         ok = [f for f in futures if f.status == "finished"]
         outs = dict(zip((f.key for f in ok), self.client.gather(ok))) if ok else {}
         for f in futures:
@@ -444,9 +644,13 @@ class DaskExecutor:
         return self.timings.split()
 
     def describe(self) -> dict:
+        """Backend, workers seen, scheduler, dashboard, cluster, retries; ``lost_workers`` (addresses
+        of workers that died while this executor ran) and ``rescheduled_tasks`` (how many of its
+        tasks they held, which Dask ran again on other workers)."""
         return {"backend": self.kind, "workers": len(self._workers_seen) or self.jobs, "scheduler": self.scheduler,
                 "dashboard": self.dashboard, "cluster": type(self.cluster).__name__ if self.cluster else "external",
-                "retries": self.retries}
+                "retries": self.retries, "lost_workers": sorted(self.lost),
+                "rescheduled_tasks": len(set().union(*self.lost.values()))}
 
     def close(self) -> None:
         """Remove the markers; close the client and the cluster this executor started."""
@@ -464,6 +668,13 @@ class DaskExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def running_tasks(processing: dict, nthreads: dict, ours) -> int:
+    """How many of the tasks ``ours`` are executing: per worker (``processing``: worker -> the
+    keys it holds, ``nthreads``: worker -> threads, as ``Client.processing`` / ``Client.nthreads``
+    give them), ours among those it holds, but no more than its threads."""
+    return sum(min(sum(1 for k in keys if k in ours), int(nthreads.get(w, 0))) for w, keys in processing.items())
 
 
 def _progress_bar(total: int, label: str, enabled: bool):
@@ -487,8 +698,10 @@ def slurm_cluster_options(memory: str = SLURM_MEMORY, walltime: str = SLURM_WALL
     ``OMP_NUM_THREADS=1`` (and MKL / OpenBLAS) exported by the job script's prologue so
     torch uses one thread, and ``memory`` (see :data:`SLURM_MEMORY`).  With ``gpu`` the job
     asks SLURM for one GPU (``--gres=gpu:1``) and the worker advertises the Dask resource
-    ``GPU=1``, so tasks of a ``cuda`` sweep land only there.
+    ``GPU=1``, so tasks of a ``cuda`` sweep land only there.  ``memory`` and ``walltime`` are
+    checked (:func:`check_memory`, :func:`check_walltime`).
     """
+    memory, walltime = check_memory(memory), check_walltime(walltime)
     extra = list(job_extra_directives) + (["--gres=gpu:1"] if gpu else [])
     opts: dict[str, Any] = {
         "cores": 1, "processes": 1, "memory": memory, "walltime": walltime,
@@ -505,17 +718,16 @@ def slurm_cluster_options(memory: str = SLURM_MEMORY, walltime: str = SLURM_WALL
 def slurm_job_script(**options) -> str:
     """The job script a :func:`slurm_cluster_options` ``SLURMCluster`` would submit (a dry run).
 
-    Needs dask-jobqueue but no SLURM: the cluster's scheduler is started on 127.0.0.1 just to
-    render the script and closed at once, so the script's ``--scheduler`` address is a
-    placeholder; a real run shows this machine's address.  Takes the options of
-    :func:`slurm_cluster_options`.
+    Needs dask-jobqueue but no SLURM, and starts nothing (no scheduler, no cluster, no
+    process): it renders dask-jobqueue's own job (``SLURMJob``, what the cluster renders for its
+    ``job_script``) with the placeholder :data:`SCRIPT_SCHEDULER` as the scheduler's address,
+    which a real run fills in.  Takes the options of :func:`slurm_cluster_options`.
     """
-    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue.slurm import SLURMJob
 
     opts = slurm_cluster_options(**options)
-    opts["scheduler_options"] = {"host": "127.0.0.1", "dashboard_address": None} | opts.get("scheduler_options", {})
-    with SLURMCluster(**opts) as cluster:
-        return cluster.job_script()
+    opts.pop("scheduler_options", None)  # the cluster's, not the job's
+    return SLURMJob(SCRIPT_SCHEDULER, name="dummy-name", **opts).job_script()
 
 
 def slurm_executor(jobs: int = 1, *, retries: int = 2, gpu: bool | None = None, progress: bool | None = None,
@@ -553,10 +765,16 @@ def make_executor(backend: str = "local", jobs: int = 1, **options):
 
 __all__ = [
     "BACKENDS",
+    "CONNECT_TIMEOUT",
     "DaskExecutor",
     "LocalExecutor",
+    "check_memory",
+    "check_scheduler_address",
+    "check_walltime",
     "make_executor",
     "needs_gpu",
+    "resolve_connect_timeout",
+    "running_tasks",
     "shared_dirs",
     "slurm_cluster_options",
     "slurm_executor",

@@ -494,13 +494,19 @@ def add_subcommand(sub) -> None:
       "the LocalCluster's workers; --backend slurm: the SLURM jobs (one worker each)")
     a("--out-dir", default="", help="output folder (default reports/sweep/<dataset>-<key>)")
     g = p.add_argument_group("where the tasks run (docs/distributed.md)")
-    g.add_argument("--backend", choices=("local", "dask", "slurm"), default="local",
-                   help="local: this machine's processes (default); dask: a dask.distributed cluster "
-                   "(--scheduler, else a LocalCluster of --jobs workers); slurm: --jobs SLURM jobs via dask-jobqueue")
+    g.add_argument("--backend", choices=("local", "dask", "slurm"), default=None,
+                   help="local: this machine's processes (the default without --scheduler); dask: a dask.distributed "
+                   "cluster (--scheduler, else a LocalCluster of --jobs workers); slurm: --jobs SLURM jobs via "
+                   "dask-jobqueue")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask: connect to this scheduler, e.g. tcp://HOST:8786 (default: Dask's scheduler-address "
-                   "setting / DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
-    g.add_argument("--dry-run", action="store_true", help="slurm: print the worker job script and exit")
+                   help="connect to this Dask scheduler (implies --backend dask): tcp://HOST:8786, tls://HOST:8786 "
+                   "or the file of `dask scheduler --scheduler-file` (default: Dask's scheduler-address setting / "
+                   "DASK_SCHEDULER_ADDRESS with --backend dask, else a LocalCluster)")
+    g.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                   help="dask: seconds to try reaching the scheduler before giving up (default: Dask's "
+                   "distributed.comm.timeouts.connect if you set it, else 5)")
+    g.add_argument("--dry-run", action="store_true", help="slurm: print the worker job script and exit; starts "
+                   "nothing, and previews a GPU job from a machine without one")
     g.add_argument("--retries", type=int, default=None,
                    help="dask, slurm: reruns of a task that raised (default 2; a dead worker's tasks are "
                    "rescheduled by Dask anyway)")
@@ -516,37 +522,62 @@ def add_subcommand(sub) -> None:
     p.set_defaults(func=_cmd_sweep)
 
 
-def _cmd_sweep(args) -> int:
-    from .cli import settings_from_args
-    from .executor import make_executor, slurm_job_script
+def _backend(args) -> str:
+    """The backend: ``--backend``, else ``dask`` with ``--scheduler``, else ``local``."""
+    if args.scheduler and args.backend in ("local", "slurm"):
+        raise ConfigError(f"--scheduler connects to a running Dask scheduler (it implies --backend dask) but "
+                          f"--backend {args.backend} " + ("starts its own scheduler and SLURM workers"
+                                                          if args.backend == "slurm" else "runs on this machine's "
+                                                          "processes") + ": drop --scheduler or --backend")
+    return args.backend or ("dask" if args.scheduler else "local")
 
-    s = settings_from_args(args, SWEEP_OPTIONS)
+
+def cluster_line(info: dict) -> str:
+    """The sweep's line on its workers (``executor.describe()``): how many, and the lost ones."""
+    lost, again = info.get("lost_workers", []), info.get("rescheduled_tasks", 0)
+    if not lost:
+        return f"workers: {info['workers']} seen, none lost"
+    return (f"workers: {info['workers']} seen, {len(lost)} lost during the sweep ({', '.join(lost)}); "
+            f"Dask rescheduled the {again} task(s) they held on the other workers (results unaffected: every task "
+            "is idempotent)")
+
+
+def _cmd_sweep(args) -> int:
+    from ..settings import device_check_deferred
+    from .cli import settings_from_args
+    from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
+
+    backend = _backend(args)
     slurm = {"memory": args.worker_memory, "walltime": args.walltime, "queue": args.queue, "account": args.account}
     slurm = {k: v for k, v in slurm.items() if v is not None}
-    gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
-    if args.backend != "slurm" and (slurm or args.gpu_workers is not None or args.dry_run):
+    if backend != "slurm" and (slurm or args.gpu_workers is not None or args.dry_run):
         raise ConfigError("--worker-memory, --walltime, --queue, --account, --gpu-workers and --dry-run need "
                           "--backend slurm")
-    if args.backend != "dask" and args.scheduler:
-        raise ConfigError("--scheduler needs --backend dask")
-    if args.backend == "local" and (args.retries is not None or args.progress is not None):
+    if backend == "local" and (args.retries is not None or args.progress is not None):
         raise ConfigError("--retries and --progress need --backend dask or slurm")
-    if args.dry_run:
+    if backend != "dask" and args.connect_timeout is not None:
+        raise ConfigError("--connect-timeout needs --backend dask (it bounds the wait for a scheduler's address)")
+    if args.dry_run:  # a preview: starts nothing, and the job's GPU need not be on this machine
+        with device_check_deferred():
+            s = settings_from_args(args, SWEEP_OPTIONS)
+        gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
         print(slurm_job_script(gpu=gpu, **slurm), end="")
-        print(f"# {args.jobs} such job(s), one Dask worker each; the scheduler address above (127.0.0.1) "
-              "is a placeholder for this machine's, which a real run fills in")
+        print(f"# {args.jobs} such job(s), one Dask worker each; {SCRIPT_SCHEDULER} stands for this machine's "
+              "scheduler address, which a real run fills in")
         return 0
+    s = settings_from_args(args, SWEEP_OPTIONS)
+    gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
     options: dict = {}
-    if args.backend in ("dask", "slurm"):
+    if backend in ("dask", "slurm"):
         options = {"retries": 2 if args.retries is None else args.retries, "progress": args.progress}
-    if args.backend == "dask":
-        options["scheduler"] = args.scheduler
-    if args.backend == "slurm":
+    if backend == "dask":
+        options |= {"scheduler": args.scheduler, "connect_timeout": args.connect_timeout}
+    if backend == "slurm":
         options |= slurm | {"gpu": gpu or None}
-    executor = make_executor(args.backend, args.jobs, **options)
+    executor = make_executor(backend, args.jobs, **options)
     try:
         info = executor.describe()
-        if args.backend != "local":
+        if backend != "local":
             link = f"dashboard {info['dashboard']}" if info.get("dashboard") else "no dashboard (install bokeh)"
             print(f"Dask scheduler {info['scheduler']} ({info['cluster']}), {link}", flush=True)
         out_dir = str(Path(args.out_dir).expanduser().resolve()) if args.out_dir else ""  # workers elsewhere see one path
@@ -560,6 +591,8 @@ def _cmd_sweep(args) -> int:
     if "queue_seconds" in t:
         print(f"task time summed over workers: queueing {t['queue_seconds']:.1f} s, training "
               f"{t.get('train_seconds', 0.0):.1f} s, scoring {t.get('score_seconds', 0.0):.1f} s")
+    if backend != "local":
+        print(cluster_line(result["environment"]["executor"]))
     return 0
 
 
@@ -567,6 +600,7 @@ __all__ = [
     "PAPER_MNIST",
     "REFERENCES",
     "add_subcommand",
+    "cluster_line",
     "markdown_tables",
     "request_rows",
     "row_key",
