@@ -11,14 +11,17 @@ Every stage writes one folder ``<cache_dir>/stages/<stage>-<key>/`` through
 settings, the versions of the algorithms it runs and the keys of its upstream
 stages (:func:`stage_key`), so a notebook finds its input by recomputing the key
 from its parameters, never from a hard-coded path, and a result made by older
-code is never reused.  Asking for a stage that was not computed raises
-:class:`StageOrderError` naming the notebook to run first, unless
-``compute_upstream`` is set: then that stage's ``compute_*`` function runs here.
+code is never reused.  Asking for a stage that was not computed runs that stage's ``compute_*``
+function on the spot and says so in one logged line (``compute_upstream``, on by
+default, so a notebook whose parameters changed still runs from "Run all");
+with ``compute_upstream = False`` it raises :class:`StageOrderError` naming the
+notebook to run first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 
@@ -38,6 +41,8 @@ from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .io.data import Dataset
 from .runtime import environment, setup
 from .settings import Settings
+
+LOG = logging.getLogger(__name__)
 
 NOTEBOOKS = ("01_mnemonic_codes", "02_training", "03_fisher", "04_unlearning", "05_membership_evaluation", "06_report")
 
@@ -107,6 +112,8 @@ def load_stage(s: Settings, stage: str) -> store.Result:
     folder = stage_dir(s, stage)
     if not folder.is_dir():
         if s.compute_upstream:
+            LOG.warning("stage %s has no result for these settings (key %s): computing it here, as "
+                        "notebooks/%s.ipynb would", stage, stage_key(s, stage), stage)
             return COMPUTE[stage](s)
         raise StageOrderError(
             f"no result of stage {stage} for these settings (key {stage_key(s, stage)}): "

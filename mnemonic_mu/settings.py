@@ -78,7 +78,7 @@ class Settings:
     cache_dir: str = "data/cache"  # trained models and stage results
     use_cache: bool = True  # reuse a cached model or result with the same key
     run_dir: str = "reports/notebooks"  # figures/ and metrics/ of a notebook run
-    compute_upstream: bool = False  # a notebook computes a missing upstream stage instead of stopping
+    compute_upstream: bool = True  # a notebook computes a missing earlier stage (and says so in one line); false: stop and name the notebook to run first
 
     def __post_init__(self) -> None:
         for f in fields(self):

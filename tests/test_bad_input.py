@@ -468,7 +468,7 @@ def stage_before_upstream(stage: str) -> Callable:
     def call(env):
         from mnemonic_mu.notebook_stages import load_stage
 
-        return load_stage(Settings(cache_dir=str(env.tmp / "cache")), stage)
+        return load_stage(Settings(cache_dir=str(env.tmp / "cache"), compute_upstream=False), stage)
 
     return call
 

@@ -132,21 +132,24 @@ def test_nothing_refers_to_files_outside_the_repository():
 
 
 def test_stage_order_error_names_the_notebook_to_run_first(tmp_path):
-    cfg = Settings(dataset="synthetic", epochs=2, cache_dir=str(tmp_path))
+    cfg = Settings(dataset="synthetic", epochs=2, cache_dir=str(tmp_path), compute_upstream=False)
     with pytest.raises(StageOrderError, match=r"notebooks/02_training\.ipynb first"):
         stages.load_stage(cfg, "02_training")
     # keys chain: changing a training setting changes every downstream key, not upstream ones
-    other = Settings(dataset="synthetic", epochs=3, cache_dir=str(tmp_path))
+    other = Settings(dataset="synthetic", epochs=3, cache_dir=str(tmp_path), compute_upstream=False)
     assert stages.stage_key(cfg, "01_mnemonic_codes") == stages.stage_key(other, "01_mnemonic_codes")
     for stage in stages.NOTEBOOKS[1:]:
         assert stages.stage_key(cfg, stage) != stages.stage_key(other, stage)
 
 
-def test_compute_upstream_computes_missing_stages(tmp_path):
-    cfg = Settings(
-        dataset="synthetic", epochs=2, cache_dir=str(tmp_path), run_dir=str(tmp_path / "run"), compute_upstream=True
-    )
-    art = stages.load_stage(cfg, "02_training")  # computes 01, then 02
+def test_compute_upstream_computes_missing_stages(tmp_path, caplog):
+    cfg = Settings(dataset="synthetic", epochs=2, cache_dir=str(tmp_path), run_dir=str(tmp_path / "run"))
+    assert cfg.compute_upstream  # the default: a notebook whose parameters changed still runs
+    with caplog.at_level("WARNING", logger="mnemonic_mu.notebook_stages"):
+        art = stages.load_stage(cfg, "02_training")  # computes 01, then 02
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and all("computing it here" in m for m in said), said  # one line per stage computed
+    assert said[0].startswith("stage 02_training has no result") and said[1].startswith("stage 01_mnemonic_codes")
     assert (stages.stage_dir(cfg, "01_mnemonic_codes") / "manifest.json").is_file()
     assert art.result["models"]["retrain"]["exclude_classes"] == [0]
     again = stages.load_stage(cfg, "02_training")  # now read from disk
@@ -201,3 +204,24 @@ def test_notebook_08_runs_and_shows_where_the_step_lands(tmp_path):
     assert re.search(r"the kit's step: scale [0-9.e+-]+, validation A_R - stand-in [+-][0-9.]+", text)
     assert re.search(r"warning: calibration could not push the forget codes 1e\+06 nats .* largest safe scale", text)
     assert "'protect_rows': True" in text and "'hidden_cap': 0.5" in text
+
+
+@pytest.mark.slow
+def test_a_changed_parameter_and_run_all_gives_a_run_not_an_error(tmp_path):
+    """A student changes forget_classes in 04 and presses "Run all" with nothing computed for
+    that class: the notebook computes the missing stages 01 and 02 itself, says so in one line
+    each, and runs to the end (before, it stopped with StageOrderError)."""
+    import papermill as pm
+
+    out = tmp_path / "04.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / "04_unlearning.ipynb"), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
+                        kernel_name="python3", parameters={"profile": "ci", "forget_classes": [3], "overrides": {
+                            "cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")}})
+    cells = [c for c in nbformat.read(out, 4).cells if c.cell_type == "code"]
+    errors = [o for c in cells for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0]["evalue"] if errors else ""
+    said = [line for c in cells for o in c.outputs if o.get("name") == "stderr"
+            for line in o.get("text", "").splitlines() if "computing it here" in line]
+    assert [line.split()[1] for line in said] == ["02_training", "01_mnemonic_codes"], said
+    assert stages.stage_dir(Settings.from_profile("ci", forget_classes=[3], cache_dir=str(tmp_path / "cache")),
+                            "04_unlearning").is_dir()
