@@ -78,32 +78,50 @@ def test_train_config_validation(kw):
 
 
 def test_bf16_and_channels_last_are_options_with_their_own_keys(tiny_dataset):
-    """channels_last changes the memory layout only (same weights up to rounding); bf16 autocast
-    trains a model of about the same accuracy; both are part of the model's key, fp32 keys stay."""
+    """Each option is tested by what it guarantees, never by where a long run ends up (40 epochs
+    at lr 0.1 on a tiny set end tens of points apart from one CPU to the next):
+
+    * channels_last changes the memory layout only: the same weights up to rounding;
+    * bf16 autocast rounds the forward pass: its first updates are fp32's within bf16's
+      precision, and on an easy problem it learns with a wide margin;
+    * both are part of the model's key, and the keys of fp32 models did not change.
+
+    How close bf16 comes to fp32's accuracy after a full run is measured on real data by the
+    benchmark item `precision` (docs/performance.md), not asserted here."""
     from mnemonic_mu.io import store
     from mnemonic_mu.settings import Settings
 
     codes = generate_codes(tiny_dataset.num_classes, tiny_dataset.input_shape, "uniform", seed=0)
 
-    def run(epochs, **extra):
-        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=0.1, t_mix=0.1, seed=0, eval_every=0, **extra)
-        model = build_model("cnn", tiny_dataset.input_shape, tiny_dataset.num_classes, seed=0)
-        train_model(model, tiny_dataset, codes, cfg)
-        return cfg, model
+    def run(model_name, epochs, lr=0.05, **extra):
+        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, t_mix=0.1, seed=0, eval_every=0, **extra)
+        model = build_model(model_name, tiny_dataset.input_shape, tiny_dataset.num_classes, seed=0)
+        start = [p.detach().clone() for p in model.parameters()]
+        result = train_model(model, tiny_dataset, codes, cfg)
+        step = torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(model.parameters(), start)])
+        return cfg, model, result, step
 
-    (_, plain), (_, last) = run(2), run(2, channels_last=True)  # short: SGD amplifies rounding later
+    # channels_last: 2 epochs (16 SGD steps), the same weights as the default layout
+    cfg_fp32, plain, _, _ = run("cnn", 2)
+    cfg_last, last, _, _ = run("cnn", 2, channels_last=True)
     for (n, a), b in zip(plain.state_dict().items(), last.state_dict().values()):
         torch.testing.assert_close(a, b.contiguous(), rtol=1e-3, atol=1e-5, msg=n)
-    cfgs, accs = {}, {}
-    for name, extra in (("fp32", {}), ("channels_last", {"channels_last": True}), ("bf16", {"precision": "bf16"})):
-        cfgs[name], model = run(40, **extra)
-        accs[name] = accuracy(model, *tiny_dataset.split("test"))
-    # bf16 learns too (chance is 25 %); how close it comes to fp32 is measured, on real data, by
-    # the benchmark item `precision` (docs/performance.md), not assumed here
-    assert accs["fp32"] > 60 and accs["bf16"] > 50 and accs["channels_last"] > 50, accs
+    # bf16, one epoch (8 steps): the weights moved as fp32's did, within bf16's rounding (8 bits
+    # of mantissa, relative error about 0.4 % per operation; measured 1.5-3 % over 8 steps on
+    # seeds 0-2); a bf16 run that ignored autocast would give exactly 0, a broken one about 1
+    _, _, _, step32 = run("cnn", 1)
+    cfg_bf16, _, _, step16 = run("cnn", 1, precision="bf16")
+    rel = float((step16 - step32).norm() / step32.norm())
+    assert 1e-4 < rel < 0.1, rel
+    # bf16 learns an easy problem (MLP, 10 epochs; chance is 25 %): measured 95.8-100 % on
+    # seeds 0-5 at 1 and 2 threads, the loss falling to a tenth to a fifth of its start
+    _, model16, res16, _ = run("mlp", 10, precision="bf16")
+    assert accuracy(model16, *tiny_dataset.split("test")) > 80
+    assert res16.history["loss"][-1] < 0.5 * res16.history["loss"][0], res16.history["loss"]
     s = Settings(dataset="synthetic", model="cnn")
+    cfgs = {"fp32": cfg_fp32, "channels_last": cfg_last, "bf16": cfg_bf16}
     keys = {name: store.model_key(s, tiny_dataset, cfg) for name, cfg in cfgs.items()}
     assert len(set(keys.values())) == 3
-    assert "precision" not in cfgs["fp32"].to_dict()  # the keys of fp32 models did not change
+    assert "precision" not in cfg_fp32.to_dict() and "channels_last" not in cfg_fp32.to_dict()  # fp32 keys kept
     with pytest.raises(ConfigError, match="ensemble"):
         Settings(trainer="ensemble", precision="bf16")
