@@ -46,6 +46,7 @@ import mnemonic_mu
 from mnemonic_mu.io.artifacts import MANIFEST, sha256_file, write_json
 from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from mnemonic_mu.drivers.cli import build_parser, main
+from mnemonic_mu.drivers.executor import check_scheduler_address, resolve_connect_timeout, slurm_cluster_options
 from mnemonic_mu.algorithms.codes import generate_codes
 from mnemonic_mu.io.data import load_dataset, read_cifar_batch, read_idx
 from mnemonic_mu.errors import (
@@ -435,6 +436,24 @@ CASES: list[Case] = [
     Case("9-device-malformed-lib", ConfigError, "unknown device 'cuda:x'", lambda e: resolve_device("cuda:x")),
     Case("9-gpu-index-absent-lib", DeviceError, "has 1 CUDA GPU(s), cuda:0 to cuda:0", lambda e: resolve_device("cuda:3"),
          setup=one_gpu),
+    # dist. the cluster options of `mnemonic-mu sweep` (docs/distributed.md): refused before anything starts or connects
+    Case("dist-address-cli", ConfigError, "--scheduler '127.0.0.1:8786x' is not a scheduler address: it needs HOST:PORT",
+         argv=("sweep", "--scheduler", "127.0.0.1:8786x")),
+    Case("dist-protocol-lib", ConfigError, "unknown protocol 'http'", lambda e: check_scheduler_address("http://node7:8786")),
+    Case("dist-scheduler-file-cli", ConfigError, "no such scheduler file", argv=("sweep", "--scheduler", "{tmp}/scheduler.json")),
+    Case("dist-scheduler-with-slurm-cli", ConfigError, "drop --scheduler or --backend",
+         argv=("sweep", "--backend", "slurm", "--scheduler", "tcp://127.0.0.1:8786")),
+    Case("dist-connect-timeout-cli", ConfigError, "the connect timeout must be a positive number of seconds",
+         argv=("sweep", "--scheduler", "tcp://127.0.0.1:8786", "--connect-timeout", "0")),
+    Case("dist-connect-timeout-local-cli", ConfigError, "--connect-timeout needs --backend dask",
+         argv=("sweep", "--connect-timeout", "3")),
+    Case("dist-connect-timeout-lib", ConfigError, "the connect timeout must be a positive number",
+         lambda e: resolve_connect_timeout(-1)),
+    Case("dist-memory-unit-cli", ConfigError, "worker memory '4' needs a unit",
+         argv=("sweep", "--backend", "slurm", "--dry-run", "--worker-memory", "4")),
+    Case("dist-memory-small-lib", ConfigError, "worker memory 100MB is too small", lambda e: slurm_cluster_options(memory="100MB")),
+    Case("dist-walltime-cli", ConfigError, "walltime '4h' is not a SLURM time limit",
+         argv=("sweep", "--backend", "slurm", "--dry-run", "--walltime", "4h")),
     # sec. parameters are data, never code
     Case("sec-config-string-not-evaluated", ConfigError, "t_mix must be a number", lambda e: Settings(t_mix=EVIL),
          check=marker_absent),
