@@ -454,3 +454,19 @@ def test_connects_to_a_running_scheduler_by_address_or_dask_config(tmp_path, mon
         assert cluster.scheduler_info["workers"]  # still up: the executor closed only its client
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         X.DaskExecutor(1, scheduler="tcp://127.0.0.1:9", wait_timeout=2)
+
+
+@pytest.mark.slow
+def test_a_scheduler_without_workers_is_refused(tmp_path):
+    """A scheduler that answers but has no worker: one line saying how to start one, after
+    ``wait_timeout`` (the wait for a worker, separate from the connect timeout); given as a
+    scheduler file, as ``dask scheduler --scheduler-file`` writes it."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster:
+        (tmp_path / "scheduler.json").write_text(json.dumps({"address": cluster.scheduler_address}))
+        with X.DaskExecutor(1, scheduler=str(tmp_path / "scheduler.json"), progress=False, wait_timeout=1) as ex:
+            assert ex.scheduler == cluster.scheduler_address
+            with pytest.raises(ConfigError, match=f"no Dask worker connected to {ex.scheduler} within 1 s; start "
+                                                  f"workers with `dask worker {ex.scheduler}`"):
+                ex.map(abs, [(-1,)], "t")
