@@ -32,7 +32,7 @@ from .bands import request_band
 from .io import store
 from .io.checkpoint import Checkpoint
 from .io.data import Dataset
-from .runtime import environment, setup
+from .runtime import environment, parallel_map, setup, worker_count
 from .settings import Settings
 
 # The trained models of a request: with codes, the same recipe without codes, and
@@ -279,22 +279,65 @@ def reference_row(ck: Checkpoint, dataset: Dataset) -> dict:
             "t_mix": ck.config["train"]["t_mix"], "replaced_fraction": ck.config["replaced_fraction"]}
 
 
-def run_request(s: Settings, progress: bool = False) -> dict:
-    """Every stage for the request of ``s``: train or load the three models, forget with
-    ``s.step``, score it, the references and every method of ``s.baselines``.
+def run_request(s: Settings, progress: bool = False, roles: Iterable[str] = ROLES,
+                bar: bool | None = False) -> dict:
+    """Every stage for the request of ``s``: train or load the models of ``roles`` (retrain
+    and the original always), forget with ``s.step``, score it, the references and every
+    method of ``s.baselines``.
 
     Returns ``{"settings", "environment", "rows": {name: row}, "band_rows": {seed: row},
-    "band", "total_seconds"}``; rows ``original``, ``no_codes``, ``retrain`` (references),
-    ``mnemonic`` (the step of ``s``) and one per baseline, each with accuracies, attacks,
-    divergence, ``gap_to_retrain`` and ``tow``; ``band_rows`` the retrain references of
-    ``s.band_seeds`` scored the same way; ``band`` what :func:`mnemonic_mu.bands.request_band`
-    makes of them (None without band seeds).
+    "band", "total_seconds"}``; rows ``original``, ``no_codes``, ``retrain`` (references, as
+    ``roles`` asks), ``mnemonic`` (the step of ``s``) and one per baseline, each with
+    accuracies, attacks, divergence, ``gap_to_retrain`` and ``tow``; ``band_rows`` the retrain
+    references of ``s.band_seeds`` scored the same way; ``band`` what
+    :func:`mnemonic_mu.bands.request_band` makes of them (None without band seeds).
+
+    The models, the rows and the baselines are independent of each other: with
+    ``s.workers`` other than 1 they run in that many processes (:func:`parallel_rows`), with
+    the same numbers as in one.  ``bar``: a progress bar over those tasks (None: on a terminal).
     """
     start = time.perf_counter()
     device = setup(s)
     dataset = load_data(s)
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
-    trained = train_models(s, dataset, device=device, progress=progress)
+    roles = tuple(r for r in ROLES if r in set(roles) | {"original", "retrain"})
+    work = plan(s, dataset, roles)
+    timing: dict = {"workers": work["workers"], "trained": work["to_train"], "rows": work["rows"]}
+    if work["workers"] > 1:
+        rows, band_rows = parallel_rows(s, dataset, roles, progress=bar, timing=timing)
+    else:
+        rows, band_rows = _sequential_rows(s, dataset, roles, forget_classes, device, progress, timing)
+    return {
+        "settings": s.to_dict(),
+        "environment": environment(device),
+        "rows": rows,
+        "band_rows": band_rows,
+        "band": request_band(rows, band_rows),
+        "timing": timing,
+        "total_seconds": time.perf_counter() - start,
+    }
+
+
+def plan(s: Settings, dataset: Dataset, roles: Iterable[str] = ROLES) -> dict:
+    """What :func:`run_request` will do for ``s``, before it starts: ``{"models": {name: in
+    the cache?}, "to_train", "rows", "baselines", "workers"}`` (band references named
+    ``band<seed>``; rows: every reference, the step, each baseline and each band reference)."""
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    recipe = recipes(s, forget_classes)
+    models = {role: store.is_cached(s, dataset, recipe[role]) for role in roles}
+    for b in s.band_seeds:
+        band = band_request(s, b)
+        models[f"band{b}"] = store.is_cached(band, dataset, recipes(band, forget_classes)["retrain"])
+    n_rows = len(models) + 1 + len(s.baselines)
+    return {"models": models, "to_train": sum(not c for c in models.values()), "rows": n_rows,
+            "baselines": list(s.baselines), "workers": worker_count(s.workers, max(len(models), n_rows))}
+
+
+def _sequential_rows(s: Settings, dataset: Dataset, roles, forget_classes, device, progress: bool, timing: dict):
+    """:func:`run_request`'s rows and band rows, one after the other in this process."""
+    t0 = time.perf_counter()
+    trained = train_models(s, dataset, roles, device=device, progress=progress)
+    train_seconds = time.perf_counter() - t0
     models = {role: ck for role, (ck, _) in trained.items()}
     retrain_model = models["retrain"].model
     rows: dict[str, dict] = {}
@@ -307,16 +350,86 @@ def run_request(s: Settings, progress: bool = False) -> dict:
     for name in s.baselines:
         rows[name] = score_method(name, s, dataset, models, data)
     add_gaps(rows)
+    t1 = time.perf_counter()
     band = {b: ck for b, (ck, _) in train_band(s, dataset, device, progress).items()}
+    train_seconds += time.perf_counter() - t1
     band_rows = score_band(s, band, retrain_model, dataset, rows["retrain"])
-    return {
-        "settings": s.to_dict(),
-        "environment": environment(device),
-        "rows": rows,
-        "band_rows": band_rows,
-        "band": request_band(rows, band_rows),
-        "total_seconds": time.perf_counter() - start,
-    }
+    timing |= {"train_seconds": train_seconds, "score_seconds": time.perf_counter() - t0 - train_seconds}
+    return rows, band_rows
+
+
+# --------------------------------------------------------------------------
+# The same rows from several processes
+
+_TASK_DATA: dict = {}
+
+
+def _task_setup(s: Settings) -> tuple[Dataset, torch.device]:
+    """A worker's dataset (loaded once per process) and device, threads set as ``s`` says."""
+    device = setup(s)
+    key = (s.dataset, str(s.data_path), s.split_seed, str(s.cache_path))
+    if key not in _TASK_DATA:
+        _TASK_DATA.clear()
+        _TASK_DATA[key] = load_data(s)
+    return _TASK_DATA[key], device
+
+
+def train_task(s: Settings, role: str, band_seed: int | None = None) -> bool:
+    """Train one model of the request of ``s`` into the cache, or find it there (a role, or the
+    band reference of ``band_seed``); returns whether it came from the cache."""
+    dataset, device = _task_setup(s)
+    if band_seed is not None:
+        return train_band_reference(s, dataset, band_seed, device)[1]
+    return train_models(s, dataset, (role,), device)[role][1]
+
+
+def row_task(s: Settings, kind: str, name, model: torch.nn.Module | None = None) -> dict:
+    """One row of the request of ``s``, its models read from the cache: ``kind`` "reference"
+    (role ``name``), "band" (band seed ``name``), "step" (``model``, the step's output) or
+    "method" (registered method ``name``), scored by :func:`score` against retrain."""
+    dataset, device = _task_setup(s)
+    retrain_model = train_models(s, dataset, ("retrain",), device)["retrain"][0].model
+    if kind == "reference":
+        ck = train_models(s, dataset, (name,), device)[name][0]
+        return score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset)
+    if kind == "band":
+        return band_row(s, train_band_reference(s, dataset, name, device)[0], retrain_model, dataset)
+    if kind == "step":
+        return score(model, retrain_model, dataset, s)
+    if kind == "method":
+        roles = tuple(dict.fromkeys(("original", "retrain", INPUT_MODEL[name])))
+        models = {role: ck for role, (ck, _) in train_models(s, dataset, roles, device).items()}
+        return score_method(name, s, dataset, models)
+    raise ValueError(f"unknown row kind {kind!r}")
+
+
+def parallel_rows(s: Settings, dataset: Dataset, roles=ROLES, progress: bool | None = False,
+                  timing: dict | None = None):
+    """``(rows, band_rows)`` of :func:`run_request` computed by ``s.workers`` processes: first
+    every model (each trained once into the cache, or found there), then every row and
+    baseline, the longest first.  Each task runs one thread as in one process, so the numbers
+    are those of the sequential path (a test checks it).  ``timing`` gets the wall seconds of
+    the two phases."""
+    device = setup(s)
+    forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
+    jobs = [(s, role) for role in roles] + [(s, "retrain", b) for b in s.band_seeds]
+    t0 = time.perf_counter()
+    cached = parallel_map(train_task, jobs, s.workers, "train", progress)
+    t1 = time.perf_counter()
+    trained = {role: ck for role, (ck, _) in train_models(s, dataset, roles, device).items()}
+    unlearned = forget_step(s, trained["original"].model, trained["original"].codes, forget_classes)
+    tasks = [(s, "method", name) for name in s.baselines] + [(s, "reference", role) for role in roles]
+    tasks += [(s, "band", b) for b in s.band_seeds] + [(s, "step", "mnemonic", unlearned.model)]
+    done = parallel_map(row_task, tasks, s.workers, "score", progress)
+    by_task = {(t[1], t[2]): row for t, row in zip(tasks, done)}
+    rows = {role: by_task["reference", role] | {"from_cache": c} for role, c in zip(roles, cached)}
+    rows["mnemonic"] = by_task["step", "mnemonic"] | record_row(unlearned.record, unlearned.seconds)
+    rows |= {name: by_task["method", name] for name in s.baselines}
+    add_gaps(rows)
+    band_rows = add_gaps({b: by_task["band", b] for b in s.band_seeds}, rows["retrain"])
+    if timing is not None:
+        timing |= {"train_seconds": t1 - t0, "score_seconds": time.perf_counter() - t1}
+    return rows, band_rows
 
 
 __all__ = [
@@ -333,9 +446,12 @@ __all__ = [
     "load_data",
     "make_codes",
     "method_row",
+    "parallel_rows",
+    "plan",
     "recipes",
     "record_row",
     "reference_row",
+    "row_task",
     "run_method",
     "run_request",
     "score",
@@ -344,5 +460,6 @@ __all__ = [
     "train_band",
     "train_band_reference",
     "train_models",
+    "train_task",
 ]
 

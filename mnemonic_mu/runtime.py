@@ -1,9 +1,10 @@
-"""Where a run executes: the device, the thread count and the environment recorded with results."""
+"""Where a run executes: the device, the thread count, worker processes and the environment recorded with results."""
 
 from __future__ import annotations
 
 import os
 import platform
+from typing import Callable, Sequence
 
 import torch
 
@@ -55,6 +56,46 @@ def setup(settings) -> torch.device:
     return resolve_device(settings.device)
 
 
+def worker_count(workers: int, tasks: int) -> int:
+    """How many processes run ``tasks`` independent tasks: ``workers`` (0: one per CPU core this
+    process may use), never more than there are tasks."""
+    if int(workers) < 0:
+        raise ConfigError(f"workers must be >= 0 (0 = one per CPU core), got {workers}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(int(workers) or cores, int(tasks)))
+
+
+def parallel_map(fn: Callable, args: Sequence[tuple], workers: int = 1, desc: str | None = None,
+                 progress: bool | None = False) -> list:
+    """``[fn(*a) for a in args]``, in order, across ``workers`` processes (joblib's loky pool,
+    whose processes are reused by the next call); in this process when one worker is enough.
+
+    Each task must set its own threads (:func:`setup`), so a task computes the same numbers
+    in a worker as here.  ``progress``: a bar over finished tasks (None: only on a terminal).
+    """
+    from tqdm.auto import tqdm
+
+    args = [tuple(a) for a in args]
+    jobs = worker_count(workers, len(args))
+    bar = tqdm(total=len(args), desc=desc, disable={False: True, None: None}.get(progress, False), leave=False)
+    try:
+        if jobs <= 1:
+            out = []
+            for a in args:
+                out.append(fn(*a))
+                bar.update()
+            return out
+        from joblib import Parallel, delayed
+
+        out = []
+        for result in Parallel(n_jobs=jobs, backend="loky", return_as="generator")(delayed(fn)(*a) for a in args):
+            out.append(result)
+            bar.update()
+        return out
+    finally:
+        bar.close()
+
+
 def environment(device: torch.device) -> dict:
     """Versions, device and host facts recorded with every result."""
     import numpy
@@ -91,4 +132,4 @@ def _package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
     return out
 
 
-__all__ = ["environment", "resolve_device", "set_threads", "setup"]
+__all__ = ["environment", "parallel_map", "resolve_device", "set_threads", "setup", "worker_count"]

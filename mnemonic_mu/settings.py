@@ -75,6 +75,7 @@ class Settings:
     # -- runtime: where and how fast; none of these changes a result
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     threads: int = 1  # torch threads (0: OMP_NUM_THREADS or torch's default)
+    workers: int = 0  # processes for a request's independent models, rows and baselines (0: one per CPU core; 1: all in this process)
     cache_dir: str = "data/cache"  # trained models and stage results
     use_cache: bool = True  # reuse a cached model or result with the same key
     run_dir: str = "reports/notebooks"  # figures/ and metrics/ of a notebook run
@@ -142,7 +143,7 @@ class Settings:
 
 TRAINERS = ("single", "ensemble")
 PRECISIONS = ("fp32", "bf16")
-RUNTIME = ("data_root", "download", "device", "threads", "cache_dir", "use_cache", "run_dir", "compute_upstream")
+RUNTIME = ("data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream")
 
 
 def default(name: str):
@@ -285,6 +286,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"probe_max_train must be at least 10, got {s.probe_max_train}")
     if s.threads < 0:
         raise ConfigError(f"threads must be >= 0 (0 = OMP_NUM_THREADS or torch's default), got {s.threads}")
+    if s.workers < 0:
+        raise ConfigError(f"workers must be >= 0 (0 = one per CPU core, 1 = all in this process), got {s.workers}")
     if not s.forget_classes:
         raise ConfigError("forget_classes is empty; name at least one class, e.g. [0]")
     # every named dataset but 'synthetic' has 10 classes: check the request before anything runs

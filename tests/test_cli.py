@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_experiment_writes_the_documented_json(tmp_path, capsys):
         assert key in cfg
     assert cfg["forget_classes"] == [3] and cfg["dataset"] == "digits"
     rows = res["rows"]
-    assert set(rows) == {"original", "no_codes", "retrain", "mnemonic"}  # --baselines none
+    assert set(rows) == {"original", "retrain", "mnemonic"}  # --baselines none: the quick run, no no-codes model
     for key in ("test_accuracy", "A_R", "E_F"):
         assert 0 <= rows["original"][key] <= 100
     m = rows["mnemonic"]
@@ -35,7 +36,33 @@ def test_experiment_writes_the_documented_json(tmp_path, capsys):
     assert rows["retrain"]["gap_to_retrain"] == 0 and rows["retrain"]["attacks"]["epsilon-vs-retrain"]["value"] == 0
     assert rows["original"]["from_cache"] is False
     assert "torch" in res["environment"] and res["environment"]["device"] == "cpu"
-    assert "mnemonic: step" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the step: calibrated" in out
+    # the plan comes first, the table names what each row is, and the JSON is the printed table
+    assert out.startswith("quick run: train 6 model(s) (0 in the cache), score 7 rows")
+    assert re.search(r"^mnemonic +the one-shot step \(codes only, no data\) +[0-9.]+ +[0-9.]+", out, flags=re.M)
+    assert re.search(r"^retrain band +4 retrains with other seeds +A_R [0-9.]+\.\.[0-9.]+", out, flags=re.M)
+    from mnemonic_mu.drivers.cli import experiment_lines
+
+    assert "\n".join(experiment_lines(res)) in out
+
+
+def test_compare_adds_every_baseline_and_states_its_cost_first(tmp_path, capsys):
+    """--compare: the no-codes model and the baselines beside the step; the plan line counts the
+    work before it starts, and once this machine has timed the recipe it says about how long."""
+    quick = _run(tmp_path, "--baselines", "none")
+    assert set(quick["rows"]) == {"original", "retrain", "mnemonic"}
+    capsys.readouterr()
+    full = _run(tmp_path, "--baselines", "mnemonic_paper", "finetune", "--compare")
+    assert list(full["rows"]) == ["original", "no_codes", "retrain", "mnemonic", "mnemonic_paper", "finetune"]
+    assert full["rows"]["original"]["from_cache"] and not full["rows"]["no_codes"]["from_cache"]
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("the full comparison: train 1 model(s) (6 in the cache), run 2 baseline(s), score 10 rows")
+    assert "no timing of mnemonic_paper, finetune on this machine yet" in first  # train and score were timed
+    _run(tmp_path, "--baselines", "mnemonic_paper", "finetune", "--compare")
+    again = capsys.readouterr().out.splitlines()[0]
+    assert again.startswith("the full comparison: train 0 model(s) (7 in the cache)")
+    assert re.search(r"; about \d+ s on this machine \(from its earlier runs\)$", again), again
 
 
 def test_cached_model_is_reused(tmp_path):
@@ -57,7 +84,7 @@ def test_multi_class_mode_is_chosen_and_named(tmp_path, capsys, monkeypatch):
     assert joint["multi"] == "joint" and joint["parts"] == []
     assert len(seq["sign"]) == 2 and joint["sign"] in ("+", "-")
     assert seq["backward_passes"] == joint["backward_passes"] == 10
-    assert "step calibrated sequential" in capsys.readouterr().out
+    assert "the step: calibrated sequential" in capsys.readouterr().out
     monkeypatch.chdir(tmp_path)  # the default output path is relative: reports/experiments/<name>.json
     assert main(["experiment", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--forget", "1", "3",
                  "--multi", "joint", "--baselines", "none", "--cache-dir", "cache", "--threads", "1"]) == 0

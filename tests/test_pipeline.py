@@ -104,3 +104,29 @@ def test_model_keys_hold_the_training_code_version(monkeypatch):
     before = store.model_key(s, data, s.train_config())
     monkeypatch.setattr(train, "VERSION", train.VERSION + 1)
     assert store.model_key(s, data, s.train_config()) != before
+
+
+@pytest.mark.slow
+def test_a_request_in_two_processes_gives_the_numbers_of_one(tmp_path):
+    """workers=2 trains the models, scores the rows and runs the baselines in two processes:
+    every number equals the one-process run bit for bit, only the times differ."""
+    common = dict(dataset="digits", epochs=5, lr=0.05, forget_classes=(3,), baselines=("mnemonic_paper", "finetune"),
+                  probe_max_train=300, band_seeds=(1000, 1001))
+    one = pipeline.run_request(Settings(**common, workers=1, cache_dir=str(tmp_path / "one")))
+    two = pipeline.run_request(Settings(**common, workers=2, cache_dir=str(tmp_path / "two")))
+    assert list(one["rows"]) == list(two["rows"]) == ["original", "no_codes", "retrain", "mnemonic", "mnemonic_paper",
+                                                       "finetune"]
+    for name, row in one["rows"].items():
+        assert _values(row) == _values(two["rows"][name]), name
+        assert row["gap_to_retrain"] == two["rows"][name]["gap_to_retrain"] and row["tow"] == two["rows"][name]["tow"]
+        assert row["divergence"] == two["rows"][name]["divergence"], name
+        assert not row.get("from_cache") and not two["rows"][name].get("from_cache")
+    for b, row in one["band_rows"].items():
+        assert _values(row) == _values(two["band_rows"][b]), b
+    assert one["band"]["inside"] == two["band"]["inside"]
+    # the quick request: only the original and retrain among the references, found in the cache now
+    quick = pipeline.run_request(Settings(**common | {"baselines": ()}, workers=2, cache_dir=str(tmp_path / "two")),
+                                 roles=("original", "retrain"))
+    assert list(quick["rows"]) == ["original", "retrain", "mnemonic"]
+    assert quick["rows"]["original"]["from_cache"] and quick["rows"]["retrain"]["from_cache"]
+    assert _values(quick["rows"]["mnemonic"]) == _values(one["rows"]["mnemonic"])

@@ -9,6 +9,7 @@ with exit status 2; nothing prints a stack trace for bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -42,14 +43,20 @@ def settings_from_args(args, names) -> Settings:
 def _experiment_parser(sub) -> None:
     p = sub.add_parser(
         "experiment",
-        help="one forget request through the whole pipeline: train or load, forget, score, baselines",
-        description="Train (or load) the original, no-codes and retrain models, forget in one shot with "
-        "the settings' step, score every model (accuracies, five attacks, gap to retrain) and every "
-        "baseline; writes one JSON file.  Defaults: the laptop profile (the paper's MNIST recipe on the "
-        "embedded mnist5k data, 40 epochs).",
+        help="one forget request: the step beside retrain and its seed band (--compare: every method)",
+        description="Train (or load) the original and the model retrained without the class, forget in one "
+        "shot with the settings' step (codes only, no data), and score the step beside retrain and retrain's "
+        "seed band (four more retrains with other seeds): the quick answer, about a minute on 2 CPU cores "
+        "from an empty cache.  --compare adds the no-codes model and every baseline of `baselines`, with its "
+        "cost printed before it starts.  Independent models and rows run in `workers` processes.  Writes one "
+        "JSON file.  Defaults: the laptop profile (the paper's MNIST recipe on the embedded mnist5k data, "
+        "40 epochs).",
     )
     p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
     add_options(p, EXPERIMENT_OPTIONS)
+    p.add_argument("--compare", action="store_true",
+                   help="the full comparison: the no-codes model and every method of --baselines (default: all "
+                        "of them) beside the step; without it (and without --baselines) only the step is run")
     p.add_argument("--out", default=None, help="JSON output path (default reports/experiments/<name>.json)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.set_defaults(func=_cmd_experiment)
@@ -60,40 +67,142 @@ def experiment_name(s: Settings) -> str:
     return f"{s.dataset}_{s.model}_forget{'-'.join(map(str, s.forget_classes))}_seed{s.seed}_{mode}"
 
 
+# What each row of the experiment's table is, for a reader who meets the kit here.
+ROW_LABELS = {
+    "original": "trained with codes: before",
+    "no_codes": "the same recipe without codes",
+    "retrain": "retrained without the class: the goal",
+    "mnemonic": "the one-shot step (codes only, no data)",
+}
+
+
+def _row_label(name: str, row: dict) -> str:
+    if name in ROW_LABELS:
+        return ROW_LABELS[name]
+    sees = "codes only" if name.startswith("mnemonic") else "data"
+    return f"baseline ({sees})"
+
+
+def experiment_lines(result: dict) -> list[str]:
+    """The table ``mnemonic-mu experiment`` prints, from its JSON result (the README's quick
+    start is this text for the committed result, checked by a test)."""
+    s, rows, band = result["settings"], result["rows"], result["band"]
+    m = rows["mnemonic"]
+    classes = ", ".join(map(str, s["forget_classes"]))
+    lines = [f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, seed {s['seed']}: forget class {classes} with the "
+             f"{s['step']} step", ""]
+    head = f"{'row':22s} {'what it is':40s} {'A_R':>6s} {'E_F':>7s} {'gap':>6s} {'ToW':>6s}"
+    lines.append(head + ("  inside retrain's band" if band else ""))
+    for name, row in rows.items():
+        gap, tow = row["gap_to_retrain"], row["tow"]
+        flags = (band or {}).get("inside", {}).get(name, {})
+        lines.append(f"{name:22s} {_row_label(name, row):40s} {row['A_R']:6.2f} {row['E_F']:7.2f} "
+                     f"{'   n/a' if gap is None else f'{gap:6.2f}'} {'   n/a' if tow is None else f'{tow:6.3f}'}"
+                     + (f"  {sum(flags.values())}/{len(flags)} metrics" if band else ""))
+    if band:
+        a_r, e_f = band["stats"]["A_R"], band["stats"]["E_F"]
+        what = f"{len(band['seeds'])} retrains with other seeds"
+        lines.append(f"{'retrain band':22s} {what:40s} A_R {a_r['min']:.2f}..{a_r['max']:.2f}, "
+                     f"E_F {e_f['min']:.2f}..{e_f['max']:.2f}")
+    lines += ["",
+              "A_R: test accuracy on the remaining classes (%, higher is better); E_F: test error on the forgotten "
+              "class (%, 100 = forgotten)",
+              "gap: mean distance to retrain over four accuracies and one attack (0 = retrain); ToW: Tug-of-War "
+              "(1 = retrain)"]
+    if band:
+        seeds = ", ".join(map(str, band["seeds"]))
+        lines.append(f"inside: how many of a row's metrics lie in retrain's band (retrains with seeds {seeds}); "
+                     "another retrain lands inside on most")
+        quiet = [a for a, v in band["signal"].items() if v["no_signal"]]
+        if quiet:
+            lines.append(f"no signal here (the original sits inside retrain's band): {', '.join(quiet)}")
+    lines.append("definitions: docs/glossary.md")
+    retrain_s = rows["retrain"].get("seconds")
+    cost = (f"; retraining took {retrain_s:.1f} s ({retrain_s / m['forget_seconds']:.0f}x)"
+            if retrain_s and m["forget_seconds"] else "")
+    lines.append(
+        f"the step: {m['step']}{'' if m['multi'] == 'single' else ' ' + m['multi']}, sign {m['sign']}"
+        f"{', TIE' if m['sign_tie'] else ''}, scale {m['scale']:.3g}, {1000 * m['forget_seconds']:.1f} ms, "
+        f"{m['backward_passes']} backward passes{cost}"
+    )
+    lines += [f"warning : {w}" for w in m["warnings"]]
+    return lines
+
+
+def _timings_key(s: Settings) -> str:
+    return f"{s.dataset}/{s.model}/{s.epochs} epochs/{s.trainer}/{s.device}"
+
+
+def load_timings(s: Settings) -> dict:
+    """What this machine measured for this recipe on earlier runs (``<cache_dir>/timings.json``):
+    seconds to train one model, to score one row, and each method's own seconds."""
+    path = s.cache_path / "timings.json"
+    try:
+        return json.loads(path.read_text()).get(_timings_key(s), {})
+    except (OSError, ValueError):
+        return {}
+
+
+def save_timings(s: Settings, result: dict) -> None:
+    """Keep this run's measured unit costs for the next run's estimate (see :func:`load_timings`)."""
+    from ..io.artifacts import write_json
+
+    timing, rows = result["timing"], result["rows"]
+    path = s.cache_path / "timings.json"
+    try:
+        every = json.loads(path.read_text())
+    except (OSError, ValueError):
+        every = {}
+    mine = every.setdefault(_timings_key(s), {})
+    workers = timing["workers"]
+    if timing["trained"]:
+        mine["train"] = timing["train_seconds"] * min(workers, timing["trained"]) / timing["trained"]
+    mine["score"] = timing["score_seconds"] * min(workers, timing["rows"]) / timing["rows"]
+    for name in result["settings"]["baselines"]:
+        mine[f"method:{name}"] = rows[name]["seconds"]
+    write_json(path, every)
+
+
+def plan_line(s: Settings, work: dict, timings: dict, compare: bool) -> str:
+    """What the run will do and, from this machine's earlier timings, about how long it takes."""
+    cached = len(work["models"]) - work["to_train"]
+    what = (f"train {work['to_train']} model(s) ({cached} in the cache), "
+            + (f"run {len(work['baselines'])} baseline(s), " if work["baselines"] else "")
+            + f"score {work['rows']} rows in {work['workers']} process(es)")
+    unknown = [n for n in ("train", "score") if n not in timings and (n == "score" or work["to_train"])]
+    unknown += [b for b in work["baselines"] if f"method:{b}" not in timings]
+    if unknown:
+        guess = f"no timing of {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} on this machine yet"
+    else:
+        cpu = (work["to_train"] * timings.get("train", 0) + work["rows"] * timings["score"]
+               + sum(timings[f"method:{b}"] for b in work["baselines"]))
+        guess = f"about {cpu / work['workers']:.0f} s on this machine (from its earlier runs)"
+    return f"{'the full comparison' if compare else 'quick run'}: {what}; {guess}"
+
+
 def _cmd_experiment(args) -> int:
     from ..io.artifacts import write_json
-    from ..pipeline import run_request
+    from ..pipeline import ROLES, load_data, plan, run_request
 
     s = settings_from_args(args, EXPERIMENT_OPTIONS)
+    quick = not args.compare and args.baselines is None
+    if quick:
+        s = s.replace(baselines=())
+    roles = ("original", "retrain") if quick or not s.baselines else ROLES
     name = experiment_name(s)
     out = Path(args.out) if args.out else Path("reports/experiments") / f"{name}.json"
     if out.is_dir():  # checked before training, not after
         raise ConfigError(f"--out {out} is a folder; give a file path such as {out / (name + '.json')}")
-    result = run_request(s, progress=args.progress)
+    work = plan(s, load_data(s), roles)
+    print(plan_line(s, work, load_timings(s), args.compare), flush=True)
+    result = run_request(s, progress=args.progress, roles=roles, bar=None)
     write_json(out, result)
-    rows = result["rows"]
-    m = rows["mnemonic"]
-    band = result["band"]
-    lines = [f"{'method':22s} {'A_R':>6s} {'E_F':>6s} {'gap':>6s} {'ToW':>6s}" + ("  inside retrain's band" if band else "")]
-    for method, row in rows.items():
-        gap, tow = row["gap_to_retrain"], row["tow"]
-        flags = (band or {}).get("inside", {}).get(method, {})
-        lines.append(f"{method:22s} {row['A_R']:6.2f} {row['E_F']:6.2f} {'   n/a' if gap is None else f'{gap:6.2f}'} "
-                     f"{'   n/a' if tow is None else f'{tow:6.3f}'}" + (f"  {sum(flags.values())}/{len(flags)} metrics" if band else ""))
-    if band:
-        a_r = band["stats"]["A_R"]
-        lines.append(f"retrain band: {len(band['seeds'])} retrain references (seeds {', '.join(map(str, band['seeds']))}), "
-                     f"A_R {a_r['min']:.2f}..{a_r['max']:.2f}")
-        quiet = [a for a, v in band["signal"].items() if v["no_signal"]]
-        if quiet:
-            lines.append(f"no signal here (the original sits inside retrain's band): {', '.join(quiet)}")
-    lines.append(
-        f"mnemonic: step {m['step']}{'' if m['multi'] == 'single' else ' ' + m['multi']}, sign {m['sign']}"
-        f"{', TIE' if m['sign_tie'] else ''}, scale {m['scale']:.3g}, {1000 * m['forget_seconds']:.1f} ms, "
-        f"{m['backward_passes']} backward passes"
-    )
-    lines += [f"warning : {w}" for w in m["warnings"]]
-    lines.append(f"wrote {out}")
+    save_timings(s, result)
+    lines = experiment_lines(result)
+    if quick:
+        lines.append("every method side by side: add --compare (the no-codes model and "
+                     f"{len(Settings().baselines)} baselines; its cost is printed before it starts)")
+    lines.append(f"wrote {out} in {result['total_seconds']:.0f} s")
     print("\n".join(lines))
     return 0
 

@@ -126,6 +126,11 @@ def _model_folder(s, dataset: Dataset, key: str) -> Path:
     return s.cache_path / "models" / f"{s.model}-{dataset.name}-{key}"
 
 
+def is_cached(s, dataset: Dataset, train_cfg: TrainConfig) -> bool:
+    """Whether the model of these settings lies in the cache (and will be loaded, not trained)."""
+    return bool(s.use_cache) and (_model_folder(s, dataset, model_key(s, dataset, train_cfg)) / "manifest.json").is_file()
+
+
 def _cached(s, folder: Path, key: str, device) -> Checkpoint | None:
     if s.use_cache and folder.is_dir():
         try:
@@ -269,6 +274,7 @@ __all__ = [
     "COMPONENTS",
     "Result",
     "cached_rows",
+    "is_cached",
     "key_of",
     "load_data",
     "load_result",
