@@ -390,9 +390,12 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
                for group, xy in groups.items()}
         for role in MEMBERSHIP_ROLES
     }
-    scores = {role: pipeline.score(models[role], models["retrain"], dataset, s) for role in MEMBERSHIP_ROLES}
+    # the references' and band references' rows are kept by the pipeline (a report computes them
+    # ahead, in parallel: pipeline.prefetch); the step's model is this run's own
+    scores = {role: pipeline.score(models[role], models["retrain"], dataset, s) if role == "mnemonic"
+              else pipeline.reference_score(s, role) for role in MEMBERSHIP_ROLES}
     attacks = {role: row["attacks"] for role, row in scores.items()}
-    band_scores = {b: pipeline.score(checkpoints[band_role(b)].model, models["retrain"], dataset, s) for b in s.band_seeds}
+    band_scores = {b: pipeline.reference_score(s, band_role(b)) for b in s.band_seeds}
     result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks, "scores": scores,
               "band_scores": band_scores}
     art = save_stage(s, "05_membership_evaluation", result, device, time.perf_counter() - start)
@@ -427,7 +430,7 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
 
         data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
         for name in s.baselines:
-            rows[name] = pipeline.score_method(name, s, dataset, models, data)
+            rows[name] = pipeline.method_score(s, name, data)  # kept by the pipeline (see compute_membership)
     pipeline.add_gaps(rows)
     band_rows = {int(b): dict(row) | dict(training.result["band"][band_role(int(b))])
                  for b, row in membership.get("band_scores", {}).items()}

@@ -30,6 +30,7 @@ from .algorithms.indistinguishability import divergence_from_retrain
 from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain, tug_of_war_from_rows
 from .bands import request_band
 from .io import store
+from .io.artifacts import file_lock
 from .io.checkpoint import Checkpoint
 from .io.data import Dataset
 from .runtime import environment, parallel_map, setup, worker_count
@@ -359,6 +360,83 @@ def _sequential_rows(s: Settings, dataset: Dataset, roles, forget_classes, devic
 
 
 # --------------------------------------------------------------------------
+# Rows kept on disk: the notebooks' stages 05-06 and the report's prefetch share them
+
+# What each kind of row depends on: its key holds these algorithm versions.
+_SCORED = ("data", "codes", "train", "evaluate", "attacks", "divergence")
+ROW_COMPONENTS = {"reference": _SCORED, "mnemonic": _SCORED + ("fisher", "forget")}
+
+
+def row_components(name: str) -> tuple[str, ...]:
+    """The algorithm versions behind row ``name`` (a reference, ``band<seed>``, the step, a method)."""
+    if name in ROLES or name.startswith("band"):  # band<seed>: a band reference
+        return ROW_COMPONENTS["reference"]
+    if name == "mnemonic":
+        return ROW_COMPONENTS["mnemonic"]
+    return _SCORED + (f"method:{name}",)
+
+
+def row_key(s: Settings, name: str) -> str:
+    """A row's key: the request's settings and the versions of the code behind that row (not the
+    other methods, nor the band seeds: a band reference's row is keyed by its own ``band<seed>``)."""
+    d = {k: v for k, v in s.results_dict().items() if k not in ("baselines", "band_seeds")}
+    return store.key_of(d | {"method": name}, row_components(name))
+
+
+def cached_row(s: Settings, name: str, compute) -> dict:
+    """``compute()``, the scored row ``name`` of the request of ``s``, kept under
+    ``<cache_dir>/rows/`` by :func:`row_key`: computed once, then read.  A process asking for a
+    row that another is computing waits for it (a lock) instead of computing it twice."""
+    key = row_key(s, name)
+    with file_lock(s.cache_path / "locks" / f"row-{key}.lock"):
+        rows, _ = store.cached_rows(s.cache_path / "rows" / f"{name}-{key}.json", key, lambda: [compute()], s.use_cache)
+    return rows[0]
+
+
+def reference_score(s: Settings, name: str) -> dict:
+    """:func:`score` of reference ``name`` (a role, or ``band<seed>``) against retrain, cached by
+    :func:`cached_row`; the models are read from the cache (trained first if missing)."""
+    def compute():
+        dataset, device = _task_setup(s)
+        retrain_model = train_models(s, dataset, ("retrain",), device)["retrain"][0].model
+        if name.startswith("band"):
+            model = train_band_reference(s, dataset, int(name[4:]), device)[0].model
+        else:
+            model = train_models(s, dataset, (name,), device)[name][0].model
+        return score(model, retrain_model, dataset, s)
+
+    return cached_row(s, name, compute)
+
+
+def method_score(s: Settings, name: str, data: UnlearnData | None = None) -> dict:
+    """:func:`score_method` of registered method ``name`` on the request of ``s``, cached by
+    :func:`cached_row`."""
+    def compute():
+        dataset, device = _task_setup(s)
+        roles = tuple(dict.fromkeys(("original", "retrain", INPUT_MODEL[name])))
+        models = {role: ck for role, (ck, _) in train_models(s, dataset, roles, device).items()}
+        return score_method(name, s, dataset, models, data)
+
+    return cached_row(s, name, compute)
+
+
+def prefetch(s: Settings, roles: Iterable[str] = ROLES, progress: bool | None = False) -> dict:
+    """Compute ahead, in ``s.workers`` processes, what the notebooks of the request of ``s``
+    will ask for: every model (:func:`train_task`), then the rows of the references, the band
+    references and the baselines (:func:`reference_score`, :func:`method_score`), in the order
+    the notebooks need them.  Everything lands in the caches the stages read, so a notebook
+    that gets there first computes it itself and the other waits (locks): the numbers are the
+    same either way.  Returns ``{"trained", "rows", "seconds"}``."""
+    start = time.perf_counter()
+    models = [(s, role) for role in roles] + [(s, "retrain", b) for b in s.band_seeds]
+    parallel_map(train_task, models, s.workers, "train", progress)
+    rows = [(s, role) for role in roles] + [(s, f"band{b}") for b in s.band_seeds]
+    parallel_map(reference_score, rows, s.workers, "references", progress)
+    parallel_map(method_score, [(s, name) for name in s.baselines], s.workers, "baselines", progress)
+    return {"trained": len(models), "rows": len(rows) + len(s.baselines), "seconds": time.perf_counter() - start}
+
+
+# --------------------------------------------------------------------------
 # The same rows from several processes
 
 _TASK_DATA: dict = {}
@@ -434,6 +512,13 @@ def parallel_rows(s: Settings, dataset: Dataset, roles=ROLES, progress: bool | N
 
 __all__ = [
     "ROLES",
+    "ROW_COMPONENTS",
+    "cached_row",
+    "method_score",
+    "prefetch",
+    "reference_score",
+    "row_components",
+    "row_key",
     "Unlearned",
     "add_gaps",
     "band_request",

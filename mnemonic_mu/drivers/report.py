@@ -48,7 +48,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError, MnemonicError
-from ..io.artifacts import atomic_write_text, write_json
+from ..io.artifacts import atomic_write_text, current_umask, write_json
 from ..notebook_stages import NOTEBOOKS
 from ..settings import PROFILES, Settings, parse_overrides, project_root
 
@@ -234,30 +234,39 @@ def run_report(
     root.mkdir(parents=True, exist_ok=True)
     final = root / run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=root))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a report is for reading, as the umask says
     record = {"profile": profile, "run": run, "overrides": dict(overrides or {}), "parameters": params, "resolved": resolved}
     atomic_write_text(tmp / "params.yaml", yaml.safe_dump(record, sort_keys=False))  # a failed run keeps it too
     timings: dict[str, float] = {}
     start = time.perf_counter()
     nb: str | None = None
+    ahead = _prefetch(Settings.from_profile(profile, **params))
     try:
-        for nb in NOTEBOOKS:
-            mine = notebook_parameters(declared[nb], profile, params, str(tmp))
+        def run_one(name: str) -> None:
+            mine = notebook_parameters(declared[name], profile, params, str(tmp))
             t0 = time.perf_counter()
-            _execute(folder / f"{nb}.ipynb", tmp / f"{nb}.ipynb", mine, folder, progress)
-            timings[nb] = time.perf_counter() - t0
-            atomic_write_text(tmp / f"{nb}.html", _html(tmp / f"{nb}.ipynb"))
+            _execute(folder / f"{name}.ipynb", tmp / f"{name}.ipynb", mine, folder, progress)
+            timings[name] = time.perf_counter() - t0
+
+        nb = _run_in_order(run_one)
+        for name in NOTEBOOKS:
+            atomic_write_text(tmp / f"{name}.html", _html(tmp / f"{name}.ipynb"))
+        nb = None
         summary_path = tmp / "metrics" / "summary.json"
         if not summary_path.is_file():
             raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
         total = time.perf_counter() - start
-        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings})
+        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings,
+                                                  "prefetch": ahead.result()})
         summary = json.loads(summary_path.read_text())
         from .pages import index_html
 
         page = index_html(run, profile, resolved, summary, timings, total, tmp, params=record)
         atomic_write_text(tmp / "index.html", page)
     except Exception as exc:
+        ahead.result()  # let the prefetch finish its task before the folder moves
+        if isinstance(exc, _NotebookError):
+            nb, exc = exc.notebook, exc.error
         failed = root / f"{run}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(tmp, failed)
@@ -282,6 +291,79 @@ def run_report(
     shutil.rmtree(root / f"{run}.failed", ignore_errors=True)  # an earlier failure is history now
     _rebuild_gallery(root)
     return final / "index.html"
+
+
+class _NotebookError(Exception):
+    """A notebook of a run failed: its name and the error (unwrapped before it is reported)."""
+
+    def __init__(self, notebook: str, error: BaseException):
+        super().__init__(notebook)
+        self.notebook, self.error = notebook, error
+
+
+def _run_in_order(run_one, at_once: int = 2) -> None:
+    """Run every notebook once its upstream notebooks (``notebook_stages.UPSTREAM``) are done,
+    ``at_once`` at a time (03 beside 04: both read only 02).  A failure stops the run once the
+    notebooks already running end; it is raised as :class:`_NotebookError`."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from ..notebook_stages import UPSTREAM
+
+    done: set[str] = set()
+    running: dict = {}
+    failed: _NotebookError | None = None
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        while len(done) < len(NOTEBOOKS) and failed is None:
+            for name in NOTEBOOKS:
+                ready = name not in done and name not in running.values() and set(UPSTREAM[name]) <= done
+                if ready and len(running) < at_once:
+                    running[pool.submit(run_one, name)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                name = running.pop(fut)
+                if fut.exception() is not None and failed is None:
+                    failed = _NotebookError(name, fut.exception())
+                done.add(name)
+        wait(running)
+    if failed is not None:
+        raise failed
+
+
+class _Prefetch:
+    """The pipeline's independent work of a run (``pipeline.prefetch``: models, reference rows,
+    baselines) in a background thread over ``workers`` processes, while the notebooks run."""
+
+    def __init__(self, s: Settings):
+        import threading
+
+        self.outcome: dict | None = None
+        self._thread = threading.Thread(target=self._work, args=(s,), name="mnemonic-mu-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self, s: Settings) -> None:
+        from .. import pipeline
+
+        try:
+            self.outcome = pipeline.prefetch(s)
+        except Exception as exc:  # the notebooks compute what is missing themselves
+            LOG.warning("computing ahead stopped (%s: %s); the notebooks compute the rest", type(exc).__name__, exc)
+            self.outcome = {"error": f"{type(exc).__name__}: {exc}"}
+
+    def result(self) -> dict | None:
+        self._thread.join()
+        return self.outcome
+
+
+class _NoPrefetch:
+    def result(self) -> None:
+        return None
+
+
+def _prefetch(s: Settings):
+    """Start :class:`_Prefetch` unless the run asks for one process (``workers = 1``)."""
+    from ..runtime import worker_count
+
+    return _Prefetch(s) if worker_count(s.workers, 8) > 1 else _NoPrefetch()
 
 
 def failure_record(exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path, timings: dict) -> dict:

@@ -61,9 +61,8 @@ PAPER_MNIST = {
     "fisher_forgetting": (94.1, 100.0),
 }
 
-# What each kind of row depends on: its key holds these algorithm versions.
-_SCORED = ("data", "codes", "train", "evaluate", "attacks", "divergence")
-ROW_COMPONENTS = {"reference": _SCORED, "mnemonic": _SCORED + ("fisher", "forget")}
+# What each kind of row depends on, and its key: one definition, the pipeline's.
+ROW_COMPONENTS, row_components, row_key = pipeline.ROW_COMPONENTS, pipeline.row_components, pipeline.row_key
 
 
 def check_plan(s: Settings, classes, seeds, jobs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -87,21 +86,6 @@ def sweep_key(s: Settings, classes, seeds) -> str:
 def sweep_folder(s: Settings, classes, seeds, out_dir: str = "") -> Path:
     # the default lies under the repository's reports/ (like the cache under its data/), wherever it runs from
     return Path(out_dir) if out_dir else resolve_path("reports/sweep") / f"{s.dataset}-{sweep_key(s, classes, seeds)}"
-
-
-def row_components(method: str) -> tuple[str, ...]:
-    if method in REFERENCES or method.startswith("band"):  # band<seed>: a band reference
-        return ROW_COMPONENTS["reference"]
-    if method == "mnemonic":
-        return ROW_COMPONENTS["mnemonic"]
-    return _SCORED + (f"method:{method}",)
-
-
-def row_key(request: Settings, method: str) -> str:
-    """A row's key: the request's settings and the versions of the code behind that row (not the
-    other methods, nor the band seeds: a band reference's row is keyed by its own ``band<seed>``)."""
-    d = {k: v for k, v in request.results_dict().items() if k not in ("baselines", "band_seeds")}
-    return store.key_of(d | {"method": method}, row_components(method))
 
 
 # --------------------------------------------------------------------------
