@@ -425,7 +425,6 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
     rows["mnemonic"] = dict(scores["mnemonic"]) | unlearning["row"]
     if s.baselines:
         forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
-        models = load_models(s, training, device=device)
         from .algorithms.methods import UnlearnData
 
         data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
