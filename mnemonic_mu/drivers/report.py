@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -181,17 +182,16 @@ def _execute(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) 
         ) from None
 
 
-_EXPORTER = None
+_EXPORTERS = threading.local()  # one nbconvert exporter per thread (notebooks convert side by side)
 
 
 def _html(executed: Path) -> str:
-    """One HTML page with code visible (nbconvert's lab template; the exporter is reused)."""
-    global _EXPORTER
-    if _EXPORTER is None:
+    """One HTML page with code visible (nbconvert's lab template; each thread reuses its exporter)."""
+    if getattr(_EXPORTERS, "html", None) is None:
         from nbconvert import HTMLExporter
 
-        _EXPORTER = HTMLExporter(template_name="lab")
-    body, _ = _EXPORTER.from_filename(str(executed))
+        _EXPORTERS.html = HTMLExporter(template_name="lab")
+    body, _ = _EXPORTERS.html.from_filename(str(executed))
     return body
 
 
@@ -247,11 +247,9 @@ def run_report(
             t0 = time.perf_counter()
             _execute(folder / f"{name}.ipynb", tmp / f"{name}.ipynb", mine, folder, progress)
             timings[name] = time.perf_counter() - t0
+            atomic_write_text(tmp / f"{name}.html", _html(tmp / f"{name}.ipynb"))  # while the next one runs
 
         nb = _run_in_order(run_one)
-        for name in NOTEBOOKS:
-            atomic_write_text(tmp / f"{name}.html", _html(tmp / f"{name}.ipynb"))
-        nb = None
         summary_path = tmp / "metrics" / "summary.json"
         if not summary_path.is_file():
             raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
@@ -334,8 +332,6 @@ class _Prefetch:
     baselines) in a background thread over ``workers`` processes, while the notebooks run."""
 
     def __init__(self, s: Settings):
-        import threading
-
         self.outcome: dict | None = None
         self._thread = threading.Thread(target=self._work, args=(s,), name="mnemonic-mu-prefetch", daemon=True)
         self._thread.start()
