@@ -7,6 +7,7 @@ every item in its own child process, so each item's peak memory is its own.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -570,6 +571,67 @@ def laptop_report(quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------
+# The first ten minutes: the README's quick start and `make report`, from an empty cache
+
+FIRST_TOUCH_REPS = 3
+
+
+def _kit_command(*args: str) -> list[str]:
+    """``mnemonic-mu ARGS`` with the environment's entry point (else ``python -m mnemonic_mu``)."""
+    exe = Path(sys.executable).with_name("mnemonic-mu")
+    return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "mnemonic_mu", *args]
+
+
+def first_touch(quick: bool) -> dict:
+    """What a newcomer waits for, each run from its own empty cache with the kit's defaults
+    (one torch thread per process, ``workers`` one per core): the README's quick-start command
+    ``mnemonic-mu experiment --forget 0`` and ``make report`` (``mnemonic-mu report --profile
+    laptop``), alternating, ``FIRST_TOUCH_REPS`` times each (1 with --quick); medians."""
+    reps = 1 if quick else FIRST_TOUCH_REPS
+    runs: dict[str, list[dict]] = {"quickstart": [], "report": []}
+    work = Path(tempfile.mkdtemp(prefix="bench-first-touch-"))
+    try:
+        for rep in range(reps):
+            for name in runs:
+                cache = work / f"cache-{name}-{rep}"
+                if name == "quickstart":
+                    cmd = _kit_command("experiment", "--forget", "0", "--cache-dir", str(cache), "--out",
+                                       str(work / f"quickstart-{rep}.json"))
+                else:
+                    cmd = _kit_command("report", "--profile", "laptop", "--reports-dir", str(work / f"reports-{rep}"),
+                                       "-p", f"cache_dir={cache}")
+                load_before = load_average()
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+                run = {"seconds": round(seconds, 1), "returncode": proc.returncode, "load_before": load_before,
+                       "load_after": load_average()}
+                if proc.returncode != 0:
+                    run["error"] = (proc.stderr or proc.stdout)[-800:]
+                elif name == "report":
+                    timing = json.loads((work / f"reports-{rep}" / "laptop" / "metrics" / "run.json").read_text())
+                    run["notebooks"] = {k: round(v, 1) for k, v in timing["notebooks"].items()}
+                runs[name].append(run)
+                shutil.rmtree(cache, ignore_errors=True)
+        # the first quick start's own output: the README shows it (docs/results/experiments/quickstart.json)
+        keep = ROOT / "reports" / "bench" / "quickstart.json"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        if (work / "quickstart-0.json").is_file():
+            shutil.copyfile(work / "quickstart-0.json", keep)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    variants = {}
+    for name, rs in runs.items():
+        secs = sorted(r["seconds"] for r in rs)
+        variants[f"first_touch_{name}"] = {
+            "median_s": secs[len(secs) // 2], "min_s": secs[0], "max_s": secs[-1], "reps": len(secs), "runs": rs,
+            "what": ("mnemonic-mu experiment --forget 0" if name == "quickstart"
+                     else "mnemonic-mu report --profile laptop") + ", each run from an empty cache",
+        }
+    return {"variants": variants}
+
+
+# --------------------------------------------------------------------------
 # bf16 autocast and channels_last: the effect on accuracy, measured
 
 
@@ -829,7 +891,8 @@ PAPER_ITEMS = {
     "retrain_mlp_mnist": lambda quick: retrain_mlp(quick, "mnist"),
 }
 # studies: run only when named (``run.py --only NAME``); their output is not a timing
-STUDY_ITEMS = {"svc_subsample": svc_subsample}  # the confidence-SVC's per-side cap vs no cap
+STUDY_ITEMS = {"svc_subsample": svc_subsample,  # the confidence-SVC's per-side cap vs no cap
+               "first_touch": first_touch}  # the quick start and `make report` from an empty cache, 3 times each
 
 
 # --------------------------------------------------------------------------
@@ -952,6 +1015,78 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
     return "\n".join(lines)
 
 
+FIRST_TOUCH_SOURCE = ROOT / "docs/results/bench/first_touch.json"
+FIRST_TOUCH_MARKERS = ("<!-- first-touch:start -->", "<!-- first-touch:end -->")
+
+
+def first_touch_section(report: dict) -> str:
+    """The Markdown between the first-touch markers of docs/performance.md, every number from
+    the bench.json of ``first_touch`` (``docs/results/bench/first_touch.json``)."""
+    items = report["items"]
+    quick, rep = items["first_touch_quickstart"], items["first_touch_report"]
+    runs = lambda it: ", ".join(f"{r['seconds']:.0f}" for r in it["runs"])  # noqa: E731
+    notebooks = rep["runs"][0].get("notebooks", {})
+    lines = [
+        f"Made by `{report['settings']['command']}` ({report['settings']['date']}; {_hw(report)}); source "
+        "`docs/results/bench/first_touch.json`. Each run starts from its own empty cache; the two commands "
+        f"alternate, {quick['reps']} runs each.",
+        "",
+        "| command | median (s) | runs (s) | target (s) |",
+        "|---|---|---|---|",
+        f"| `mnemonic-mu experiment --forget 0` (README quick start) | {quick['median_s']:.0f} | {runs(quick)} | 90 |",
+        f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | 120 |",
+    ]
+    if notebooks:
+        lines += ["", "The report's first run, seconds per notebook (03 runs beside 04; the models, the references' "
+                  "rows and the baselines are computed ahead in worker processes meanwhile, so a notebook's time "
+                  "includes waiting for them): " + ", ".join(f"{k} {v:.0f}" for k, v in notebooks.items()) + "."]
+    return "\n".join(lines)
+
+
+def _write_section(path: Path, markers: tuple[str, str], body: str) -> Path:
+    import re
+
+    text = path.read_text()
+    start, end = markers
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    block = f"{start}\n{body}\n{end}"
+    path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
+    return path
+
+
+QUICKSTART_SOURCE = ROOT / "docs/results/experiments/quickstart.json"
+QUICKSTART_MARKERS = ("<!-- quickstart:start -->", "<!-- quickstart:end -->")
+
+
+def readme_quickstart(result: dict, report: dict) -> str:
+    """The README's quick-start output block: what ``mnemonic-mu experiment --forget 0`` printed
+    for the committed ``result`` (``docs/results/experiments/quickstart.json``), and how long the
+    command takes from an empty cache by the committed ``first_touch`` ``report``."""
+    from mnemonic_mu.drivers.cli import experiment_lines
+
+    hw, quick = report["hardware"], report["items"]["first_touch_quickstart"]
+    return "\n".join([
+        f"What it printed (`docs/results/experiments/quickstart.json`); from an empty cache it takes "
+        f"{quick['median_s']:.0f} s (median of {quick['reps']}) on {hw['usable_cpus']} CPU cores ({hw['cpu_model']}), "
+        "most of it training the six models ([docs/performance.md](docs/performance.md#the-first-ten-minutes-the-"
+        "quick-start-and-make-report-from-an-empty-cache)):",
+        "",
+        "```",
+        *experiment_lines(result),
+        "```",
+    ])
+
+
+def write_first_touch_docs(path: Path = SCORING_DOCS, readme: Path = ROOT / "README.md") -> Path:
+    """Replace the first-touch block of docs/performance.md by :func:`first_touch_section` and the
+    README's quick-start block by :func:`readme_quickstart`, from the committed sources
+    (``python benchmarks/run.py --write-first-touch-docs``)."""
+    report = json.loads(FIRST_TOUCH_SOURCE.read_text())
+    _write_section(readme, QUICKSTART_MARKERS, readme_quickstart(json.loads(QUICKSTART_SOURCE.read_text()), report))
+    return _write_section(path, FIRST_TOUCH_MARKERS, first_touch_section(report))
+
+
 def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
     """Replace the block between ``SCORING_MARKERS`` in ``path`` by :func:`scoring_section`
     of the committed sources (``python benchmarks/run.py --write-scoring-docs``)."""
@@ -960,10 +1095,4 @@ def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
 
     load = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
     body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]), load(SCORING_SOURCES["study"]))
-    text = path.read_text()
-    start, end = SCORING_MARKERS
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no {start} ... {end} block")
-    block = f"{start}\n{body}\n{end}"
-    path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
-    return path
+    return _write_section(path, SCORING_MARKERS, body)

@@ -77,6 +77,9 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--write-scoring-docs", action="store_true",
                    help="rewrite the generated scoring section of docs/performance.md from "
                    "docs/results/bench/scoring.json and svc_subsample.json, then exit (runs nothing)")
+    p.add_argument("--write-first-touch-docs", action="store_true",
+                   help="rewrite the generated first-touch section of docs/performance.md from "
+                   "docs/results/bench/first_touch.json (made by --only first_touch), then exit")
     p.add_argument("--item", default=None, help=argparse.SUPPRESS)  # child process: run one item
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -299,6 +302,11 @@ def main(argv=None) -> int:
     args = _parse(argv)
     if args.item:
         return _child(args)
+    if args.write_first_touch_docs:
+        from benchmarks.items import write_first_touch_docs
+
+        print(f"[bench] wrote {write_first_touch_docs()}")
+        return 0
     if args.write_scoring_docs:
         from benchmarks.items import write_scoring_docs
 
