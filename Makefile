@@ -1,11 +1,15 @@
 # One entry point for people and CI.  `make test` and `make report` create the
-# virtual environment on first use.
+# virtual environment on first use.  `make book` builds the notebooks, executed, and the docs
+# as a static website in build/book/html (BOOK_PROFILE=ci by default; docs/book.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BOOK_PROFILE ?= ci
+MATHJAX_VERSION := 3.2.2
+MATHJAX := $(VENV)/mathjax/.installed-$(MATHJAX_VERSION)
 
-.PHONY: install test test-fast report bench clean-cache
+.PHONY: install test test-fast report bench clean-cache book book-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +29,17 @@ test-fast: $(STAMP)
 
 report: $(STAMP)
 	$(VENV)/bin/mnemonic-mu report --profile laptop
+
+# the book's MathJax (npm, pinned; mnemonic_mu/drivers/book.py checks the version); Sphinx,
+# MyST-NB and the theme come with make install
+$(MATHJAX): | $(STAMP)
+	npm install --prefix $(VENV)/mathjax --no-audit --no-fund --save-exact mathjax@$(MATHJAX_VERSION)
+	touch $(MATHJAX)
+
+book-tools: $(STAMP) $(MATHJAX)
+
+book: book-tools
+	$(PY) -m mnemonic_mu.drivers.book --profile $(BOOK_PROFILE)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
