@@ -169,6 +169,24 @@ def train_or_load(
     return train_many(s, dataset, {"model": train_cfg}, device, progress)["model"]
 
 
+def save_trained(
+    s, dataset: Dataset, train_cfg: TrainConfig, model, codes_: torch.Tensor, result, device="cpu"
+) -> Checkpoint:
+    """Keep a model trained outside :func:`train_or_load` (a notebook's written-out training cell)
+    in the cache under its key, as :func:`train_or_load` would have, and return the stored checkpoint.
+
+    ``result`` is what :func:`~mnemonic_mu.algorithms.train.train_model` returned.  The caller
+    must have trained exactly the recipe of the key: the model built by ``build_model(s.model,
+    ..., seed=s.seed)``, the codes of ``s.seed`` and ``train_cfg``, one model at a time (refused
+    with ``s.trainer == "ensemble"``, whose key promises an ensemble's rounding).
+    """
+    if s.trainer == "ensemble":
+        raise CheckpointError("save_trained stores a model trained alone; with trainer='ensemble' use train_many")
+    key = model_key(s, dataset, train_cfg)
+    with file_lock(s.cache_path / "locks" / f"{key}.lock"):
+        return _save_trained(s, dataset, train_cfg, model, codes_, result, device)
+
+
 def train_many(
     s, dataset: Dataset, train_cfgs: dict[str, TrainConfig], device: torch.device, progress: bool = False
 ) -> dict[str, tuple[Checkpoint, bool]]:
@@ -281,6 +299,7 @@ __all__ = [
     "model_key",
     "model_settings",
     "save_result",
+    "save_trained",
     "train_many",
     "train_or_load",
     "versions",
