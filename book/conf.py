@@ -13,7 +13,7 @@ html_title = "mnemonic-mu: one-shot unlearning with mnemonic codes"
 author = "the mnemonic-mu authors"
 root_doc = "index"
 
-extensions = ["myst_nb", "sphinx.ext.mathjax"]
+extensions = ["myst_nb", "sphinx.ext.mathjax", "sphinx.ext.githubpages"]  # githubpages: an empty .nojekyll
 exclude_patterns = ["_static/**", "**.ipynb_checkpoints"]
 
 # MyST Markdown: $...$ and $$...$$ are math, headings get GitHub's anchors (docs link to them)
@@ -39,4 +39,5 @@ html_theme_options = {
     "use_fullscreen_button": False,
     "navigation_with_keys": False,
 }
+html_sidebars = {"**": ["navbar-logo.html", "sbt-sidebar-nav.html"]}  # the header has the search box
 html_last_updated_fmt = None
