@@ -169,8 +169,17 @@ def train_or_load(
     return train_many(s, dataset, {"model": train_cfg}, device, progress)["model"]
 
 
+@contextlib.contextmanager
+def model_lock(s, key: str):
+    """Hold the lock of model ``key``: a process training or loading it through
+    :func:`train_many` waits meanwhile (and one holding it makes this wait)."""
+    with file_lock(s.cache_path / "locks" / f"{key}.lock"):
+        yield
+
+
 def save_trained(
-    s, dataset: Dataset, train_cfg: TrainConfig, model, codes_: torch.Tensor, result, device="cpu"
+    s, dataset: Dataset, train_cfg: TrainConfig, model, codes_: torch.Tensor, result, device="cpu",
+    locked: bool = False,
 ) -> Checkpoint:
     """Keep a model trained outside :func:`train_or_load` (a notebook's written-out training cell)
     in the cache under its key, as :func:`train_or_load` would have, and return the stored checkpoint.
@@ -178,12 +187,13 @@ def save_trained(
     ``result`` is what :func:`~mnemonic_mu.algorithms.train.train_model` returned.  The caller
     must have trained exactly the recipe of the key: the model built by ``build_model(s.model,
     ..., seed=s.seed)``, the codes of ``s.seed`` and ``train_cfg``, one model at a time (refused
-    with ``s.trainer == "ensemble"``, whose key promises an ensemble's rounding).
+    with ``s.trainer == "ensemble"``, whose key promises an ensemble's rounding).  ``locked``:
+    the caller already holds :func:`model_lock` of the key.
     """
     if s.trainer == "ensemble":
         raise CheckpointError("save_trained stores a model trained alone; with trainer='ensemble' use train_many")
     key = model_key(s, dataset, train_cfg)
-    with file_lock(s.cache_path / "locks" / f"{key}.lock"):
+    with contextlib.nullcontext() if locked else model_lock(s, key):
         return _save_trained(s, dataset, train_cfg, model, codes_, result, device)
 
 
@@ -296,6 +306,7 @@ __all__ = [
     "key_of",
     "load_data",
     "load_result",
+    "model_lock",
     "model_key",
     "model_settings",
     "save_result",
