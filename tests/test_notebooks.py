@@ -1,7 +1,12 @@
 """The committed notebooks: the source people edit, checked for structure, never for a second copy.
 
 The ``.ipynb`` files are the source (kept free of outputs by nbstripout, see
-CONTRIBUTING.md).  These tests read them only (no kernel); executing them is tested in
+CONTRIBUTING.md).  Most tests here read them only (no kernel): structure, the glossary link,
+a sentence under every figure, no typed numbers in a Summary.  The notebooks' claims are
+asserted in their own cells, so a run where a claim is false fails:
+``test_notebooks_01_05_hold_their_claims`` runs 01-05 through papermill at the ci profile for
+two more forget classes (one of them where the guard acts) and at the laptop profile, beside
+the ci report of class 0 (tests/test_report.py); executing them is also tested in
 tests/test_report.py and tests/test_sweep.py.
 """
 
@@ -9,12 +14,17 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from mnemonic_mu import notebook_stages as stages
 from mnemonic_mu.errors import ConfigError, StageOrderError
@@ -225,3 +235,159 @@ def test_a_changed_parameter_and_run_all_gives_a_run_not_an_error(tmp_path):
     assert [line.split()[1] for line in said] == ["02_training", "01_mnemonic_codes"], said
     assert stages.stage_dir(Settings.from_profile("ci", forget_classes=[3], cache_dir=str(tmp_path / "cache")),
                             "04_unlearning").is_dir()
+
+
+# --------------------------------------------------------------------------
+# The teaching notebooks 01-05: the glossary, figures read for the student, claims as code
+
+TEACHING = stages.NOTEBOOKS[:5]  # 01_mnemonic_codes ... 05_membership_evaluation
+GLOSSARY_TERMS = (
+    "A_R", "E_F", "A_R_train", "E_F_train", "gap", "ToW", "retrain", "seed band", "inside", "no signal",
+    "entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe", "mnemonic code", "t_mix",
+    "code Fisher", "Oracle Fisher", "eta", "alpha", "lambda1", "lambda2", "the paper's step", "the calibrated step",
+    "the guard", "JS divergence", "workers",
+)
+
+
+def _plain(text: str) -> str:
+    """Markdown without code spans, math and citations of equations or figures (where digits may stand)."""
+    text = re.sub(r"`[^`]*`", "", text)
+    text = re.sub(r"\$\$.*?\$\$|\$[^$]*\$", "", text, flags=re.S)
+    return re.sub(r"\b(Eq|Eqs|Fig|Figs|Algorithm|Exercise|Exercises)\.? [0-9][0-9, -]*", "", text)
+
+
+def test_the_glossary_defines_every_term_and_types_no_result():
+    text = (ROOT / "docs" / "glossary.md").read_text()
+    headings = [line[4:] for line in text.splitlines() if line.startswith("### ")]
+    missing = [t for t in GLOSSARY_TERMS if not any(t in h for h in headings)]
+    assert not missing, missing
+    assert not re.findall(r"\d+\.\d+", _plain(text)), "a decimal number in the glossary's prose: definitions only"
+    for target in re.findall(r"\]\(([a-z_]+\.md)", text):  # the pages it links for detail exist
+        assert (ROOT / "docs" / target).is_file(), target
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_the_glossary_is_linked_at_first_use(name):
+    """The first markdown cell (the title and what the notebook does, where its terms first appear) links it."""
+    cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    first = next(c for c in cells if c.cell_type == "markdown")
+    assert "](../docs/glossary.md)" in first.source, name
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_every_figure_is_read_in_a_sentence_under_it(name):
+    cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code" and "plt.show()" in cell.source:
+            under = cells[i + 1] if i + 1 < len(cells) else None
+            assert under is not None and under.cell_type == "markdown" and not under.source.lstrip().startswith("#"), \
+                f"{name}: the figure of cell {i} has no sentence under it"
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_a_summary_types_no_number(name):
+    """Every number a Summary refers to is printed by the run; the Summary itself types none."""
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+                     if c.cell_type == "markdown")
+    summary = text.split("## Summary", 1)[1].split("## Exercises", 1)[0]
+    typed = re.findall(r".{0,30}\d.{0,30}", _plain(summary))
+    assert not typed, f"{name}: a number typed in the Summary: {typed}"
+    cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    start = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    placeholders = [line for c in cells[start:] if c.cell_type == "code"
+                    for line in c.source.splitlines() if re.match(r"\w+ = None  # ", line)]
+    assert placeholders or name != "01_mnemonic_codes"  # 01's Exercise 3 has one
+    assert not [line for line in placeholders if re.search(r"\b\d", line.split("#", 1)[1])], \
+        f"{name}: an exercise placeholder's comment gives a number (the answer?)"
+
+
+# Three forget classes at the ci profile (class 0 runs in tests/test_report.py's report), one of
+# them on an undertrained original where the guard acts, and the laptop profile once.
+CLAIM_RUNS = {
+    "ci-class3": ("ci", 3, {}),
+    "ci-8-epochs-class4-guard": ("ci", 4, {"epochs": 8}),
+    "laptop-class0": ("laptop", 0, {}),
+}
+
+
+def _run_notebooks(out: Path, profile: str, forget_class: int, overrides: dict, cache: Path) -> dict:
+    """01-05 through papermill in a fresh process each (the way a student runs them), sharing one
+    cache per profile; ``{"seconds", "error"}`` (the failing notebook and its traceback)."""
+    papermill = Path(sys.executable).with_name("papermill")
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for name in TEACHING:
+        params = {"profile": profile, "overrides": {**overrides, "cache_dir": str(cache), "run_dir": str(out / "run")}}
+        if name != "01_mnemonic_codes":  # 01 declares no forget_classes
+            params["forget_classes"] = [forget_class]
+        cmd = [str(papermill), "-k", "python3", "--cwd", str(NOTEBOOKS), "--no-progress-bar", "-y", yaml.safe_dump(params),
+               str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode:
+            return {"seconds": time.perf_counter() - start, "error": f"{name}: {proc.stderr[-4000:]}"}
+    return {"seconds": time.perf_counter() - start, "error": None}
+
+
+@pytest.fixture(scope="session")
+def claim_runs(tmp_path_factory) -> dict:
+    """Every run of ``CLAIM_RUNS``, once per session, two at a time (the laptop run beside the ci runs)."""
+    base = tmp_path_factory.mktemp("claims")
+
+    def sequence(names):
+        return {n: _run_notebooks(base / n, *CLAIM_RUNS[n], cache=base / f"cache-{CLAIM_RUNS[n][0]}") for n in names}
+
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(sequence, ["laptop-class0"]), pool.submit(sequence, ["ci-class3", "ci-8-epochs-class4-guard"])]
+        done = {k: v for job in jobs for k, v in job.result().items()}
+    return {n: done[n] | {"folder": base / n} for n in CLAIM_RUNS}
+
+
+def _outputs(path: Path) -> str:
+    cells = nbformat.read(path, as_version=4).cells
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for c in cells if c.cell_type == "code" for o in c.outputs)
+
+
+def check_claims(folder: Path, metrics: Path) -> dict:
+    """What every run of 01-05 must show (its own cells assert the rest): the written-out steps
+    equal the library's, the original trained once, the attacks read against the band."""
+    text = {name: _outputs(folder / f"{name}.ipynb") for name in TEACHING}
+    assert "the same weights as the cell above" in text["02_training"]
+    assert "the original was loaded from the cache the cell above wrote" in text["02_training"]
+    training = json.loads((metrics / "02_training.json").read_text())
+    assert training["models"]["original"]["from_cache"] and len(training["band"]) == 4
+    assert "forget(step='paper') gives the same model" in text["04_unlearning"]
+    assert "forget(step='calibrated') gives the same model" in text["04_unlearning"]
+    assert re.search(r"A_R \+ E_F moves over [0-9.]+ points of the grid with the paper's step", text["04_unlearning"])
+    unlearning = json.loads((metrics / "04_unlearning.json").read_text())
+    rebuild = unlearning["rebuild"]
+    assert rebuild["max_difference"] <= 1e-5 and rebuild["hard_max_difference"] <= 1e-5
+    assert rebuild["hard_class"] not in unlearning["forget_classes"]
+    assert "linear probe: " in text["05_membership_evaluation"]
+    return {"text": text, "unlearning": unlearning}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", CLAIM_RUNS)
+def test_notebooks_01_05_hold_their_claims(claim_runs, run):
+    """01-05 run to the end (every claim their cells assert holds) at two more forget classes of the
+    ci profile, one of them where the guard acts, and at the laptop profile."""
+    result = claim_runs[run]
+    assert result["error"] is None, result["error"]
+    seen = check_claims(result["folder"], result["folder"] / "run" / "metrics")
+    warnings = seen["unlearning"]["record"]["warnings"]
+    if run == "ci-8-epochs-class4-guard":  # the guard acts on the run's own class: warned, and the rebuild says so
+        assert any(w.startswith("calibration could not push") for w in warnings), warnings
+        assert "; the guard acted: no safe scale reaches the target" in seen["text"]["04_unlearning"]
+        assert seen["unlearning"]["rebuild"]["hard_guard_acted"]
+    print(f"{run}: 01-05 in {result['seconds']:.0f} s")
+
+
+@pytest.mark.slow
+def test_notebooks_hold_their_claims_on_class_0_of_the_ci_report(tmp_path_factory):
+    """The third ci class: the report of tests/test_report.py (ci profile, class 0) runs the same notebooks."""
+    from test_report import shared_ci_report
+
+    report = shared_ci_report(tmp_path_factory)
+    check_claims(report, report / "metrics")
