@@ -13,6 +13,8 @@ screen of each page is kept under the session's tmp folder (``book-shots/``).
 
 Without Chromium, Playwright, the Sphinx packages or MathJax (``make book-tools``) the tests
 are skipped with the reason, except in CI (environment variable ``CI`` set), where they fail.
+The browser tests are marked ``slow``; the last test (docs/book.md quotes its measured times
+as generated) is quick.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from urllib.parse import urldefrag
 import pytest
 
 from test_report import shared_ci_report
-
-pytestmark = pytest.mark.slow  # the build executes notebooks 07-09 (minutes)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -202,6 +202,7 @@ def _pages(book: Path) -> list[str]:
     return json.loads((book / "book.json").read_text())["pages"]
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_book_holds_every_notebook_and_doc_in_reading_order(book, visits, server):
     from mnemonic_mu.drivers.book import REFERENCE
     from mnemonic_mu.settings import project_root
@@ -221,6 +222,7 @@ def test_book_holds_every_notebook_and_doc_in_reading_order(book, visits, server
     assert json.loads((book / "book.json").read_text())["warnings"] == []  # no broken reference while building
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_every_page_loads_without_errors_or_other_hosts(visits):
     for path, r in visits.items():
         assert r["status"] == 200, path
@@ -230,6 +232,7 @@ def test_every_page_loads_without_errors_or_other_hosts(visits):
         assert r["title"], path
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_every_image_loads_and_every_figure_is_shown(book, visits):
     for path, r in visits.items():
         broken = [src for src, complete, width in r["images"] if not complete or width <= 0]
@@ -241,6 +244,7 @@ def test_every_image_loads_and_every_figure_is_shown(book, visits):
         assert visits[f"notebooks/{nb.stem}.html"]["figures"] == figures, nb.name
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_every_link_inside_the_site_resolves(visits, server):
     ids: dict[str, set[str]] = {}
     for path, r in visits.items():
@@ -269,6 +273,7 @@ def _has_math(text: str) -> bool:
     return bool(re.search(r"\$\$|(?<![\\$])\$(?=\S)[^$\n]+(?<=\S)\$", text))
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_math_is_typeset(book, visits):
     src = book / "src"
     with_math = []
@@ -288,7 +293,21 @@ def test_math_is_typeset(book, visits):
     assert {"docs/method", "docs/indistinguishability", "notebooks/03_fisher"} <= set(with_math)
 
 
+@pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_no_page_is_wider_than_the_window(visits):
     for path, r in visits.items():
         for name, (scroll, window) in (("1280 px", r["width"]), ("390 px", r["phone_width"])):
             assert scroll <= window, f"{path} scrolls sideways at {name}: {scroll} px wide"
+
+
+def test_the_measured_time_in_docs_is_its_record():
+    """docs/book.md quotes the measured times of docs/results/book/make-book.json, as generated."""
+    from mnemonic_mu.drivers.book import TIME_MARKERS, TIME_RECORD, time_markdown
+    from mnemonic_mu.settings import project_root
+
+    root = project_root()
+    text = (root / "docs" / "book.md").read_text()
+    block = text.split(TIME_MARKERS[0])[1].split(TIME_MARKERS[1])[0]
+    record = json.loads((root / TIME_RECORD).read_text())
+    assert block.strip() == time_markdown(record).strip()
+    assert record["clean_clone"]["wall_seconds"] >= record["clean_clone"]["install_seconds"] + record["clean_clone"]["book_seconds"]["total"]

@@ -172,6 +172,42 @@ def build_book(out: str | Path | None = None, profile: str = "ci", executed: str
     return out / "html" / "index.html"
 
 
+TIME_RECORD = Path("docs/results/book/make-book.json")  # the measured times docs/book.md quotes
+TIME_MARKERS = ("<!-- book-time:start -->", "<!-- book-time:end -->")
+
+
+def time_markdown(record: dict) -> str:
+    """The "How long it takes" paragraph of docs/book.md, from the measured ``record``."""
+    clean, again, test = record["clean_clone"], record["again"], record["test"]
+    b = clean["book_seconds"]
+    return (
+        f"Measured on {record['machine']}, with `time {record['command']}` in a fresh clone (the driver's "
+        f"`build/book/book.json` gives the steps): **{clean['wall_seconds'] / 60:.1f} min** in all. Of these, "
+        f"{clean['install_seconds']:.0f} s create the virtual environment and install the kit, and "
+        f"{b['total']:.0f} s build the book: the report's notebooks 01-06 (training the ci models) "
+        f"{b['report']:.0f} s, `07_comparison` {b['07_comparison']:.0f} s, `08_calibration` "
+        f"{b['08_calibration']:.0f} s, `09_per_example_attack` {b['09_per_example_attack']:.0f} s, and Sphinx "
+        f"{b['sphinx']:.0f} s for {clean['pages']} pages. `make book` again, with the models cached, takes "
+        f"{again['wall_seconds']:.0f} s.\n\n"
+        f"The browser test alone (`{test['command']}`) takes {test['wall_seconds']:.0f} s, since it also runs "
+        f"the ci report that it shares with the other report tests. Of these, {test['book_seconds']['total']:.0f} s "
+        f"build the book. In `make test`, the report has already run for those tests.\n\n"
+        f"Numbers from `{TIME_RECORD.as_posix()}`; after measuring again, update that file and run "
+        f"`python -m mnemonic_mu.drivers.book --write-time-docs`."
+    )
+
+
+def write_time_docs(root: Path | None = None) -> Path:
+    """Rewrite the paragraph between ``TIME_MARKERS`` in docs/book.md from ``TIME_RECORD``."""
+    root = root or project_root()
+    page = root / "docs" / "book.md"
+    text = page.read_text()
+    start, end = text.index(TIME_MARKERS[0]) + len(TIME_MARKERS[0]), text.index(TIME_MARKERS[1])
+    record = json.loads((root / TIME_RECORD).read_text())
+    page.write_text(text[:start] + "\n" + time_markdown(record) + "\n" + text[end:])
+    return page
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnemonic_mu.drivers.book", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="ci", help="the settings profile the notebooks run at (default: ci)")
@@ -179,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executed", default=None,
                         help="a finished `mnemonic-mu report` run folder whose notebooks 01-06 to use instead of running them")
     parser.add_argument("--cache-dir", default=None, help="the model cache (default: the profile's, data/cache)")
+    parser.add_argument("--write-time-docs", action="store_true",
+                        help=f"only rewrite docs/book.md's measured times from {TIME_RECORD.as_posix()}")
     args = parser.parse_args(argv)
+    if args.write_time_docs:
+        print(write_time_docs())
+        return 0
     try:
         index = build_book(args.out, args.profile, args.executed, args.cache_dir, progress=sys.stderr.isatty())
     except MnemonicError as exc:
