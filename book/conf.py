@@ -2,10 +2,11 @@
 
 The engine of Jupyter Book 1: Sphinx with MyST-NB (notebooks and MyST Markdown) and
 sphinx-book-theme, all from PyPI (the ``dev`` extra).  ``mnemonic_mu.drivers.book`` copies
-this folder (this file and ``_static/``) into the book's source folder (``build/book/src/``) beside the executed notebooks,
-the docs and MathJax, then runs ``python -m sphinx`` on that folder: nothing is fetched while
-it builds and nothing the site loads comes from another host.  Change the title or the theme
-here; the table of contents (the order a student reads in) is ``CHAPTERS`` in the driver.
+this folder (this file and ``_static/``) into the book's source folder (``build/book/src/``)
+beside the executed notebooks, the docs and MathJax, then runs ``python -m sphinx`` on that
+folder: nothing is fetched while it builds and nothing the site loads comes from another
+host.  Change the title or the theme here; the table of contents (the order a student reads
+in) is ``REFERENCE`` and ``CHAPTERS`` in the driver.
 """
 
 project = "mnemonic-mu"
@@ -40,4 +41,3 @@ html_theme_options = {
     "navigation_with_keys": False,
 }
 html_sidebars = {"**": ["navbar-logo.html", "sbt-sidebar-nav.html"]}  # the header has the search box
-html_last_updated_fmt = None

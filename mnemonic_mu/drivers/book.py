@@ -12,10 +12,10 @@ Three steps, each in its own folder under ``--out`` (default ``build/book/``):
    are copied from ``--executed`` (a finished ``mnemonic-mu report`` run folder); the three
    that the report does not run are executed with papermill and the small knobs of ``MORE``.
    Nothing is written into ``notebooks/``.
-2. ``src/``: a Sphinx project: ``book/`` (``conf.py``, ``_static/book.css``), the README as the home page with the table
-   of contents (``CHAPTERS``: the order a student reads in), CONTRIBUTING.md, ``docs/*.md``,
-   the executed notebooks and MathJax (``_static/mathjax``, from the npm package that
-   ``make book-tools`` installs into the virtual environment).
+2. ``src/``: a Sphinx project: ``book/`` (``conf.py``, ``_static/book.css``), the README as
+   the home page with the table of contents (``CHAPTERS``: the order a student reads in),
+   CONTRIBUTING.md, ``docs/*.md``, the executed notebooks and MathJax (``_static/mathjax``,
+   from the npm package that ``make book-tools`` installs into the virtual environment).
 3. ``html/``: the site, built by ``python -m sphinx`` (MyST-NB renders the notebooks with
    their outputs and figures; MathJax typesets the math in the browser).  Copy this folder to
    any web host.  ``book.json`` beside it holds the seconds of each step and the page list.
@@ -40,7 +40,7 @@ MATHJAX_VERSION = "3.2.2"  # the npm package `mathjax`, pinned in the Makefile (
 
 # The notebooks the report does not run, with knobs that keep them to a minute or two at the
 # ci profile (their own defaults are a laptop's full study): a 2 x 2 sweep, the calibration
-# study as it is, six populations of models.
+# study as it is, the per-example attack on six seeds (its minimum).
 MORE = {
     "07_comparison": {"classes": [0, 3], "seeds": [0, 1], "jobs": 2},
     "08_calibration": {},
