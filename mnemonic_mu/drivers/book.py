@@ -191,7 +191,10 @@ def time_markdown(record: dict) -> str:
         f"{again['wall_seconds']:.0f} s.\n\n"
         f"The browser test alone (`{test['command']}`) takes {test['wall_seconds']:.0f} s, since it also runs "
         f"the ci report that it shares with the other report tests. Of these, {test['book_seconds']['total']:.0f} s "
-        f"build the book. In `make test`, the report has already run for those tests.\n\n"
+        f"build the book. In `make test`, the report has already run for those tests. On a busier "
+        f"machine (load average {test['busier']['load_average']}) the same test took "
+        f"{test['busier']['wall_seconds']:.0f} s, {test['busier']['book_seconds']['07_comparison']:.0f} s of "
+        f"them in `07_comparison`'s sweep (two worker processes).\n\n"
         f"Numbers from `{TIME_RECORD.as_posix()}`; after measuring again, update that file and run "
         f"`python -m mnemonic_mu.drivers.book --write-time-docs`."
     )
