@@ -574,6 +574,7 @@ def laptop_report(quick: bool) -> dict:
 # The first ten minutes: the README's quick start and `make report`, from an empty cache
 
 FIRST_TOUCH_REPS = 3
+FIRST_TOUCH_TARGETS = {"quickstart": 90, "report": 120}  # seconds on 2 cores from an empty cache (the issue's)
 
 
 def _kit_command(*args: str) -> list[str]:
@@ -1031,10 +1032,12 @@ def first_touch_section(report: dict) -> str:
         "`docs/results/bench/first_touch.json`. Each run starts from its own empty cache; the two commands "
         f"alternate, {quick['reps']} runs each.",
         "",
-        "| command | median (s) | runs (s) | target (s) |",
-        "|---|---|---|---|",
-        f"| `mnemonic-mu experiment --forget 0` (README quick start) | {quick['median_s']:.0f} | {runs(quick)} | 90 |",
-        f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | 120 |",
+        "| command | median (s) | runs (s) | target (s) | met |",
+        "|---|---|---|---|---|",
+        f"| `mnemonic-mu experiment --forget 0` (README quick start) | {quick['median_s']:.0f} | {runs(quick)} | "
+        f"{FIRST_TOUCH_TARGETS['quickstart']} | {'yes' if quick['median_s'] <= FIRST_TOUCH_TARGETS['quickstart'] else 'no'} |",
+        f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | "
+        f"{FIRST_TOUCH_TARGETS['report']} | {'yes' if rep['median_s'] <= FIRST_TOUCH_TARGETS['report'] else 'no'} |",
     ]
     if notebooks:
         lines += ["", "The report's first run, seconds per notebook (03 runs beside 04; the models, the references' "

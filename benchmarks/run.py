@@ -260,7 +260,7 @@ def markdown(report: dict) -> str:
         unit = (1e3, " ms") if it["median_s"] < 2 else (1.0, " s")
         lines.append(
             f"| {name} | {_fmt(it['median_s'] * unit[0], unit[1])} | {_fmt(it['min_s'] * unit[0], unit[1])} | "
-            f"{_fmt(it['cpu_median_s'] * unit[0], unit[1]) if 'cpu_median_s' in it else ''} | {it['reps']} | {_fmt(it['peak_rss_mb'])} (+{_fmt(it['peak_extra_mb'])}) | {it.get('what', '')} |"
+            f"{_fmt(it['cpu_median_s'] * unit[0], unit[1]) if 'cpu_median_s' in it else ''} | {it['reps']} | {_fmt(it['peak_rss_mb']) + ' (+' + _fmt(it['peak_extra_mb']) + ')' if 'peak_rss_mb' in it else ''} | {it.get('what', '')} |"
         )
     lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
     tg = report["targets"]
