@@ -146,6 +146,7 @@ def _die_at(point: str, folder: str) -> None:
     import mnemonic_mu.io.artifacts as artifacts
     import mnemonic_mu.io.checkpoint as checkpoint
 
+    torch.set_num_threads(1)  # a forked child must not enter the parent's OpenMP pool (it hangs)
     real_replace = os.replace
     if point == "before_manifest":
         checkpoint.write_manifest = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
@@ -162,6 +163,7 @@ def _die_at(point: str, folder: str) -> None:
 
 def _die_before_rename(target: str) -> None:
     """Write a report but SIGKILL ourselves after the data is on disk, before the rename."""
+    torch.set_num_threads(1)  # as in every forked child here
     os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
     write_json(target, report_obj(1))
 
