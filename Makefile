@@ -21,11 +21,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the suite in parallel processes (pytest-xdist: one per core, at most 4; each test at one torch
+# thread, or OMP_NUM_THREADS); TEST_ARGS adds pytest options, e.g. TEST_ARGS="-n 0" runs it serially
+TEST_ARGS ?=
+XDIST := -n auto --maxprocesses 4 --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST) $(TEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow" $(TEST_ARGS)
 
 report: $(STAMP)
 	$(VENV)/bin/mnemonic-mu report --profile laptop

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from mnemonic_mu.algorithms.codes import generate_codes  # noqa: E402
 from mnemonic_mu.io.data import load_dataset  # noqa: E402
 from mnemonic_mu.algorithms.models import build_model  # noqa: E402
 from mnemonic_mu.algorithms.train import TrainConfig, train_model  # noqa: E402
+from mnemonic_mu.io.artifacts import file_lock  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +34,19 @@ def tiny_trained(tiny_dataset):
     model = build_model("mlp", tiny_dataset.input_shape, tiny_dataset.num_classes, seed=0)
     train_model(model, tiny_dataset, codes, TrainConfig(epochs=30, batch_size=32, lr=0.05, t_mix=0.2, seed=0))
     return model, codes
+
+
+def session_dir(tmp_path_factory) -> Path:
+    """This test session's folder, shared by its pytest-xdist workers (``make test`` runs two):
+    their common parent under xdist, else the session's own base folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name: str):
+    """Hold the session-wide lock of ``session_dir / name`` and yield that folder: the first
+    worker to ask builds what it holds, a second waits, then finds it built."""
+    folder = session_dir(tmp_path_factory) / name
+    with file_lock(session_dir(tmp_path_factory) / f"{name}.lock"):
+        yield folder

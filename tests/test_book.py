@@ -32,6 +32,7 @@ from urllib.parse import urldefrag
 
 import pytest
 
+from conftest import built_once
 from test_report import shared_ci_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,10 +77,10 @@ def book(tmp_path_factory) -> Path:
         _unavailable(reason)
     from mnemonic_mu.drivers.book import build_book
 
-    out = tmp_path_factory.getbasetemp() / "book"
-    if not (out / "book.json").is_file():
-        ci = shared_ci_report(tmp_path_factory)  # base/reports/ci-test; its model cache is base/cache
-        build_book(out, "ci", executed=ci, cache_dir=str(ci.parent.parent / "cache"))
+    ci = shared_ci_report(tmp_path_factory)  # base/reports/ci-test; its model cache is base/cache
+    with built_once(tmp_path_factory, "book") as out:
+        if not (out / "book.json").is_file():
+            build_book(out, "ci", executed=ci, cache_dir=str(ci.parent.parent / "cache"))
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import built_once
 from mnemonic_mu import notebook_stages as stages
 from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.errors import ConfigError
@@ -42,22 +43,23 @@ GRID_NAMES = [
 
 def shared_ci_report(tmp_path_factory) -> Path:
     """The ci report of this session (run once, also used by tests/test_browser.py)."""
-    base = tmp_path_factory.getbasetemp() / "ci"
-    index = base / "reports" / "ci-test" / "index.html"
-    if not index.is_file():
-        index = run_report("ci", run="ci-test", reports_dir=base / "reports", overrides={"cache_dir": str(base / "cache")})
+    with built_once(tmp_path_factory, "ci") as base:
+        index = base / "reports" / "ci-test" / "index.html"
+        if not index.is_file():
+            index = run_report("ci", run="ci-test", reports_dir=base / "reports",
+                               overrides={"cache_dir": str(base / "cache")})
     return index.parent
 
 
 def shared_grid(tmp_path_factory) -> tuple[Path, dict]:
     """``(reports folder, first call)`` of the session's small grid, run once with two jobs;
     the first call's results and seconds are kept beside the folder for whichever test asks."""
-    base = tmp_path_factory.getbasetemp() / "grid"
-    root, first = base / "reports", base / "first-call.json"
-    if not first.is_file():
-        t0 = time.perf_counter()
-        results = run_grid("ci", GRID, overrides=grid_overrides(base), jobs=2, reports_dir=root)
-        first.write_text(json.dumps({"results": results, "seconds": time.perf_counter() - t0}))
+    with built_once(tmp_path_factory, "grid") as base:
+        root, first = base / "reports", base / "first-call.json"
+        if not first.is_file():
+            t0 = time.perf_counter()
+            results = run_grid("ci", GRID, overrides=grid_overrides(base), jobs=2, reports_dir=root)
+            first.write_text(json.dumps({"results": results, "seconds": time.perf_counter() - t0}))
     return root, json.loads(first.read_text())
 
 
