@@ -583,6 +583,15 @@ def _kit_command(*args: str) -> list[str]:
     return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "mnemonic_mu", *args]
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of every finished child process of this one, and theirs in turn
+    (the command's worker processes and notebook kernels, once reaped)."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def first_touch(quick: bool) -> dict:
     """What a newcomer waits for, each run from its own empty cache with the kit's defaults
     (one torch thread per process, ``workers`` one per core): the README's quick-start command
@@ -602,11 +611,13 @@ def first_touch(quick: bool) -> dict:
                     cmd = _kit_command("report", "--profile", "laptop", "--reports-dir", str(work / f"reports-{rep}"),
                                        "-p", f"cache_dir={cache}")
                 load_before = load_average()
+                cpu_before = _children_cpu_seconds()
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 seconds = time.perf_counter() - start
                 run = {"seconds": round(seconds, 1), "returncode": proc.returncode, "load_before": load_before,
-                       "load_after": load_average()}
+                       "load_after": load_average(),
+                       "cpu_seconds": round(_children_cpu_seconds() - cpu_before, 1)}
                 if proc.returncode != 0:
                     run["error"] = (proc.stderr or proc.stdout)[-800:]
                 elif name == "report":
@@ -619,6 +630,7 @@ def first_touch(quick: bool) -> dict:
         keep.parent.mkdir(parents=True, exist_ok=True)
         if (work / "quickstart-0.json").is_file():
             shutil.copyfile(work / "quickstart-0.json", keep)
+        work_parts = _report_work(work / "cache-parts")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     variants = {}
@@ -629,7 +641,34 @@ def first_touch(quick: bool) -> dict:
             "what": ("mnemonic-mu experiment --forget 0" if name == "quickstart"
                      else "mnemonic-mu report --profile laptop") + ", each run from an empty cache",
         }
+    variants["first_touch_report"]["work_parts"] = work_parts
     return {"variants": variants}
+
+
+def _report_work(cache: Path) -> dict:
+    """The report's computed-ahead work (:func:`mnemonic_mu.pipeline.prefetch`) done one piece at a
+    time in this one process, from an empty cache: seconds per model, per reference row and per
+    baseline, each timed alone (what the report's worker processes share out)."""
+    from mnemonic_mu import pipeline
+
+    s = Settings(cache_dir=str(cache))
+    parts: dict[str, dict[str, float]] = {"models": {}, "rows": {}, "baselines": {}}
+
+    def timed_part(group: str, name: str, fn, *args) -> None:
+        start = time.perf_counter()
+        fn(s, *args)
+        parts[group][name] = round(time.perf_counter() - start, 1)
+
+    pipeline.load_data(s)  # the data's own preparation is not a part
+    for role in pipeline.ROLES:
+        timed_part("models", role, pipeline.train_task, role)
+    for b in s.band_seeds:
+        timed_part("models", f"retrain seed {b}", pipeline.train_task, "retrain", b)
+    for role in [*pipeline.ROLES, *(f"band{b}" for b in s.band_seeds)]:
+        timed_part("rows", role, pipeline.reference_score, role)
+    for name in s.baselines:
+        timed_part("baselines", name, pipeline.method_score, name)
+    return parts
 
 
 # --------------------------------------------------------------------------
@@ -1039,6 +1078,25 @@ def first_touch_section(report: dict) -> str:
         f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | "
         f"{FIRST_TOUCH_TARGETS['report']} | {'yes' if rep['median_s'] <= FIRST_TOUCH_TARGETS['report'] else 'no'} |",
     ]
+    cpu = {name: sorted(r["cpu_seconds"] for r in it["runs"] if "cpu_seconds" in r)
+           for name, it in (("quickstart", quick), ("report", rep))}
+    if all(cpu.values()):
+        cores = report["hardware"]["usable_cpus"]
+        median = {name: v[len(v) // 2] for name, v in cpu.items()}
+        lines += ["", "CPU work per run (user + system seconds of the command, its worker processes and its "
+                  f"notebook kernels, median): quick start {median['quickstart']:.0f} CPU-s, `make report` "
+                  f"{median['report']:.0f} CPU-s. On {cores} cores no schedule finishes sooner than the CPU work "
+                  f"divided by {cores}: {median['quickstart'] / cores:.0f} s and {median['report'] / cores:.0f} s."]
+    parts = rep.get("work_parts")
+    if parts:
+        total = {group: sum(v.values()) for group, v in parts.items()}
+        slowest = max(parts["baselines"], key=parts["baselines"].get)
+        lines += ["", "Where that work goes: the report's models, rows and baselines done one at a time in one "
+                  f"process take {sum(total.values()):.0f} s: training the {len(parts['models'])} models "
+                  f"{total['models']:.0f} s, scoring the {len(parts['rows'])} reference rows {total['rows']:.0f} s, "
+                  f"the {len(parts['baselines'])} baselines {total['baselines']:.0f} s (the slowest, {slowest}, "
+                  f"{parts['baselines'][slowest]:.0f} s). The rest is the six notebooks' own cells, kernels and "
+                  "HTML."]
     if notebooks:
         lines += ["", "The report's first run, seconds per notebook (03 runs beside 04; the models, the references' "
                   "rows and the baselines are computed ahead in worker processes meanwhile, so a notebook's time "
