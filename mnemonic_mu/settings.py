@@ -23,12 +23,13 @@ import inspect
 import math
 import numbers
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from .algorithms.attacks import ATTACKS
 from .errors import ConfigError, DeviceError
 
 
@@ -70,7 +71,7 @@ class Settings:
     # -- evaluation
     baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
-    attacks: tuple[str, ...] = ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")  # attacks scored per row; none: accuracies only (the report needs all)
+    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (default: every attack of the registry); none: accuracies only (the report needs all)
     band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
     # -- runtime: where and how fast; none of these changes a result
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
@@ -83,7 +84,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), default(f.name)))
         _validate(self)
 
     # -- views
@@ -147,8 +148,10 @@ RUNTIME = ("data_root", "download", "device", "threads", "workers", "cache_dir",
 
 
 def default(name: str):
-    """The default of setting ``name`` (the one table above)."""
-    return _FIELDS[name].default
+    """The default of setting ``name`` (the one table above; ``attacks``: every attack of the registry,
+    :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`, read when asked)."""
+    f = _FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def comments() -> dict[str, str]:
@@ -183,7 +186,7 @@ def _coerce(name: str, value, dflt):
             value = []
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"setting {name} must be a list, got {value!r}")
-        inner = type(dflt[0])
+        inner = type(dflt[0]) if dflt else str  # an empty default: a list of names
         if inner is str:
             if not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"setting {name} must be a list of names, got {value!r}")
@@ -272,8 +275,6 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if "retrain" in s.baselines:
         raise ConfigError("retrain is always the reference row (trained once, cached); leave it out of baselines")
-    from .algorithms.attacks import ATTACKS
-
     unknown = [a for a in s.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")
@@ -459,7 +460,7 @@ def defaults_table() -> str:
     notes = comments()
     lines = ["| setting | default | meaning |", "|---|---|---|"]
     for f in fields(Settings):
-        value = _plain(f.default)
+        value = _plain(default(f.name))
         note = notes.get(f.name, "").replace("|", "\\|")  # a pipe would end the cell
         lines.append(f"| `{f.name}` | `{value}` | {note} |")
     return "\n".join(lines) + "\n"

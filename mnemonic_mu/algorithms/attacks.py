@@ -1,24 +1,15 @@
-"""Membership-style attacks on a forget request (docs/protocol.md, "Membership-style attacks").
+"""Membership-style attacks on a forget request (docs/protocol.md, "The attacks").
 
-Five recipes, each a pure function of arrays with input checks, named exactly
-as in docs/protocol.md.  Notation: member = 1.  Every random split is seeded.
+Each recipe is a pure function of arrays with input checks, named exactly as in
+docs/protocol.md.  Notation: member = 1.  Every random split is seeded.
 
-================== ============================================ ===========================================
-name               what it reports                              direction
-================== ============================================ ===========================================
-entropy-LR         share of D_f predicted member by an LR fit   lower = more forgotten; target = retrain's
-                   on softmax entropy, D_r (1) vs D_t (0)       value (near 0 for a forgotten class)
-loss-LR-CV         5-fold shuffle-split accuracy of an LR on    target = retrain's value; 0.5 = cannot tell,
-                   per-sample loss, D_f (1) vs forget-test (0)  below 0.5 is not "better"
-confidence-SVC     share of D_f predicted non-member by an      higher = more forgotten; target = retrain's
-                   RBF SVC on p(true class), D_r (1) vs D_t (0) value (near 1 for a forgotten class)
-                   (at most SVC_MAX_PER_SIDE per side)
-epsilon-vs-retrain best epsilon of a threshold test telling the lower = closer to retrain;
-                   unlearned model's forget-test confidences    0 = indistinguishable
-                   from retrain's
-linear probe       forget-test accuracy of an LR probe on the   target = retrain's value; high while E_F is
-                   model's penultimate features                 100 = hidden at the head, not removed
-================== ============================================ ===========================================
+The registry :data:`ATTACKS` holds each attack whole: an :class:`Attack` entry names its
+function (one signature for all: it takes an :class:`AttackInput`, the model's precomputed
+per-sample statistics on a request), how to read its value (direction, scale, decimals),
+its recipe and what else it reports.  :func:`run_attacks` runs the entries; the sweep and
+results tables, retrain's band, the report pages, the settings' default and CLI help,
+docs/protocol.md's table and notebook 05's (:func:`markdown_table`) read it.  A new
+attack is one entry.
 
 All shares and accuracies are fractions in [0, 1] (multiply by 100 for
 percent).  Sanity behaviour (tests/test_attacks.py): separable inputs give
@@ -26,17 +17,14 @@ about 1.0, inputs drawn from one distribution give about 0.5 (for the probe:
 chance, 0.5 with two classes; for epsilon-vs-retrain the analogue is about 0
 for identical distributions and the largest value the sample size allows,
 about log n, for separable ones).
-
-:func:`run_attacks` computes the per-sample statistics from two models and a
-dataset and runs all five.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -55,7 +43,6 @@ VERSION = 2  # bump when a change to this module changes an attack's value
 # confidence-SVC: most samples per side (D_r, D_t) of the RBF fit, drawn with the request's
 # seed; chosen on its measured cost and effect on the value (docs/evaluation.md, "Subsamples in the attacks").
 SVC_MAX_PER_SIDE = 2_000
-
 
 
 # --------------------------------------------------------------------------
@@ -104,7 +91,7 @@ def _subsample(arr: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# The five recipes
+# The recipes
 
 
 def entropy_lr(
@@ -309,54 +296,7 @@ def linear_probe(
 
 
 # --------------------------------------------------------------------------
-# Registry and the model-level convenience
-
-
-@dataclass(frozen=True)
-class Attack:
-    """One recipe: its exact name, how to read it, and what it needs."""
-
-    name: str
-    direction: str
-    recipe: str
-    scale: str = "fraction"
-
-
-ATTACKS: dict[str, Attack] = {
-    a.name: a
-    for a in (
-        Attack(
-            "entropy-LR",
-            "lower = more forgotten; target = retrain's value (near 0 for a forgotten class)",
-            "LR(class_weight=balanced) on softmax entropy, D_r (1) vs D_t (0); share of D_f predicted member",
-        ),
-        Attack(
-            "loss-LR-CV",
-            "target = retrain's value; 0.5 = cannot tell, below 0.5 is not better",
-            "LR on per-sample CE, D_f (1) vs forget-class D_t (0), balanced by subsampling; "
-            "5-fold stratified shuffle-split accuracy, mean +- std",
-        ),
-        Attack(
-            "confidence-SVC",
-            "higher = more forgotten; target = retrain's value (near 1 for a forgotten class)",
-            f"SVC(C=3, gamma=auto, rbf) on p(true class), n = min(|D_t|, {SVC_MAX_PER_SIDE}) seeded samples "
-            "of D_r (1) vs n of D_t (0), C scaled by |D_t| / n; share of D_f predicted non-member (MIA-efficacy)",
-        ),
-        Attack(
-            "epsilon-vs-retrain",
-            "lower = closer to retrain; 0 = indistinguishable",
-            "threshold test on forget-test logit confidences, unlearned vs retrain; "
-            "best epsilon with delta = 1e-5",
-            scale="nats",
-        ),
-        Attack(
-            "linear probe",
-            "target = retrain's value; high while E_F = 100 means hidden at the head, not removed",
-            "standardised LR probe (C=0.1) on penultimate features of <= 2000 train samples (all classes); "
-            "accuracy on forget-test",
-        ),
-    )
-}
+# What an attack sees, the registry, and the model-level convenience
 
 
 @torch.no_grad()
@@ -389,8 +329,195 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 20
     return torch.cat(out).double().numpy()
 
 
-def _entry(name: str, value: float, std: float | None = None) -> dict:
-    return {"value": float(value), "std": None if std is None else float(std), "direction": ATTACKS[name].direction}
+@dataclass(frozen=True)
+class AttackInput:
+    """What every attack sees of one model on one forget request, computed once by :func:`run_attacks`.
+
+    ``train`` / ``test``: the model's :func:`sample_statistics` on the whole train / test
+    split; ``forget_train`` / ``forget_test``: boolean masks of the forget classes' samples
+    there (D_f; forget-test), so D_r is ``train[...][~forget_train]`` and D_t all of ``test``;
+    ``retrain_forget_test``: the retrain model's statistics on forget-test (given to an attack
+    that ``needs_retrain``, which is not run without a retrain model).  The model and the
+    splits themselves serve an attack that needs more than the statistics (the linear probe's
+    features).  ``seed`` seeds every random draw; ``probe_max_train`` is the setting of that name.
+    """
+
+    model: nn.Module
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    forget_train: np.ndarray
+    forget_test: np.ndarray
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    retrain_forget_test: dict[str, np.ndarray] | None
+    seed: int
+    probe_max_train: int
+
+
+# The registry's functions: each takes an AttackInput and returns {"value", optional "std", its extras}.
+
+
+def _run_entropy_lr(a: AttackInput) -> dict[str, float]:
+    f = a.forget_train
+    return {"value": entropy_lr(a.train["entropy"][~f], a.test["entropy"], a.train["entropy"][f])}
+
+
+def _run_loss_lr_cv(a: AttackInput) -> dict[str, float]:
+    mean, std = loss_lr_cv(a.train["loss"][a.forget_train], a.test["loss"][a.forget_test], seed=a.seed)
+    return {"value": mean, "std": std}
+
+
+def _run_confidence_svc(a: AttackInput) -> dict[str, float]:
+    f = a.forget_train
+    return {"value": confidence_svc(a.train["confidence"][~f], a.test["confidence"], a.train["confidence"][f],
+                                    seed=a.seed)}
+
+
+def _run_epsilon_vs_retrain(a: AttackInput) -> dict[str, float]:
+    if a.retrain_forget_test is None:
+        raise ConfigError("epsilon-vs-retrain needs the retrain model's statistics on forget-test")
+    n = int(a.forget_test.sum())
+    value = epsilon_vs_retrain(a.test["logit_confidence"][a.forget_test], a.retrain_forget_test["logit_confidence"])
+    return {"value": value, "null": epsilon_null(n, n, seed=a.seed)}
+
+
+def _run_linear_probe(a: AttackInput) -> dict[str, float]:
+    # the probe's own seeded draw, made here so that only the drawn samples are embedded
+    keep = torch.from_numpy(_probe_draw(len(a.x_train), a.probe_max_train, a.seed))
+    f_te = torch.from_numpy(a.forget_test)
+    return {"value": linear_probe(
+        penultimate_features(a.model, a.x_train[keep]),
+        a.y_train[keep].numpy(),
+        penultimate_features(a.model, a.x_test[f_te]),
+        a.y_test[f_te].numpy(),
+        seed=a.seed,
+        max_train=a.probe_max_train,
+    )}
+
+
+SCALES = ("fraction", "nats")  # how an attack's value reads: a share or accuracy in [0, 1], or a log-ratio
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack, whole: an entry of :data:`ATTACKS`.
+
+    ``function`` takes an :class:`AttackInput` and returns ``{"value": ...}``, plus ``"std"``
+    when the value is a mean over folds and one value per key of ``extras``.  ``direction``
+    says how to read the value (every result carries it); ``reports`` what the value is,
+    ``recipe`` how it is made and ``source`` where the recipe comes from (markdown:
+    :func:`markdown_table`).  ``scale`` is one of :data:`SCALES` and ``digits`` the decimals
+    tables show.  ``needs_retrain``: the attack compares the model with the retrain model
+    (its value is NaN without one).  ``distance_to_retrain``: the value is a distance to the
+    request's retrain, 0 for retrain itself, so only the top of retrain's band counts and the
+    worst class is the highest.  ``extras``: ``{key: what it is}`` of the further values each
+    result carries; an extra ``null`` (the value for two samples of one distribution at this
+    sample size) is the finite-sample floor the report pages read a distance against.
+    """
+
+    name: str
+    direction: str
+    recipe: str
+    function: Callable[[AttackInput], dict[str, float]]
+    reports: str
+    source: str = ""
+    scale: str = "fraction"
+    digits: int = 3
+    needs_retrain: bool = False
+    distance_to_retrain: bool = False
+    extras: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ConfigError(f"attack {self.name!r}: scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+
+
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in (
+        Attack(
+            "entropy-LR",
+            "lower = more forgotten; target = retrain's value (near 0 for a forgotten class)",
+            '`LogisticRegression(class_weight="balanced")` on the softmax entropy, $D_r$ (1) vs $D_t$ (0)',
+            _run_entropy_lr,
+            "share of $D_f$ predicted member",
+            source="as in SSD, Foster et al. AAAI 2024",
+        ),
+        Attack(
+            "loss-LR-CV",
+            "target = retrain's value; 0.5 = cannot tell, below 0.5 is not better",
+            "per-sample cross-entropy; $D_f$ (1) vs forget-class samples of $D_t$ (0), the larger side subsampled "
+            "to the smaller; 5-fold stratified shuffle-split accuracy of a logistic regression",
+            _run_loss_lr_cv,
+            "mean (and std) accuracy over the folds",
+            source="as in SCRUB, Kurmanji et al. NeurIPS 2023, and the NeurIPS 2023 kit",
+        ),
+        Attack(
+            "confidence-SVC",
+            "higher = more forgotten; target = retrain's value (near 1 for a forgotten class)",
+            'probability of the true class; `SVC(gamma="auto")` (RBF) on '
+            rf"$n = \min(\lvert D_t \rvert, "
+            rf"{SVC_MAX_PER_SIDE})$ seeded samples of $D_r$ (1) vs $n$ of $D_t$ (0), "
+            r"$C = 3 \lvert D_t \rvert / n$ (the capped fit solves the uncapped objective; "
+            "[evaluation.md](evaluation.md#subsamples-in-the-attacks))",
+            _run_confidence_svc,
+            "share of $D_f$ predicted non-member",
+            source='"MIA-efficacy" of SalUn, Fan et al. ICLR 2024',
+        ),
+        Attack(
+            "epsilon-vs-retrain",
+            "lower = closer to retrain; 0 = indistinguishable",
+            r"per forget-test sample the logit-scaled confidence $\log p_y - \log(1 - p_y)$ under the model and "
+            r"under retrain; over thresholds, $\varepsilon = \max(\log(1 - \delta - \text{FPR}) - \log \text{FNR}, "
+            r"\log(1 - \delta - \text{FNR}) - \log \text{FPR})$ with $\delta = 10^{-5}$",
+            _run_epsilon_vs_retrain,
+            r"the best $\varepsilon$, in nats",
+            source="a single-model analogue of the NeurIPS 2023 score",
+            scale="nats",
+            digits=2,
+            needs_retrain=True,
+            distance_to_retrain=True,
+            extras={"null": "its value for two samples of one distribution of the same sizes (the finite-sample floor)"},
+        ),
+        Attack(
+            "linear probe",
+            "target = retrain's value; high while E_F = 100 means hidden at the head, not removed",
+            "a standardised logistic-regression probe ($C = 0.1$) on penultimate-layer features of the model, fit "
+            "on at most `probe_max_train` training samples of all classes",
+            _run_linear_probe,
+            "its accuracy on forget-test",
+        ),
+    )
+}
+
+TABLE_START, TABLE_END = "<!-- attacks:start -->", "<!-- attacks:end -->"  # docs/protocol.md's generated table
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe would end the cell
+
+
+_TABLE_COLUMNS: dict[str, Callable[[Attack], str]] = {
+    "attack": lambda a: f"`{a.name}`" + (f" ({a.source})" if a.source else ""),
+    "recipe": lambda a: a.recipe,
+    "reports": lambda a: a.reports,
+    "direction": lambda a: a.direction + "".join(f"; also reports `{k}`: {v}" for k, v in a.extras.items()),
+}
+
+
+def markdown_table(columns: Iterable[str] = tuple(_TABLE_COLUMNS)) -> str:
+    """The registry as a markdown table, one row per attack: ``columns`` of ``attack`` (its name
+    and source), ``recipe``, ``reports`` and ``direction`` (with its extras).  docs/protocol.md
+    holds all four between :data:`TABLE_START` and :data:`TABLE_END`; notebook 05 prints three."""
+    columns = list(columns)
+    unknown = [c for c in columns if c not in _TABLE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"unknown column {unknown[0]!r}; choose from {', '.join(_TABLE_COLUMNS)}")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(_TABLE_COLUMNS[c](a)) for c in columns) + " |" for a in ATTACKS.values()]
+    return "\n".join(lines) + "\n"
 
 
 def run_attacks(
@@ -402,14 +529,14 @@ def run_attacks(
     attacks: Iterable[str] | None = None,
     probe_max_train: int = 2_000,
 ) -> dict[str, dict]:
-    """Run the attacks on ``model`` for a forget request; returns
-    ``{name: {"value", "std" (None unless cross-validated), "direction"}}``;
-    epsilon-vs-retrain also carries ``"null"``, its value for two samples of one
-    distribution of the same sizes (:func:`epsilon_null`).
+    """Run the attacks of :data:`ATTACKS` (``attacks``: only those named) on ``model`` for a
+    forget request; returns ``{name: {"value", "std" (None unless cross-validated),
+    "direction", and the attack's extras}}`` (epsilon-vs-retrain's ``"null"``: its value for
+    two samples of one distribution of the same sizes, :func:`epsilon_null`).
 
-    D_r / D_f are the train samples of the remaining / forget classes, D_t the
-    whole test split.  ``retrain_model`` is needed only by epsilon-vs-retrain
-    (its value is NaN without it).  ``attacks`` restricts the recipes run.
+    D_r / D_f are the train samples of the remaining / forget classes, D_t the whole test
+    split.  ``retrain_model`` is needed only by the attacks that ``needs_retrain`` (their
+    value is NaN without it, with no extras).
     """
     names = list(ATTACKS) if attacks is None else list(attacks)
     unknown = [n for n in names if n not in ATTACKS]
@@ -422,49 +549,37 @@ def run_attacks(
     f_tr, f_te = torch.isin(y_tr, fc), torch.isin(y_te, fc)
     if not bool(f_tr.any()) or not bool(f_te.any()):
         raise ConfigError(f"forget classes {list(forget_classes)} have no train or no test samples")
-    train = sample_statistics(model, x_tr, y_tr)
-    test = sample_statistics(model, x_te, y_te)
-    ftr, fte = f_tr.numpy(), f_te.numpy()
+    with_retrain = retrain_model is not None and any(ATTACKS[n].needs_retrain for n in names)
+    seen = AttackInput(
+        model=model, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
+        forget_train=f_tr.numpy(), forget_test=f_te.numpy(),
+        train=sample_statistics(model, x_tr, y_tr), test=sample_statistics(model, x_te, y_te),
+        retrain_forget_test=sample_statistics(retrain_model, x_te[f_te], y_te[f_te]) if with_retrain else None,
+        seed=seed, probe_max_train=probe_max_train,
+    )
     out: dict[str, dict] = {}
     for name in names:
-        if name == "entropy-LR":
-            out[name] = _entry(name, entropy_lr(train["entropy"][~ftr], test["entropy"], train["entropy"][ftr]))
-        elif name == "loss-LR-CV":
-            out[name] = _entry(name, *loss_lr_cv(train["loss"][ftr], test["loss"][fte], seed=seed))
-        elif name == "confidence-SVC":
-            value = confidence_svc(
-                train["confidence"][~ftr], test["confidence"], train["confidence"][ftr], seed=seed
-            )
-            out[name] = _entry(name, value)
-        elif name == "epsilon-vs-retrain":
-            if retrain_model is None:
-                out[name] = _entry(name, math.nan)
-            else:
-                ref = sample_statistics(retrain_model, x_te[f_te], y_te[f_te])
-                out[name] = _entry(
-                    name, epsilon_vs_retrain(test["logit_confidence"][fte], ref["logit_confidence"])
-                )
-                out[name]["null"] = epsilon_null(int(fte.sum()), int(fte.sum()), seed=seed)
-        elif name == "linear probe":
-            # the probe's own seeded draw, made here so that only the drawn samples are embedded
-            keep = torch.from_numpy(_probe_draw(len(x_tr), probe_max_train, seed))
-            value = linear_probe(
-                penultimate_features(model, x_tr[keep]),
-                y_tr[keep].numpy(),
-                penultimate_features(model, x_te[f_te]),
-                y_te[f_te].numpy(),
-                seed=seed,
-                max_train=probe_max_train,
-            )
-            out[name] = _entry(name, value)
+        attack = ATTACKS[name]
+        if attack.needs_retrain and seen.retrain_forget_test is None:
+            out[name] = {"value": math.nan, "std": None, "direction": attack.direction}
+            continue
+        got = attack.function(seen)
+        std = got.get("std")
+        out[name] = {"value": float(got["value"]), "std": None if std is None else float(std),
+                     "direction": attack.direction}
+        out[name] |= {k: float(got[k]) for k in attack.extras}
     return out
 
 
 __all__ = [
     "ATTACKS",
     "Attack",
+    "AttackInput",
     "DELTA",
+    "SCALES",
     "SVC_MAX_PER_SIDE",
+    "TABLE_END",
+    "TABLE_START",
     "confidence_svc",
     "entropy_lr",
     "epsilon_null",
@@ -472,6 +587,7 @@ __all__ = [
     "linear_probe",
     "logit_confidence",
     "loss_lr_cv",
+    "markdown_table",
     "penultimate_features",
     "run_attacks",
     "sample_statistics",
