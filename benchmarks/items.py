@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from mnemonic_mu.algorithms.codes import generate_codes
-from mnemonic_mu.io.data import Dataset, load_dataset
-from mnemonic_mu.io.store import train_or_load
-from mnemonic_mu.settings import Settings
 from mnemonic_mu.algorithms.fisher import code_fisher_means
 from mnemonic_mu.algorithms.forget import forget
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
+from mnemonic_mu.io.data import Dataset, load_dataset
+from mnemonic_mu.io.store import train_or_load
+from mnemonic_mu.settings import Settings
 
 from .common import load_average, timed
 
@@ -1152,7 +1152,6 @@ def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
     """Replace the block between ``SCORING_MARKERS`` in ``path`` by :func:`scoring_section`
     of the committed sources (``python benchmarks/run.py --write-scoring-docs``)."""
     import json
-    import re
 
     load = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
     body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]), load(SCORING_SOURCES["study"]))

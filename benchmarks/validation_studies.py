@@ -233,7 +233,7 @@ def apply_rule(rule: dict, scores: list[tuple[float, float]], a_r_original: floa
 def evaluate(rows: list[dict], rule: dict, method: str, choose_on: str) -> dict:
     """Choose on half ``choose_on`` with ``rule``, check on the other half against retrain."""
     check = "b" if choose_on == "a" else "a"
-    d_a, forgotten, collapsed, good, tiers = [], 0, 0, 0, 0
+    d_a, forgotten, collapsed, good = [], 0, 0, 0
     for row in rows:
         i = apply_rule(rule, _cands(row, method, choose_on), row["original"][choose_on][0])
         a_r, e_f = _cands(row, method, check)[i]

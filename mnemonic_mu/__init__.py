@@ -17,13 +17,13 @@ See README.md for the paper-to-code map.
 
 __version__ = "0.1.0"
 
-from .algorithms.codes import generate_codes, replace_with_codes  # noqa: E402
-from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher  # noqa: E402
-from .algorithms.forget import Calibration, ForgetRecord, forget  # noqa: E402
-from .algorithms.metrics import evaluate  # noqa: E402
-from .algorithms.models import build_model  # noqa: E402
-from .algorithms.train import TrainConfig, train_model  # noqa: E402
-from .errors import (  # noqa: E402
+from .algorithms.codes import generate_codes, replace_with_codes
+from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher
+from .algorithms.forget import Calibration, ForgetRecord, forget
+from .algorithms.metrics import evaluate
+from .algorithms.models import build_model
+from .algorithms.train import TrainConfig, train_model
+from .errors import (
     CheckpointError,
     ConfigError,
     DataError,
@@ -32,9 +32,9 @@ from .errors import (  # noqa: E402
     ModelStateError,
     StageOrderError,
 )
-from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from .io.data import DATASETS, Dataset, load_dataset  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .io.data import DATASETS, Dataset, load_dataset
+from .settings import Settings
 
 __all__ = [
     "Calibration",

@@ -25,8 +25,8 @@ from .algorithms.attacks import run_attacks
 from .algorithms.codes import generate_codes
 from .algorithms.fisher import Fisher, code_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
-from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
 from .algorithms.indistinguishability import divergence_from_retrain
+from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
 from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain, tug_of_war_from_rows
 from .bands import request_band
 from .io import store

@@ -15,10 +15,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from mnemonic_mu.algorithms.codes import generate_codes  # noqa: E402
-from mnemonic_mu.io.data import load_dataset  # noqa: E402
 from mnemonic_mu.algorithms.models import build_model  # noqa: E402
 from mnemonic_mu.algorithms.train import TrainConfig, train_model  # noqa: E402
 from mnemonic_mu.io.artifacts import file_lock  # noqa: E402
+from mnemonic_mu.io.data import load_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnemonic_mu.algorithms.models import build_model
+from mnemonic_mu.errors import CheckpointError
 from mnemonic_mu.io.artifacts import MANIFEST, staging_dir, verify_manifest, write_json, write_manifest
 from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
-from mnemonic_mu.errors import CheckpointError
 from mnemonic_mu.io.store import load_data, train_or_load
 from mnemonic_mu.settings import Settings
-from mnemonic_mu.algorithms.models import build_model
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (POSIX)")
 

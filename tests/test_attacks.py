@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mnemonic_mu.algorithms import attacks as A
-from mnemonic_mu.io.data import load_dataset
-from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
+from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.io.data import load_dataset
 
 
 def _rng(seed=0):

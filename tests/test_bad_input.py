@@ -43,12 +43,13 @@ import pytest
 import torch
 
 import mnemonic_mu
-from mnemonic_mu.io.artifacts import MANIFEST, sha256_file, write_json
-from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
+from mnemonic_mu.algorithms.codes import generate_codes
+from mnemonic_mu.algorithms.forget import forget
+from mnemonic_mu.algorithms.metrics import check_forget_classes
+from mnemonic_mu.algorithms.models import build_model
+from mnemonic_mu.algorithms.train import TrainConfig
 from mnemonic_mu.drivers.cli import build_parser, main
 from mnemonic_mu.drivers.executor import check_scheduler_address, resolve_connect_timeout, slurm_cluster_options
-from mnemonic_mu.algorithms.codes import generate_codes
-from mnemonic_mu.io.data import load_dataset, read_cifar_batch, read_idx
 from mnemonic_mu.errors import (
     CheckpointError,
     ConfigError,
@@ -57,12 +58,11 @@ from mnemonic_mu.errors import (
     ModelStateError,
     StageOrderError,
 )
+from mnemonic_mu.io.artifacts import MANIFEST, sha256_file, write_json
+from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
+from mnemonic_mu.io.data import load_dataset, read_cifar_batch, read_idx
 from mnemonic_mu.runtime import resolve_device
 from mnemonic_mu.settings import Settings
-from mnemonic_mu.algorithms.forget import forget
-from mnemonic_mu.algorithms.metrics import check_forget_classes
-from mnemonic_mu.algorithms.models import build_model
-from mnemonic_mu.algorithms.train import TrainConfig
 
 PACKAGE_DIR = Path(mnemonic_mu.__file__).parent
 

@@ -6,11 +6,9 @@ import math
 
 import pytest
 
-from mnemonic_mu import bands as B
-from mnemonic_mu import pipeline
+from mnemonic_mu import bands as B, pipeline
 from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings
-
 
 NAMES = {"entropy_LR": "entropy-LR", "linear_probe": "linear probe"}
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from urllib.parse import urldefrag
 
 import pytest
-
 from conftest import built_once
 from test_report import shared_ci_report
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-
 from test_report import GRID_NAMES, shared_ci_report, shared_grid
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from mnemonic_mu.algorithms.codes import generate_codes
-from mnemonic_mu.errors import CheckpointError, ConfigError
 from mnemonic_mu.algorithms.metrics import accuracy, evaluate
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
+from mnemonic_mu.errors import CheckpointError, ConfigError
+from mnemonic_mu.io.checkpoint import CODES_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 
 
 def _config(ds):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnemonic_mu.io.data import load_dataset, read_idx, stratified_split
 from mnemonic_mu.errors import DataError
+from mnemonic_mu.io.data import load_dataset, read_idx, stratified_split
 
 
 def write_idx(path, array, compress=False):

@@ -18,8 +18,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from mnemonic_mu.drivers import executor as X
-from mnemonic_mu.drivers import sweep as S
+from mnemonic_mu.drivers import executor as X, sweep as S
 from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.errors import ConfigError, DeviceError
 from mnemonic_mu.settings import Settings
@@ -230,7 +229,7 @@ def test_a_scheduler_that_is_not_there_fails_fast_with_one_line(capsys):
     assert 4 < took < 15, took
     start = time.monotonic()
     assert main(["sweep", "--scheduler", address, "--connect-timeout", "1"]) == 2
-    assert f"within 1 s;" in capsys.readouterr().err and time.monotonic() - start < 4
+    assert "within 1 s;" in capsys.readouterr().err and time.monotonic() - start < 4
 
 
 def test_running_counts_at_most_one_task_per_thread():

@@ -19,11 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from mnemonic_mu.io.data import Dataset
 from mnemonic_mu.algorithms.fisher import batched_supported, code_fisher, code_fisher_means, mean_fisher
 from mnemonic_mu.algorithms.forget import fisher_ratio, forget, layer_alphas, perturbed
 from mnemonic_mu.algorithms.models import ResNet18, build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
+from mnemonic_mu.io.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks/ helpers
 
@@ -209,8 +209,8 @@ def test_fisher_ratio_matches_reference_with_nan_and_inf():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_check_model_finite_catches_every_non_finite(bad):
-    from mnemonic_mu.errors import ModelStateError
     from mnemonic_mu.algorithms.forget import check_model_finite
+    from mnemonic_mu.errors import ModelStateError
 
     model, _ = _model("mlp", (1, 6, 6))
     check_model_finite(model)

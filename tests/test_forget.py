@@ -4,7 +4,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mnemonic_mu.errors import ConfigError, ModelStateError
 from mnemonic_mu.algorithms.fisher import code_fisher, mean_fisher
 from mnemonic_mu.algorithms.forget import (
     Calibration,
@@ -15,6 +14,7 @@ from mnemonic_mu.algorithms.forget import (
     perturbed,
 )
 from mnemonic_mu.algorithms.metrics import evaluate
+from mnemonic_mu.errors import ConfigError, ModelStateError
 
 
 def test_ratio_guards_zero_nan_inf():

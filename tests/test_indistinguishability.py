@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnemonic_mu.algorithms import indistinguishability as I
-from mnemonic_mu.algorithms import metrics as M
+from mnemonic_mu.algorithms import indistinguishability as I, metrics as M
 from mnemonic_mu.algorithms.attacks import logit_confidence
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.errors import ConfigError

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnemonic_mu.algorithms import fisher as F
-from mnemonic_mu.algorithms import methods as M
-from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.algorithms import fisher as F, methods as M
 from mnemonic_mu.algorithms.metrics import evaluate
 from mnemonic_mu.algorithms.train import TrainConfig
+from mnemonic_mu.errors import ConfigError
 
 # small grids / epochs so the whole file runs in seconds
 FAST = {

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from mnemonic_mu import notebook_stages as stages
-from mnemonic_mu import pipeline
+from mnemonic_mu import notebook_stages as stages, pipeline
 from mnemonic_mu.algorithms.attacks import ATTACKS
 from mnemonic_mu.drivers import sweep
 from mnemonic_mu.drivers.cli import EXPERIMENT_OPTIONS, build_parser, main
@@ -96,7 +95,6 @@ def test_docs_settings_table_is_generated():
 def test_model_keys_hold_the_training_code_version(monkeypatch):
     from mnemonic_mu.algorithms import train
     from mnemonic_mu.io import store
-
     from mnemonic_mu.io.data import load_dataset
 
     s = Settings(dataset="synthetic", epochs=2)

@@ -21,15 +21,14 @@ import nbformat
 import numpy as np
 import pytest
 import yaml
-
 from conftest import built_once
+
 from mnemonic_mu import notebook_stages as stages
+from mnemonic_mu.drivers import grid as grid_module, report as report_module
 from mnemonic_mu.drivers.cli import main
-from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.drivers import grid as grid_module
-from mnemonic_mu.drivers import report as report_module
 from mnemonic_mu.drivers.grid import grid_points, grid_run_names, parse_grid, run_grid
 from mnemonic_mu.drivers.report import NotebookFailed, declared_parameters, notebook_dir, resolve_parameters, run_report
+from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings, parse_overrides
 
 # The small grid: digits runs, and mnist runs that fail in their first notebook (no data

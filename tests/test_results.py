@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnemonic_mu.drivers import results as R
-from mnemonic_mu.drivers import sweep as S
+from mnemonic_mu.drivers import results as R, sweep as S
 from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings
 
@@ -69,8 +68,14 @@ def test_the_readme_quick_start_output_is_its_committed_json():
     import sys
 
     sys.path.insert(0, str(ROOT))  # the benchmarks/ helpers
-    from benchmarks.items import FIRST_TOUCH_MARKERS, FIRST_TOUCH_SOURCE, QUICKSTART_MARKERS, QUICKSTART_SOURCE, \
-        SCORING_DOCS, first_touch_section, readme_quickstart
+    from benchmarks.items import (
+        FIRST_TOUCH_SOURCE,
+        QUICKSTART_MARKERS,
+        QUICKSTART_SOURCE,
+        SCORING_DOCS,
+        first_touch_section,
+        readme_quickstart,
+    )
 
     readme = (ROOT / "README.md").read_text()
     start, end = QUICKSTART_MARKERS

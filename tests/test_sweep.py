@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import pytest
-import torch
 
-from mnemonic_mu.drivers import sweep as S
+import pytest
+
 from mnemonic_mu.algorithms.attacks import ATTACKS, epsilon_vs_retrain, sample_statistics
+from mnemonic_mu.drivers import sweep as S
 from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings

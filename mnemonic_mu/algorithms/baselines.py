@@ -17,8 +17,8 @@ from ..errors import ConfigError
 from ..io.data import make_augment
 from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
 from .forget import check_model_finite, fisher_ratio, layer_alphas, perturbed
-from .metrics import check_forget_classes, forgetting_scores, predict_logits
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, subsample, val_score
+from .metrics import check_forget_classes, forgetting_scores, predict_logits
 from .models import MODELS, build_model
 from .train import train_model
 

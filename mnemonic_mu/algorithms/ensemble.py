@@ -54,9 +54,9 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from .codes import replace_with_codes
-from ..io.data import Dataset, make_augment
 from ..errors import ConfigError
+from ..io.data import Dataset, make_augment
+from .codes import replace_with_codes
 from .models import build_model
 from .train import TrainConfig, TrainResult, retained_mask
 

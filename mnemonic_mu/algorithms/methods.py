@@ -18,8 +18,8 @@ from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
 from .forget import Calibration, forget
-from .metrics import check_forget_classes
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
+from .metrics import check_forget_classes
 
 
 def mnemonic(

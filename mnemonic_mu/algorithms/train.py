@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .codes import replace_with_codes
-from ..io.data import Dataset, make_augment
 from ..errors import ConfigError
+from ..io.data import Dataset, make_augment
 from ..settings import check_recipe, default
+from .codes import replace_with_codes
 from .metrics import accuracy
-
 
 VERSION = 1  # bump when a change to this module changes trained weights
 

@@ -28,7 +28,7 @@ PATH_SETTINGS = ("data_root", "cache_dir", "run_dir")  # given on the command li
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line plus a pointer to --help."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):  # argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

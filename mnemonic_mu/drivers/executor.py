@@ -502,7 +502,7 @@ class DaskExecutor:
         """The scheduler's ``all`` event log: ``(time, message)`` pairs (empty if it cannot be read)."""
         try:
             return list(self.client.get_events("all"))
-        except Exception:  # noqa: BLE001 - reporting lost workers must never break a run
+        except Exception:  # any: reporting lost workers must never break a run
             return []
 
     def _note_lost_workers(self) -> None:
@@ -525,14 +525,14 @@ class DaskExecutor:
     def _dashboard_link(self) -> str | None:
         try:
             services = self.client.scheduler_info().get("services", {})
-        except Exception:  # noqa: BLE001 - an unreachable link is just not shown
+        except Exception:  # any: an unreachable link is just not shown
             return None
         if "dashboard" not in services:
             return None
         try:  # the HTTP server is always there; its dashboard pages only with bokeh on the scheduler's machine
             if not self.client.run_on_scheduler(_has_bokeh):
                 return None
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return self.client.dashboard_link
 

@@ -12,14 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import ConfigError
 from ..settings import parse_overrides
-
-
 from .pages import _read_json, _read_yaml, build_gallery
-from .report import PATH_PARAMETERS, _check_run_name, declared_parameters, notebook_dir, reports_root
-from .report import resolve_parameters, resolved_config, run_report
+from .report import (
+    PATH_PARAMETERS,
+    _check_run_name,
+    declared_parameters,
+    notebook_dir,
+    reports_root,
+    resolve_parameters,
+    resolved_config,
+    run_report,
+)
 
 # --------------------------------------------------------------------------
 # Grids: the Cartesian product of some settings, one ordinary run each

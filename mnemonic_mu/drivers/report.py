@@ -53,7 +53,6 @@ from ..io.artifacts import atomic_write_text, current_umask, write_json
 from ..notebook_stages import NOTEBOOKS
 from ..settings import PROFILES, Settings, parse_overrides, project_root
 
-
 LOG = logging.getLogger(__name__)
 KERNEL = "python3"
 PATH_PARAMETERS = ("data_root", "cache_dir")  # -p values: relative to the caller's directory

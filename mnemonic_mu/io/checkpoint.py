@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .artifacts import atomic_write_bytes, staging_dir, verify_manifest, write_manifest
-from ..errors import CheckpointError
 from ..algorithms.models import build_model
+from ..errors import CheckpointError
+from .artifacts import atomic_write_bytes, staging_dir, verify_manifest, write_manifest
 
 MODEL_FILE = "model.pt"
 CODES_FILE = "codes.pt"

@@ -37,8 +37,17 @@ from ..algorithms.models import build_model
 from ..algorithms.train import TrainConfig, train_model
 from ..errors import CheckpointError
 from . import data
-from .artifacts import atomic_write_bytes, atomic_write_text, file_lock, settings_key, sha256_file, staging_dir
-from .artifacts import verify_manifest, write_json, write_manifest
+from .artifacts import (
+    atomic_write_bytes,
+    atomic_write_text,
+    file_lock,
+    settings_key,
+    sha256_file,
+    staging_dir,
+    verify_manifest,
+    write_json,
+    write_manifest,
+)
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 
