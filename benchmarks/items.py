@@ -91,7 +91,8 @@ def forget_mlp(method: str, step: str = "paper", dataset_name: str = "mnist5k"):
     def item(quick: bool) -> dict:
         _, _, ck = paper_mlp(dataset_name)
         out = _forget_item(ck.model, ck.codes, method, _reps(quick, (3, 30), (2, 10)), step=step)
-        return out | {"what": f"forget class 0, {dataset_name} MLP 784-1000-10 (200 epochs), {step} step, Fisher '{method}'"}
+        return out | {"what": f"forget class 0, {dataset_name} MLP 784-1000-10 (200 epochs), {step} step, "
+                              f"Fisher '{method}'"}
 
     return item
 
@@ -177,7 +178,8 @@ def ssd_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data), **_reps(quick, (1, 3), (1, 1)))
     res = ssd(ck.model, ck.codes, FORGET, data)
     return out | {
-        "what": f"baselines.ssd (data Fisher on forget + all train data, alpha chosen on validation), {dataset_name} MLP",
+        "what": "baselines.ssd (data Fisher on forget + all train data, alpha chosen on validation), "
+                f"{dataset_name} MLP",
         "backward_passes": res.backward_passes,
         "chosen": res.chosen,
     }
@@ -196,7 +198,8 @@ def ssd_mlp_generic(quick: bool) -> dict:
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     fisher.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
     out = timed(lambda: baselines.ssd(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
-    return out | {"what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), mnist5k MLP"}
+    return out | {"what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), "
+                          "mnist5k MLP"}
 
 
 def ssd_fisher_mlp(quick: bool) -> dict:
@@ -395,7 +398,8 @@ def ensemble(quick: bool) -> dict:
 
     # arithmetic floor: FLOPs of all 12 trainings at the machine's fp32 matmul rate
     one_epoch = [(c, replace(cfg, epochs=1)) for c, cfg in members]
-    per_epoch = [_gflop(lambda c=c, cfg=cfg: train_model(build_model("mlp", ds.input_shape, 10, seed=cfg.seed), ds, c, cfg))
+    per_epoch = [_gflop(lambda c=c, cfg=cfg: train_model(build_model("mlp", ds.input_shape, 10, seed=cfg.seed),
+                                                         ds, c, cfg))
                  for c, cfg in (one_epoch[0], one_epoch[half])]
     gflop = ENSEMBLE_EPOCHS * half * sum(per_epoch)
     gflop_ensemble = ENSEMBLE_EPOCHS * _gflop(lambda: train_ensemble("mlp", ds, one_epoch))
@@ -404,7 +408,8 @@ def ensemble(quick: bool) -> dict:
              "gflops_matmul": rate, "floor_s": gflop / rate}
     what = (f"{ENSEMBLE_K} MLPs 784-1000-10 on mnist5k ({half} seeds + their class-0 retrain references), "
             f"{ENSEMBLE_EPOCHS} epochs, batch 128, t_mix 0.1")
-    whats = {"ensemble_mlp12": f"mnemonic_mu.algorithms.ensemble.train_ensemble, {what} (interleaved with the sequential runs)",
+    whats = {"ensemble_mlp12": f"mnemonic_mu.algorithms.ensemble.train_ensemble, {what} "
+                               "(interleaved with the sequential runs)",
              "sequential_mlp12": f"{ENSEMBLE_K} sequential train_model runs, {what} (interleaved with the ensemble)"}
     out = {"variants": {}, "load_before": load_before, "load_after": load_after}
     for k in runs:
@@ -785,12 +790,14 @@ def scoring_mnist(quick: bool) -> dict:
         for role in ("original", "retrain"):
             m = rows[role]
             clock(f"{role}: evaluate", lambda: evaluate(m, dataset, s.forget_classes))
-            clock(f"{role}: statistics", lambda: (A.sample_statistics(m, x_tr, y_tr), A.sample_statistics(m, x_te, y_te)))
+            clock(f"{role}: statistics",
+                  lambda: (A.sample_statistics(m, x_tr, y_tr), A.sample_statistics(m, x_te, y_te)))
             clock(f"{role}: run_attacks", lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed,
                                                                  probe_max_train=s.probe_max_train))
             for name in A.ATTACKS:
-                clock(f"{role}: attack {name}", lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed,
-                                                                      attacks=[name], probe_max_train=s.probe_max_train))
+                clock(f"{role}: attack {name}",
+                      lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed, attacks=[name],
+                                            probe_max_train=s.probe_max_train))
     med = {k: statistics.median(v) for k, v in wall.items()}
     scale = s.epochs / epochs
     training = med["train_model"] * scale
@@ -858,7 +865,8 @@ def svc_subsample(quick: bool) -> dict:
 
     seeds = SVC_STUDY_SEEDS[:2] if quick else SVC_STUDY_SEEDS
     out: dict = {"sizes": list(SVC_STUDY_SIZES), "seeds": list(seeds), "kit_cap": SVC_MAX_PER_SIDE, "datasets": {}}
-    for name, extra in (("mnist5k", {"data_root": str(ROOT / "data")}), ("mnist", {"data_root": MNIST_ROOT, "epochs": 20})):
+    for name, extra in (("mnist5k", {"data_root": str(ROOT / "data")}),
+                        ("mnist", {"data_root": MNIST_ROOT, "epochs": 20})):
         s = Settings(dataset=name, forget_classes=tuple(FORGET), seed=0, cache_dir=str(ROOT / "data/cache"), **extra)
         dataset, models = _request_models(s)
         x_tr, y_tr = dataset.split("train")
@@ -878,7 +886,8 @@ def svc_subsample(quick: bool) -> dict:
 
             full = [run(0, k) for k in seeds]
             ref = [v for v, _ in full]
-            m = d["models"][role] = {"no_cap": {"values": ref, "mean": float(np.mean(ref)), "spread": float(np.std(ref)),
+            m = d["models"][role] = {"no_cap": {"values": ref, "mean": float(np.mean(ref)),
+                                                "spread": float(np.std(ref)),
                                                 "fit_s": statistics.median(t for _, t in full)}}
             for variant in ("rescaled", "plain"):
                 caps = m[variant] = {}
@@ -888,7 +897,8 @@ def svc_subsample(quick: bool) -> dict:
                     sub = [run(n, k, variant == "rescaled") for k in seeds]
                     vals = [v for v, _ in sub]
                     diff = [abs(v - f) for v, f in zip(vals, ref)]
-                    caps[str(n)] = {"values": vals, "spread": float(np.std(vals)), "mean_abs_diff": float(np.mean(diff)),
+                    caps[str(n)] = {"values": vals, "spread": float(np.std(vals)),
+                                    "mean_abs_diff": float(np.mean(diff)),
                                     "max_abs_diff": float(np.max(diff)), "bias": float(np.mean(vals) - np.mean(ref)),
                                     "fit_s": statistics.median(t for _, t in sub)}
             print(name, role, "no cap", np.round(ref, 4), {v: {n: round(c["mean_abs_diff"], 4) for n, c in m[v].items()}
@@ -949,7 +959,8 @@ SCORING_SOURCES = {
 
 def _hw(report: dict) -> str:
     hw = report["hardware"]
-    return (f"{hw['cpu_model']}, {hw['usable_cpus']} usable of {hw['logical_cpus']} logical CPUs, {hw['memory_gb']} GiB, "
+    return (f"{hw['cpu_model']}, {hw['usable_cpus']} usable of {hw['logical_cpus']} logical CPUs, "
+            f"{hw['memory_gb']} GiB, "
             f"torch {hw['torch']}, {hw['torch_threads']} torch thread(s), load average {report['load']['start'][0]} "
             f"at start and {report['load']['end'][0]} at end")
 
@@ -972,7 +983,8 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
         f"{req['n_test']:,} test images; medians of {req['reps']} interleaved repetitions.",
         "",
         f"**Scoring one request ({req['n_rows']} rows) takes {req['median_s']:.1f} s; training one model of the recipe "
-        f"takes {train['median_s']:.1f} s: ratio {ratios.get('scoring_request_vs_training_one_model', float('nan')):.2f}** "
+        f"takes {train['median_s']:.1f} s: ratio "
+        f"{ratios.get('scoring_request_vs_training_one_model', float('nan')):.2f}** "
         f"(target: at most 1).",
         "",
         "| row | `pipeline.score` (s) |",
@@ -1023,19 +1035,25 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
             "then the mean |difference| at every candidate cap, with C rescaled (the kit's) and with C = 3. "
             "Fit seconds are medians over the seeds.",
             "",
-            f"| data | model | uncapped: mean | spread | fit (s) | cap {int(cap):,}: mean abs diff | spread | bias | fit (s) | "
+            "| data | model | uncapped: mean | spread | fit (s) | "
+            f"cap {int(cap):,}: mean abs diff | spread | bias | fit (s) | "
             "mean abs diff by cap, C rescaled | same, C = 3 |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, d in st["datasets"].items():
             for role, m in d["models"].items():
                 nc, k = m["no_cap"], m["rescaled"].get(cap)
-                by = lambda v: ", ".join(f"{int(n):,}: {c['mean_abs_diff']:.4f}" for n, c in m[v].items()) or "cap above n_test"  # noqa: E731
+
+                def by(v, m=m):
+                    return (", ".join(f"{int(n):,}: {c['mean_abs_diff']:.4f}" for n, c in m[v].items())
+                            or "cap above n_test")
+
                 kit = (f"{k['mean_abs_diff']:.4f} | {k['spread']:.4f} | {k['bias']:+.4f} | {k['fit_s']:.2f}" if k
                        else "= uncapped | | | ")
                 lines.append(f"| {name} ({d['epochs']} ep., n_test {d['n_test']:,}) | {role} | {nc['mean']:.4f} | "
                              f"{nc['spread']:.4f} | {nc['fit_s']:.2f} | {kit} | {by('rescaled')} | {by('plain')} |")
-        spreads = [(m["no_cap"]["spread"], name, role) for name, d in st["datasets"].items() for role, m in d["models"].items()]
+        spreads = [(m["no_cap"]["spread"], name, role) for name, d in st["datasets"].items()
+                   for role, m in d["models"].items()]
         capped = [(m["rescaled"][cap]["mean_abs_diff"], name, role) for name, d in st["datasets"].items()
                   for role, m in d["models"].items() if cap in m["rescaled"]]
         top, worst = max(spreads), max(capped) if capped else None
@@ -1074,7 +1092,8 @@ def first_touch_section(report: dict) -> str:
         "| command | median (s) | runs (s) | target (s) | met |",
         "|---|---|---|---|---|",
         f"| `mnemonic-mu experiment --forget 0` (README quick start) | {quick['median_s']:.0f} | {runs(quick)} | "
-        f"{FIRST_TOUCH_TARGETS['quickstart']} | {'yes' if quick['median_s'] <= FIRST_TOUCH_TARGETS['quickstart'] else 'no'} |",
+        f"{FIRST_TOUCH_TARGETS['quickstart']} | "
+        f"{'yes' if quick['median_s'] <= FIRST_TOUCH_TARGETS['quickstart'] else 'no'} |",
         f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | "
         f"{FIRST_TOUCH_TARGETS['report']} | {'yes' if rep['median_s'] <= FIRST_TOUCH_TARGETS['report'] else 'no'} |",
     ]
@@ -1153,6 +1172,9 @@ def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
     of the committed sources (``python benchmarks/run.py --write-scoring-docs``)."""
     import json
 
-    load = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
-    body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]), load(SCORING_SOURCES["study"]))
+    def load(p):
+        return json.loads(p.read_text()) if p.exists() else None
+
+    body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]),
+                           load(SCORING_SOURCES["study"]))
     return _write_section(path, SCORING_MARKERS, body)

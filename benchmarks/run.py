@@ -55,7 +55,8 @@ TARGETS = {
 
 
 def _parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, scaled retrain, no laptop report")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2") or 2),
                    help="torch threads for every item (default: OMP_NUM_THREADS, else 2)")
@@ -64,7 +65,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--skip", nargs="+", default=[], help="skip these items")
     p.add_argument("--no-report", action="store_true", help="skip the end-to-end laptop report")
     p.add_argument("--retrain-epochs", type=int, default=None,
-                   help="measure this many retrain epochs and scale to the recipe's 200 (default: all 200; 10 with --quick)")
+                   help="measure this many retrain epochs and scale to the recipe's 200 "
+                        "(default: all 200; 10 with --quick)")
     p.add_argument("--omp-wait-policy", default="PASSIVE",
                    help="OMP_WAIT_POLICY of the items (default PASSIVE: idle OpenMP threads sleep instead of "
                    "spinning, which keeps shared cores usable; one item is always also run with ACTIVE)")
@@ -260,7 +262,9 @@ def markdown(report: dict) -> str:
         unit = (1e3, " ms") if it["median_s"] < 2 else (1.0, " s")
         lines.append(
             f"| {name} | {_fmt(it['median_s'] * unit[0], unit[1])} | {_fmt(it['min_s'] * unit[0], unit[1])} | "
-            f"{_fmt(it['cpu_median_s'] * unit[0], unit[1]) if 'cpu_median_s' in it else ''} | {it['reps']} | {_fmt(it['peak_rss_mb']) + ' (+' + _fmt(it['peak_extra_mb']) + ')' if 'peak_rss_mb' in it else ''} | {it.get('what', '')} |"
+            f"{_fmt(it['cpu_median_s'] * unit[0], unit[1]) if 'cpu_median_s' in it else ''} | {it['reps']} | "
+            f"{_fmt(it['peak_rss_mb']) + ' (+' + _fmt(it['peak_extra_mb']) + ')' if 'peak_rss_mb' in it else ''} | "
+            f"{it.get('what', '')} |"
         )
     lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
     tg = report["targets"]
@@ -274,19 +278,22 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {_fmt(t['measured'])} | <= {_fmt(t['target'])} | "
                          f"{'yes' if t['met'] else 'no' if t['met'] is not None else 'n/a'} |")
     if fig.get("floor_ms_resnet18_cpu"):
-        lines += ["", f"ResNet-18 step arithmetic: {fig['gflop_resnet18_step']:.1f} GFLOP (code Fisher and two sign-test "
+        lines += ["", f"ResNet-18 step arithmetic: {fig['gflop_resnet18_step']:.1f} GFLOP "
+                  "(code Fisher and two sign-test "
                   f"forwards), run at {fig['gflops_resnet18_step']:.1f} GFLOP/s; this machine's fp32 matmul rate is "
                   f"{fig['gflops_matmul_cpu']:.1f} GFLOP/s, so this arithmetic alone needs about "
                   f"{fig['floor_ms_resnet18_cpu']:.0f} ms here in fp32 even at the matmul rate."]
     if fig.get("floor_s_mlp12_cpu") and fig.get("ensemble_s_mlp12_cpu"):
-        lines += ["", f"Ensemble training: 12 MLPs trained as one computation in {fig['ensemble_s_mlp12_cpu']:.1f} s vs "
+        lines += ["", "Ensemble training: 12 MLPs trained as one computation in "
+                  f"{fig['ensemble_s_mlp12_cpu']:.1f} s vs "
                   f"{fig['sequential_s_mlp12_cpu']:.1f} s for 12 sequential train_model runs "
                   f"(ratio {rat.get('ensemble_vs_sequential') or float('nan'):.2f}x). Their arithmetic, "
                   f"{fig['gflop_mlp12_training']:.0f} GFLOP ({fig['gflop_mlp12_training_ensemble']:.0f} counted in "
                   f"the ensemble), needs {fig['floor_s_mlp12_cpu']:.1f} s at this machine's fp32 matmul rate of "
                   f"{fig['gflops_matmul_cpu_ensemble_item']:.1f} GFLOP/s."]
     if fig.get("dask_sweep_s_2workers") and fig.get("dask_sweep_s_1worker"):
-        lines += ["", f"Distributed sweep (Dask LocalCluster, training-bound): {fig['dask_sweep_s_1worker']:.1f} s on 1 "
+        lines += ["", "Distributed sweep (Dask LocalCluster, training-bound): "
+                  f"{fig['dask_sweep_s_1worker']:.1f} s on 1 "
                   f"worker, {fig['dask_sweep_s_2workers']:.1f} s on 2 (speedup "
                   f"{rat.get('dask_2_vs_1_workers_speedup') or float('nan'):.2f}x); Dask's cost per trivial task: "
                   f"{fig.get('dask_overhead_ms_per_task') or float('nan'):.2f} ms through DaskExecutor.map, "
@@ -354,7 +361,8 @@ def main(argv=None) -> int:
             print(", ".join(f"{k} {v['median_s']:.2f} s" for k, v in it["variants"].items()), flush=True)
             continue
         report["items"][name] = it
-        print(f"{it['median_s'] * 1e3:.1f} ms" if "median_s" in it else it.get("error") or it.get("skipped"), flush=True)
+        print(f"{it['median_s'] * 1e3:.1f} ms" if "median_s" in it else it.get("error") or it.get("skipped"),
+              flush=True)
     report["load"]["end"] = load_average()
     report["suite_seconds"] = round(time.perf_counter() - start, 1)
     report["figures"], report["ratios"] = summarise(report["items"])

@@ -121,7 +121,8 @@ def halves(y_val, seed: int = HALF_SEED):
 def _half_scores(logits, y, in_a, forget_classes) -> dict:
     from mnemonic_mu.algorithms.metrics import forgetting_scores
 
-    out = {h: [_r(v) for v in forgetting_scores(logits[m], y[m], forget_classes)] for h, m in (("a", in_a), ("b", ~in_a))}
+    out = {h: [_r(v) for v in forgetting_scores(logits[m], y[m], forget_classes)]
+           for h, m in (("a", in_a), ("b", ~in_a))}
     return out | {"all": [_r(v) for v in forgetting_scores(logits, y, forget_classes)]}
 
 

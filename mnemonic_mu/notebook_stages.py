@@ -58,8 +58,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # The settings that change a stage's result (device, threads and paths do not) ...
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "01_mnemonic_codes": ("dataset", "split_seed", "code_dist", "seed", "t_mix", "batch_size"),
-    "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "precision", "channels_last",
-                    "forget_classes", "band_seeds"),
+    "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "precision",
+                    "channels_last", "forget_classes", "band_seeds"),
     "03_fisher": ("fisher_samples", "fisher_repeats", "lambda1", "lambda2"),
     "04_unlearning": ("lambda1", "lambda2", "step", "multi", "lambda1_grid", "lambda2_grid", "tune_lambdas"),
     "05_membership_evaluation": ("probe_max_train",),
@@ -126,7 +126,8 @@ def load_stage(s: Settings, stage: str) -> store.Result:
 # 01: codes
 
 
-def measure_replacement(dataset: Dataset, codes, t_mix: float, batch_size: int, epochs: int = 10, seed: int = 0) -> dict:
+def measure_replacement(dataset: Dataset, codes, t_mix: float, batch_size: int, epochs: int = 10,
+                        seed: int = 0) -> dict:
     """Share of training draws replaced by codes over ``epochs`` simulated epochs (Algorithm 1):
     the measured rate, its binomial standard error and the rate per class."""
     gen = torch.Generator().manual_seed(int(seed))
@@ -396,8 +397,8 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
               else pipeline.reference_score(s, role) for role in MEMBERSHIP_ROLES}
     attacks = {role: row["attacks"] for role, row in scores.items()}
     band_scores = {b: pipeline.reference_score(s, band_role(b)) for b in s.band_seeds}
-    result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks, "scores": scores,
-              "band_scores": band_scores}
+    result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks,
+              "scores": scores, "band_scores": band_scores}
     art = save_stage(s, "05_membership_evaluation", result, device, time.perf_counter() - start)
     art.extras["models"] = models
     return art

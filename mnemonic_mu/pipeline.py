@@ -96,7 +96,8 @@ def train_band_reference(s: Settings, dataset: Dataset, band_seed: int, device=N
     return train_models(band_request(s, band_seed), dataset, ("retrain",), device, progress)["retrain"]
 
 
-def train_band(s: Settings, dataset: Dataset, device=None, progress: bool = False) -> dict[int, tuple[Checkpoint, bool]]:
+def train_band(s: Settings, dataset: Dataset, device=None,
+               progress: bool = False) -> dict[int, tuple[Checkpoint, bool]]:
     """``{band seed: (checkpoint, from_cache)}``: :func:`train_band_reference` for each of ``s.band_seeds``."""
     device = device or setup(s)
     return {b: train_band_reference(s, dataset, b, device, progress) for b in s.band_seeds}
@@ -160,7 +161,8 @@ def lambda_sweep(
     for l1 in s.lambda1_grid:
         rows = ([], [], [])
         for l2 in s.lambda2_grid:
-            new, rec = forget(model, codes, forget_classes, l1, l2, step=s.step, calibration=cal, per_class_fisher=per_class)
+            new, rec = forget(model, codes, forget_classes, l1, l2, step=s.step, calibration=cal,
+                              per_class_fisher=per_class)
             a_r, e_f = forgetting_scores(predict_logits(new, x), y, forget_classes)
             rows[0].append(a_r)
             rows[1].append(e_f)
@@ -201,7 +203,8 @@ def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset
     attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, attacks=s.attacks,
                           probe_max_train=s.probe_max_train)
     row["attacks"] = attacks
-    row["divergence"] = divergence_from_retrain(model, retrain_model, dataset, forget_classes) if retrain_model else None
+    row["divergence"] = (divergence_from_retrain(model, retrain_model, dataset, forget_classes)
+                         if retrain_model else None)
     return row
 
 
@@ -249,8 +252,8 @@ def run_method(
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     data = data or UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
     start = models[INPUT_MODEL[name]]
-    return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed,
-                   **({"lambda1_grid": s.lambda1_grid, "lambda2_grid": s.lambda2_grid} if name == "mnemonic_tuned" else {}))
+    grids = {"lambda1_grid": s.lambda1_grid, "lambda2_grid": s.lambda2_grid} if name == "mnemonic_tuned" else {}
+    return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed, **grids)
 
 
 def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint],
@@ -275,7 +278,8 @@ def reference_row(ck: Checkpoint, dataset: Dataset) -> dict:
     """What a results row keeps of a trained reference: its time, its cost, its key."""
     exclude = ck.config["train"]["exclude_classes"]
     kept = ~torch.isin(dataset.y_train, torch.tensor(exclude, dtype=dataset.y_train.dtype))
-    return {"seconds": float(ck.config["train_seconds"]), "backward_passes": int(ck.config["train"]["epochs"]) * int(kept.sum()),
+    return {"seconds": float(ck.config["train_seconds"]),
+            "backward_passes": int(ck.config["train"]["epochs"]) * int(kept.sum()),
             "checkpoint": str(ck.folder), "key": ck.config["key"], "exclude_classes": list(exclude),
             "t_mix": ck.config["train"]["t_mix"], "replaced_fraction": ck.config["replaced_fraction"]}
 
@@ -346,7 +350,8 @@ def _sequential_rows(s: Settings, dataset: Dataset, roles, forget_classes, devic
         rows[role] = score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset) | {"from_cache": cached}
     original = models["original"]
     unlearned = forget_step(s, original.model, original.codes, forget_classes)
-    rows["mnemonic"] = score(unlearned.model, retrain_model, dataset, s) | record_row(unlearned.record, unlearned.seconds)
+    rows["mnemonic"] = (score(unlearned.model, retrain_model, dataset, s)
+                        | record_row(unlearned.record, unlearned.seconds))
     data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config()) if s.baselines else None
     for name in s.baselines:
         rows[name] = score_method(name, s, dataset, models, data)

@@ -242,4 +242,5 @@ def test_performance_scoring_block_is_generated():
     assert src["scoring"]["items"]["scoring_request"]["attacks_version"] == A.VERSION, "rerun scoring_mnist"
     start, end = SCORING_MARKERS
     block = f"{start}\n{scoring_section(src['scoring'], src['before'], src['study'])}\n{end}"
-    assert block in SCORING_DOCS.read_text(), "docs/performance.md is stale: python benchmarks/run.py --write-scoring-docs"
+    stale = "docs/performance.md is stale: python benchmarks/run.py --write-scoring-docs"
+    assert block in SCORING_DOCS.read_text(), stale

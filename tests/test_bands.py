@@ -50,7 +50,8 @@ def test_no_signal_on_a_setup_built_to_have_none():
     rows = {"original": _row(91.0, gap=20.0, tow=0.5, entropy_LR=0.8, linear_probe=0.93), "retrain": _row(91.0)}
     out = B.request_band(rows, band)
     assert out["signal"]["linear probe"]["no_signal"] is True
-    assert out["signal"]["entropy-LR"]["no_signal"] is False and out["signal"]["entropy-LR"]["gap"] == pytest.approx(0.78)
+    assert out["signal"]["entropy-LR"]["no_signal"] is False
+    assert out["signal"]["entropy-LR"]["gap"] == pytest.approx(0.78)
     assert out["inside"]["original"]["gap"] is False and out["inside"]["retrain"]["gap"] is True
     assert out["seeds"] == [1000, 1001] and B.request_band(rows, {}) is None
 

@@ -107,14 +107,16 @@ def _check_layout(page) -> None:
     sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert sizes[0] <= sizes[1], f"the page scrolls sideways: {sizes[0]} px wide in a {sizes[1]} px window"
     assert page.evaluate(_OVERFLOWING) == []
-    images = page.evaluate("() => Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    images = page.evaluate("() => Array.from(document.images, "
+                           "i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
     broken = [src for src, complete, width in images if not complete or width <= 0]
     assert not broken, f"images that did not load: {broken}"
 
 
 def _check_links(page, path: Path) -> int:
     """Every link of the page leads to a file that exists (or an element of the page); returns the count."""
-    hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), a => [a.getAttribute('href'), a.href])")
+    hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), "
+                          "a => [a.getAttribute('href'), a.href])")
     assert hrefs
     for raw, absolute in hrefs:
         url = urlparse(absolute)

@@ -84,7 +84,8 @@ def test_the_notebook_cells_rebuild_the_default_step(tmp_path, capsys):
     mine, parts = rebuild(ns, model, codes, [0], cfg)
     library, rec = forget(model, codes, [0], cfg.lambda1, cfg.lambda2, step="calibrated")
     diff_plain = largest_difference(mine, library)
-    assert (parts[0]["sign"], parts[0]["k"]) == (rec.sign, rec.scale) and not rec.warnings and parts[0]["warning"] is None
+    assert (parts[0]["sign"], parts[0]["k"]) == (rec.sign, rec.scale)
+    assert not rec.warnings and parts[0]["warning"] is None
     # two classes in turn: the sequential request
     mine, parts = rebuild(ns, model, codes, [0, 3], cfg)
     library, rec = forget(model, codes, [0, 3], cfg.lambda1, cfg.lambda2, step="calibrated")
@@ -98,7 +99,8 @@ def test_the_notebook_cells_rebuild_the_default_step(tmp_path, capsys):
     diff_guard = largest_difference(mine, library)
     part = parts[0]
     assert any(w.startswith("calibration could not push") for w in rec.warnings), rec.warnings  # the guard acted ...
-    assert part["warning"] is not None and part["warning"].startswith("no safe scale reaches the target")  # ... here too
+    assert part["warning"] is not None  # ... here too
+    assert part["warning"].startswith("no safe scale reaches the target")
     assert (part["sign"], part["k"]) == (rec.sign, rec.scale) and rec.guard["scale"] == part["k"]
     assert part["views_skipped"] == rec.guard["views_skipped"] > 0  # views the model already gets wrong are skipped
     kept = min((t for t in part["traces"][part["sign"]] if t[2] == "safe"), key=lambda t: t[1]["forget_margin"])
@@ -111,7 +113,8 @@ def test_the_notebook_cells_rebuild_the_default_step(tmp_path, capsys):
     with pytest.raises(AssertionError):
         largest_difference(other, forget(model, codes, [0], cfg.lambda1, cfg.lambda2, step="calibrated")[0])
     with capsys.disabled():
-        print(f"\nrebuild vs forget(step='calibrated'): class 0 {diff_plain:.1e}; class 4 at 8 epochs (guard) {diff_guard:.1e}")
+        print(f"\nrebuild vs forget(step='calibrated'): class 0 {diff_plain:.1e}; "
+              f"class 4 at 8 epochs (guard) {diff_guard:.1e}")
 
 
 def test_the_constants_of_the_cells_are_the_librarys():

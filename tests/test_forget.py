@@ -292,6 +292,7 @@ def test_the_calibration_defaults_are_what_the_validation_study_chose():
     fields = asdict(Calibration())
     for k, v in doc["candidates"][doc["chosen"]].items():
         assert fields[k] == v, k
-    assert study.markdown(doc) in study.DOC.read_text(), "docs/calibration.md is stale: python benchmarks/calibration_study.py --render"
+    stale = "docs/calibration.md is stale: python benchmarks/calibration_study.py --render"
+    assert study.markdown(doc) in study.DOC.read_text(), stale
     for r in doc["settings"]:  # the study never reads the test split: every setting is scored on validation rows
         assert r["rows"] and all("stand_in_A_R" in row for row in r["rows"])

@@ -321,8 +321,8 @@ def _run_notebooks(out: Path, profile: str, forget_class: int, overrides: dict, 
         params = {"profile": profile, "overrides": {**overrides, "cache_dir": str(cache), "run_dir": str(out / "run")}}
         if name != "01_mnemonic_codes":  # 01 declares no forget_classes
             params["forget_classes"] = [forget_class]
-        cmd = [str(papermill), "-k", "python3", "--cwd", str(NOTEBOOKS), "--no-progress-bar", "-y", yaml.safe_dump(params),
-               str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb")]
+        cmd = [str(papermill), "-k", "python3", "--cwd", str(NOTEBOOKS), "--no-progress-bar",
+               "-y", yaml.safe_dump(params), str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb")]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
             return {"seconds": time.perf_counter() - start, "error": f"{name}: {proc.stderr[-4000:]}"}
@@ -338,7 +338,8 @@ def claim_runs(tmp_path_factory) -> dict:
         return {n: _run_notebooks(base / n, *CLAIM_RUNS[n], cache=base / f"cache-{CLAIM_RUNS[n][0]}") for n in names}
 
     with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(sequence, ["laptop-class0"]), pool.submit(sequence, ["ci-class3", "ci-8-epochs-class4-guard"])]
+        jobs = [pool.submit(sequence, ["laptop-class0"]),
+                pool.submit(sequence, ["ci-class3", "ci-8-epochs-class4-guard"])]
         done = {k: v for job in jobs for k, v in job.result().items()}
     return {n: done[n] | {"folder": base / n} for n in CLAIM_RUNS}
 

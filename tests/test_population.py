@@ -118,7 +118,8 @@ def test_bad_plans_are_refused_with_one_message(tmp_path):
 ])
 def test_cli_bad_input_gives_one_clear_line(argv, match, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    code = main(["population", "--dataset", "synthetic", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"), *argv])
+    code = main(["population", "--dataset", "synthetic", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"),
+                 *argv])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.count("\n") == 1 and err.startswith("mnemonic-mu: error: ") and re.search(match, err), err
@@ -159,13 +160,15 @@ def test_the_docs_table_is_what_the_committed_result_gives():
     assert P.render_block(ROOT) in text, (
         "docs/indistinguishability.md's population block is stale: run `mnemonic-mu population --render-docs`")
     res = json.loads(COMMITTED.read_text())
-    assert res["command"].startswith("mnemonic-mu population ") and "--out docs/results/population/mnist5k.json" in res["command"]
+    assert res["command"].startswith("mnemonic-mu population ")
+    assert "--out docs/results/population/mnist5k.json" in res["command"]
     assert res["settings"]["dataset"] == "mnist5k" and res["settings"]["forget_classes"] == [0]
     assert res["plan"]["n_models"] == 16 and res["plan"]["seeds"] == list(range(16))
     assert set(res["methods"]) >= {"original", "mnemonic", "mnemonic_paper", "finetune", "ssd"}
     assert res["methods"]["original"]["full"]["forget_score"] < res["floor"]["forget_score"]
     for m in res["methods"].values():
-        assert 0 <= m["full"]["forget_score"] <= 1 and sum(m["full"]["buckets"]["counts"]) == res["forget_examples"]["n"]
+        assert 0 <= m["full"]["forget_score"] <= 1
+        assert sum(m["full"]["buckets"]["counts"]) == res["forget_examples"]["n"]
     assert res["cost"]["models_trained"] == 32 and res["hardware"]["cpu_count"] >= 1
 
 
@@ -179,12 +182,14 @@ def test_notebook_09_runs_and_writes_its_scores(tmp_path):
     pm.execute_notebook(str(ROOT / "notebooks" / "09_per_example_attack.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
                         progress_bar=False, kernel_name="python3",
                         parameters={"profile": "ci", "epochs": 10, "seeds": [0, 1, 2, 3, 4, 5],
-                                    "overrides": {"cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")}})
+                                    "overrides": {"cache_dir": str(tmp_path / "cache"),
+                                                  "run_dir": str(tmp_path / "run")}})
     m = json.loads((tmp_path / "run" / "metrics" / "09_per_example_attack.json").read_text())
     assert m["dataset"] == "digits" and m["n_models"] == 6 and m["cap"] == 2.0
     assert m["example_epsilon"] == pytest.approx(m["example_epsilon_by_hand"])
     assert m["forget_score"]["original"] == 0.0 and m["half"]["original"] < m["floor"]
-    assert 0 <= m["forget_score"]["unlearned"] <= 1 and m["methods"]["mnemonic"] == pytest.approx(m["forget_score"]["unlearned"])
+    assert 0 <= m["forget_score"]["unlearned"] <= 1
+    assert m["methods"]["mnemonic"] == pytest.approx(m["forget_score"]["unlearned"])
     pop = json.loads((tmp_path / "run" / "metrics" / "09_per_example_attack_population.json").read_text())
     assert pop["plan"]["seeds"] == [0, 1, 2, 3, 4, 5] and pop["floor"]["forget_score"] == pytest.approx(m["floor"])
     for fig in ("one_example", "epsilons", "floor"):

@@ -148,7 +148,8 @@ def test_verdict_box_states_the_runs_numbers(ci_report):
     # the run's own seed band decides: an attack the original is inside the band on has no signal, the
     # others count, inside when the step's value lies in the band references' min..max (epsilon: <= max)
     band = summary["band"]
-    assert band["seeds"] == list(Settings.from_profile("ci").band_seeds) and len(summary["band_rows"]) == len(band["seeds"])
+    assert band["seeds"] == list(Settings.from_profile("ci").band_seeds)
+    assert len(summary["band_rows"]) == len(band["seeds"])
     counted = [a for a in step["attacks"] if not band["signal"][a]["no_signal"]]
     inside = 0
     for name in counted:
@@ -221,7 +222,8 @@ def test_summary_metrics_are_meaningful(ci_report):
     assert retrain["E_F"] == 100.0 and retrain["A_R"] >= 85
     # the one-shot step (calibrated, codes only, no data) forgets class 0 and keeps most of the rest
     assert mnemonic["E_F"] >= 95 and mnemonic["A_R"] >= 70
-    assert mnemonic["backward_passes"] == 10 and mnemonic["forget_seconds"] > 0  # its speed: benchmarks, not a timed test
+    # its speed: benchmarks, not a timed test
+    assert mnemonic["backward_passes"] == 10 and mnemonic["forget_seconds"] > 0
     assert mnemonic["gap_to_retrain"] < original["gap_to_retrain"]
     assert retrain["gap_to_retrain"] == 0
     assert 0 <= mnemonic["attacks"]["entropy-LR"]["value"] <= 1
@@ -362,7 +364,8 @@ def test_grid_values_names_and_checks_come_before_anything_runs(tmp_path, capsys
     points = grid_points(grid)
     assert points[1] == {"forget_classes": [1], "seed": 1} and len(points) == 4
     assert grid_run_names("ci", points) == [
-        "ci-forget_classes_1-seed_0", "ci-forget_classes_1-seed_1", "ci-forget_classes_3-seed_0", "ci-forget_classes_3-seed_1",
+        "ci-forget_classes_1-seed_0", "ci-forget_classes_1-seed_1",
+        "ci-forget_classes_3-seed_0", "ci-forget_classes_3-seed_1",
     ]
     odd = grid_run_names("ci", [{"step": "a b"}, {"step": "a/b"}, {"lambda1": 1e-4}])
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n) for n in odd) and len(set(odd)) == 3
@@ -395,7 +398,8 @@ def test_grid_skips_finished_runs_and_survives_a_failure(tmp_path, monkeypatch):
         folder = Path(reports_dir) / run
         folder.mkdir()
         params = resolve_parameters(profile, overrides, declared, Path.cwd())
-        record = {"profile": profile, "overrides": overrides, "resolved": report_module.resolved_config(profile, params)}
+        record = {"profile": profile, "overrides": overrides,
+                  "resolved": report_module.resolved_config(profile, params)}
         (folder / "params.yaml").write_text(yaml.safe_dump(record))
         (folder / "index.html").write_text("<!doctype html><title>stand-in</title>")
         return folder / "index.html"

@@ -19,8 +19,8 @@ import torch
 
 from mnemonic_mu.io.checkpoint import load_checkpoint
 
-SETTINGS = ["--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "finetune", "--seed", "3", "--split-seed", "1",
-            "--forget", "2", "--device", "cpu"]
+SETTINGS = ["--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "finetune", "--seed", "3",
+            "--split-seed", "1", "--forget", "2", "--device", "cpu"]
 VOLATILE = {"seconds", "forget_seconds", "total_seconds", "from_cache", "checkpoint"}
 
 

@@ -93,7 +93,8 @@ def test_cli_sweep_parallel(tmp_path, capsys):
         assert band[b]["attacks"]["epsilon-vs-retrain"]["value"] == pytest.approx(epsilon_vs_retrain(conf[b], conf[0]))
         assert band[b]["attacks"]["epsilon-vs-retrain"]["value"] > 0  # another seed's retrain is not the same model
     # both requests (seeds 0 and 1) share the band models of class 3: the same A_R
-    assert {r["band_seed"]: r["A_R"] for r in out["band_rows"] if r["seed"] == 1} == {b: r["A_R"] for b, r in band.items()}
+    seed_1 = {r["band_seed"]: r["A_R"] for r in out["band_rows"] if r["seed"] == 1}
+    assert seed_1 == {b: r["A_R"] for b, r in band.items()}
     assert out["bands"]["n_band"] == 2 and out["bands"]["inside"]["retrain"]["gap"] == {"inside": 2, "n": 2}
     assert "Inside retrain's seed band" in printed and "2 band references per request" in printed
     assert main(["sweep", "--baselines", "nope"]) == 2

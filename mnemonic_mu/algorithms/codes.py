@@ -23,8 +23,9 @@ def generate_codes(
     """Draw one code per class: ``codes[c]`` has ``input_shape``.
 
     ``dist="normal"`` draws from N(0, 1) as in the paper; ``"uniform"`` draws
-    from U[0, 1); None takes the kit's default (:mod:`mnemonic_mu.settings`).  A private ``torch.Generator`` seeded with ``seed`` is used,
-    so the codes do not depend on anything else the program drew before.
+    from U[0, 1); None takes the kit's default (:mod:`mnemonic_mu.settings`).  A private
+    ``torch.Generator`` seeded with ``seed`` is used, so the codes do not depend on anything
+    else the program drew before.
     """
     if dist is None:
         from ..settings import default

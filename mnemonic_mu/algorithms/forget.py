@@ -85,7 +85,8 @@ class ForgetRecord:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     multi: str = "single"  # "single" (one forget class), "joint" or "sequential"
-    parts: list[dict] = field(default_factory=list)  # sequential: class, sign, sign_tie, scale, alpha, code_scores, guard
+    # sequential: per class its sign, sign_tie, scale, alpha, code_scores and guard
+    parts: list[dict] = field(default_factory=list)
     guard: dict = field(default_factory=dict)  # calibrated: the criterion's numbers (targets, margins reached, scales)
 
     def to_dict(self) -> dict:
@@ -145,7 +146,8 @@ def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: floa
 
 
 @torch.no_grad()
-def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, forget_classes: Iterable[int]) -> dict[str, float]:
+def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor,
+                forget_classes: Iterable[int]) -> dict[str, float]:
     """Scores of ``model`` on code inputs (and their views) with their class labels.
 
     ``A_R``/``E_F``: accuracy on remaining-class codes and error on forget-class
@@ -498,9 +500,9 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
             "correctly, so no scale can be checked against the remaining classes; the model is unchanged. "
             "Train the original longer (its validation accuracy should plateau), or use step='paper'"
         )
-        guard = {"target_margin": float(cal.margin), "retain_floor": math.nan, "protect_rows": bool(cal.protect_rows and head),
-                 "hidden_cap": float(cal.hidden_cap), "views_skipped": unkept if cal.only_kept_views else 0,
-                 "scale": 0.0, "hidden_scale": 0.0}
+        guard = {"target_margin": float(cal.margin), "retain_floor": math.nan,
+                 "protect_rows": bool(cal.protect_rows and head), "hidden_cap": float(cal.hidden_cap),
+                 "views_skipped": unkept if cal.only_kept_views else 0, "scale": 0.0, "hidden_scale": 0.0}
         return copy.deepcopy(model), "-", 0.0, {"+": {}, "-": {}}, False, guard
 
     def gains(k: float) -> dict[str, float]:

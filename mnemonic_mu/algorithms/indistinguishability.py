@@ -162,7 +162,8 @@ def divergence_from_retrain(
     }
 
 
-def retrain_band(retrain_models: Sequence[nn.Module], dataset, forget_classes: Iterable[int], base: float = 2.0) -> dict:
+def retrain_band(retrain_models: Sequence[nn.Module], dataset, forget_classes: Iterable[int],
+                 base: float = 2.0) -> dict:
     """The same divergences between retrain models of different seeds: how far
     a second retrain sits from the first.
 

@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="ci", help="the settings profile the notebooks run at (default: ci)")
     parser.add_argument("--out", default=None, help="output folder (default: build/book); the site is OUT/html")
     parser.add_argument("--executed", default=None,
-                        help="a finished `mnemonic-mu report` run folder whose notebooks 01-06 to use instead of running them")
+                        help="a finished `mnemonic-mu report` run folder whose notebooks 01-06 to use "
+                             "instead of running them")
     parser.add_argument("--cache-dir", default=None, help="the model cache (default: the profile's, data/cache)")
     parser.add_argument("--write-time-docs", action="store_true",
                         help=f"only rewrite docs/book.md's measured times from {TIME_RECORD.as_posix()}")

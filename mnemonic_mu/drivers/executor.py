@@ -468,7 +468,8 @@ class DaskExecutor:
         self.lost: dict[str, set[str]] = {}  # a worker lost while we ran -> our task keys it held
         source = "--scheduler"
         if not scheduler and dask.config.get("scheduler-address", None):
-            scheduler, source = dask.config.get("scheduler-address"), "Dask's scheduler-address (DASK_SCHEDULER_ADDRESS)"
+            scheduler = dask.config.get("scheduler-address")
+            source = "Dask's scheduler-address (DASK_SCHEDULER_ADDRESS)"
         if client is not None:
             self.client, self.cluster = client, cluster
         elif cluster is not None:

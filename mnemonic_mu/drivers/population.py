@@ -75,7 +75,8 @@ REPEATS = 5  # seeded half splits of the floor and of the half-size scores
 RESULTS_DIR = ("docs", "results", "population")  # the committed results, under the repository root
 DOCS_PAGE = ("docs", "indistinguishability.md")
 DOCS_START, DOCS_END = "<!-- population:start -->", "<!-- population:end -->"
-SEED_RULE = "model i of each population (i = 0 .. N-1) has seed settings.seed + i: its initial weights, codes and batch order"
+SEED_RULE = ("model i of each population (i = 0 .. N-1) has seed settings.seed + i: its initial weights, codes "
+             "and batch order")
 
 # the settings the command line takes (the training recipe, the request, the step; where it runs)
 POPULATION_OPTIONS = ("dataset", "data_root", "split_seed", "model", "epochs", "batch_size", "lr", "momentum",
@@ -362,7 +363,8 @@ def run_population(
         "command": population_command(s, len(seeds), methods, repeats, out, seeds),
         "settings": s.results_dict(),
         "plan": {"n_models": len(seeds), "seeds": list(seeds), "seed_rule": SEED_RULE, "methods": list(methods),
-                 "repeats": int(repeats), "half_splits": "indistinguishability.retrain_halves(N, i), i = 0 .. repeats-1"},
+                 "repeats": int(repeats),
+                 "half_splits": "indistinguishability.retrain_halves(N, i), i = 0 .. repeats-1"},
         "forget_examples": {"split": "train", "classes": list(fc), "n": pop["n_examples"],
                             "what": "the training examples of the forget classes: learned by every original, "
                                     "never seen by retrain"},
@@ -506,7 +508,8 @@ def reading(result: dict) -> str:
         words.append(f"; closest: {best} ({_f(rows[best]['half']['forget_score'])})")
     words.append(f". Median phi above retrain's ({_f(r_med, 2)}; the forget examples still look more like "
                  f"class {', '.join(map(str, result['forget_examples']['classes']))} than under retrain): "
-                 f"{', '.join(above) or 'none'}; at or below it (pushed as far or further): {', '.join(below) or 'none'}.\n")
+                 f"{', '.join(above) or 'none'}; at or below it (pushed as far or further): "
+                 f"{', '.join(below) or 'none'}.\n")
     return "".join(words)
 
 
@@ -610,10 +613,12 @@ def add_subcommand(sub) -> None:
                    f"registered method; 'none' for the original alone (default {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--repeats", type=int, default=REPEATS,
                    help=f"seeded half splits for the floor and the half-size scores (default {REPEATS})")
-    p.add_argument("--out", default=None, help="JSON output path (default reports/population/<dataset>-forget<C>-N<N>.json)")
+    p.add_argument("--out", default=None,
+                   help="JSON output path (default reports/population/<dataset>-forget<C>-N<N>.json)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.add_argument("--render-docs", action="store_true",
-                   help="only rewrite docs/indistinguishability.md's population block from docs/results/population/*.json")
+                   help="only rewrite docs/indistinguishability.md's population block from "
+                        "docs/results/population/*.json")
     p.set_defaults(func=_cmd_population)
 
 
@@ -642,7 +647,8 @@ def _cmd_population(args) -> int:
     print(table(result), end="")
     c = result["cost"]
     print(f"training {c['train_seconds']:.0f} s as recorded ({c['models_from_cache']}/{c['models_trained']} from the "
-          f"cache this run), unlearning {sum(c['unlearn_seconds'].values()):.1f} s, scoring {c['score_seconds']:.1f} s, "
+          f"cache this run), unlearning {sum(c['unlearn_seconds'].values()):.1f} s, "
+          f"scoring {c['score_seconds']:.1f} s, "
           f"wall {c['total_seconds']:.1f} s; wrote {out}")
     return 0
 

@@ -234,7 +234,8 @@ def run_report(
     final = root / run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=root))
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a report is for reading, as the umask says
-    record = {"profile": profile, "run": run, "overrides": dict(overrides or {}), "parameters": params, "resolved": resolved}
+    record = {"profile": profile, "run": run, "overrides": dict(overrides or {}), "parameters": params,
+              "resolved": resolved}
     atomic_write_text(tmp / "params.yaml", yaml.safe_dump(record, sort_keys=False))  # a failed run keeps it too
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -253,8 +254,8 @@ def run_report(
         if not summary_path.is_file():
             raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
         total = time.perf_counter() - start
-        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total, "notebooks": timings,
-                                                  "prefetch": ahead.result()})
+        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total,
+                                                  "notebooks": timings, "prefetch": ahead.result()})
         summary = json.loads(summary_path.read_text())
         from .pages import index_html
 
@@ -361,7 +362,8 @@ def _prefetch(s: Settings):
     return _Prefetch(s) if worker_count(s.workers, 8) > 1 else _NoPrefetch()
 
 
-def failure_record(exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path, timings: dict) -> dict:
+def failure_record(exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path,
+                   timings: dict) -> dict:
     """What ``<run>.failed/failure.json`` holds: the failing notebook, its cell and the error."""
     papermill = type(exc).__name__ == "PapermillExecutionError"
     partial = failed / f"{notebook}.ipynb" if notebook else None

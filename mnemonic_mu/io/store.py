@@ -137,7 +137,8 @@ def _model_folder(s, dataset: Dataset, key: str) -> Path:
 
 def is_cached(s, dataset: Dataset, train_cfg: TrainConfig) -> bool:
     """Whether the model of these settings lies in the cache (and will be loaded, not trained)."""
-    return bool(s.use_cache) and (_model_folder(s, dataset, model_key(s, dataset, train_cfg)) / "manifest.json").is_file()
+    folder = _model_folder(s, dataset, model_key(s, dataset, train_cfg))
+    return bool(s.use_cache) and (folder / "manifest.json").is_file()
 
 
 def _cached(s, folder: Path, key: str, device) -> Checkpoint | None:
@@ -289,7 +290,8 @@ def load_result(folder: Path, kind: str, key: str) -> Result:
     return Result(kind, key, folder, json.loads((folder / "result.json").read_text()))
 
 
-def cached_rows(path: Path, key: str, compute: Callable[[], list[dict]], use_cache: bool = True) -> tuple[list[dict], bool]:
+def cached_rows(path: Path, key: str, compute: Callable[[], list[dict]],
+                use_cache: bool = True) -> tuple[list[dict], bool]:
     """Rows stored at ``path`` under ``key``, else ``compute()`` written there: ``(rows, reused)``.
 
     A file with another key (other settings, or rows of an older algorithm version) is
