@@ -9,7 +9,7 @@ BOOK_PROFILE ?= ci
 MATHJAX_VERSION := 3.2.2
 MATHJAX := $(VENV)/mathjax/.installed-$(MATHJAX_VERSION)
 
-.PHONY: install test test-fast report bench clean-cache book book-tools
+.PHONY: install lint format test test-fast report bench clean-cache book book-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# ruff (lint, the notebooks included) and mypy (the package), as configured in pyproject.toml;
+# CI runs it before the tests (.ci/run), pre-commit runs ruff on each commit (CONTRIBUTING.md)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# rewrites files in place: ruff's import order and fixes, then ruff format (the notebooks too)
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # the suite in parallel processes (pytest-xdist: one per core, at most 4; each test at one torch
 # thread, or OMP_NUM_THREADS); TEST_ARGS adds pytest options, e.g. TEST_ARGS="-n 0" runs it serially

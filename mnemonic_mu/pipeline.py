@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -138,7 +138,7 @@ def forget_step(
     warm-up as the median of ``repeats`` runs (the step is deterministic: every run gives the
     same weights)."""
     lambda1, lambda2 = lambdas or (s.lambda1, s.lambda2)
-    kwargs = dict(step=s.step, calibration=Calibration(multi=s.multi), per_class_fisher=per_class)
+    kwargs: dict[str, Any] = dict(step=s.step, calibration=Calibration(multi=s.multi), per_class_fisher=per_class)
     forget(model, codes, forget_classes, lambda1, lambda2, **kwargs)  # warm-up
     runs = [forget(model, codes, forget_classes, lambda1, lambda2, **kwargs) for _ in range(repeats)]
     seconds = sorted(r.seconds for _, r in runs)[len(runs) // 2]
@@ -155,11 +155,11 @@ def lambda_sweep(
 
     per_class = per_class or code_fishers(model, codes)
     x, y = dataset.split(split)
-    out = {"split": split, "lambda1_grid": list(s.lambda1_grid), "lambda2_grid": list(s.lambda2_grid),
-           "A_R": [], "E_F": [], "sign": []}
+    out: dict[str, Any] = {"split": split, "lambda1_grid": list(s.lambda1_grid), "lambda2_grid": list(s.lambda2_grid),
+                           "A_R": [], "E_F": [], "sign": []}
     cal = Calibration(multi=s.multi)
     for l1 in s.lambda1_grid:
-        rows = ([], [], [])
+        rows: tuple[list, list, list] = ([], [], [])
         for l2 in s.lambda2_grid:
             new, rec = forget(model, codes, forget_classes, l1, l2, step=s.step, calibration=cal,
                               per_class_fisher=per_class)
@@ -180,6 +180,7 @@ def best_lambdas(sweep: dict) -> tuple[float, float, float]:
             score_ = sweep["A_R"][i][j] + sweep["E_F"][i][j]
             if best is None or score_ > best[2] + 1e-9:
                 best = (l1, l2, score_)
+    assert best is not None, "a sweep has at least one (lambda1, lambda2)"
     return best
 
 
@@ -217,8 +218,9 @@ def compare_to_retrain(row: dict, ref: dict | None) -> dict:
     return {"gap_to_retrain": gap_to_retrain(row, ref), "tow": tug_of_war_from_rows(row, ref)}
 
 
-def add_gaps(rows: dict[str, dict], ref: dict | None = None) -> dict[str, dict]:
-    """Add :func:`compare_to_retrain` to every row (against ``rows["retrain"]`` unless ``ref``)."""
+def add_gaps(rows: dict[Any, dict], ref: dict | None = None) -> dict[Any, dict]:
+    """Add :func:`compare_to_retrain` to every row (against ``rows["retrain"]`` unless ``ref``);
+    ``rows`` are a request's rows by method or its band rows by band seed."""
     ref = ref if ref is not None else rows.get("retrain")
     for row in rows.values():
         row.update(compare_to_retrain(row, ref))
@@ -478,6 +480,8 @@ def row_task(s: Settings, kind: str, name, model: torch.nn.Module | None = None)
     if kind == "band":
         return band_row(s, train_band_reference(s, dataset, name, device)[0], retrain_model, dataset)
     if kind == "step":
+        if model is None:
+            raise ValueError("a 'step' row needs the step's model")
         return score(model, retrain_model, dataset, s)
     if kind == "method":
         roles = tuple(dict.fromkeys(("original", "retrain", INPUT_MODEL[name])))

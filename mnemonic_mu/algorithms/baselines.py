@@ -71,6 +71,7 @@ def ours_with_data(
                     search.append({"lambda1": l1, "lambda2": l2, "sign": sign, "val_score": score})
                     if best is None or score > best[0]:
                         best = (score, cand, {"lambda1": l1, "lambda2": l2, "sign": "+" if sign > 0 else "-"})
+    assert best is not None, "the lambda grids are not empty"
     return MethodResult(best[1], t.seconds, len(yf) + len(yr), best[2], search, {"fisher_samples": len(yf) + len(yr)})
 
 
@@ -177,6 +178,7 @@ class _Chooser:
         a_r, e_f = self._scores(model)
         score = (0.0 if math.isnan(a_r) else a_r) + (0.0 if math.isnan(e_f) else e_f)
         entry = params | {"val_score": score, "val_A_R": a_r, "val_E_F": e_f} | extra
+        key: tuple  # (score,), or the selection's (tier, ...)
         if self.selection is None:
             key = (score,)
         else:
@@ -449,6 +451,7 @@ def ssd(
                 cand, changed = ssd_dampen(model, imp_forget, imp_full, a, lam)
                 chooser.offer(cand, {"alpha": a, "lambda": lam}, dampened=changed)
     n = len(data.y_forget) + len(y_full)
+    assert chooser.best is not None, "the alpha and lambda grids are not empty"
     info = chooser.info() | {"importance_samples": n, "dampened": chooser.best[3]["dampened"]}
     return MethodResult(chooser.best[1], t.seconds, n, chooser.best[2], chooser.search, info)
 
@@ -645,6 +648,7 @@ def fisher_forgetting(
             chooser.offer(cand, {"alpha": a})
     info = chooser.info() | {"fisher_samples": len(xr)}
     passes = data.num_classes * len(xr)  # one gradient per (retain sample, label)
+    assert chooser.best is not None, "the alpha grid is not empty"
     return MethodResult(chooser.best[1], t.seconds, passes, chooser.best[2], chooser.search, info)
 
 

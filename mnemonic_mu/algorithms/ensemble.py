@@ -381,7 +381,8 @@ def _train_chunk(
         total = torch.zeros(k_members, device=device)
         for s in range(n_steps):
             width = plan.widths[s]  # the largest real batch of this step: no all-padding columns
-            rows = None if plan.rows[s] is None else rows_dev[plan.rows[s]]  # members with a batch
+            step_rows = plan.rows[s]
+            rows = None if step_rows is None else rows_dev[step_rows]  # members with a batch
             if augment is None:
                 xb = yb = None
                 coins_s = coins[:, s, :width] if coins is not None else None
@@ -391,12 +392,12 @@ def _train_chunk(
                 coins_s = _to_device(coins_cpu, device) if use_codes else None
             idx_s, w_s, d_s, c_s = idx[:, s, :width], weights[:, s, :width], denom[:, s], counts[:, s]
             p_s, b_s, h_s, codes_s, k_s = params, bufs, hyper, codes, members_idx
-            if rows is not None:  # only the members that have a batch left compute and move
+            if step_rows is not None and rows is not None:  # only the members that have a batch left compute and move
                 idx_s, w_s, d_s, c_s = idx_s[rows], w_s[rows], d_s[rows], c_s[rows]
                 p_s = {n: t.index_select(0, rows) for n, t in params.items()}
                 b_s = {n: t.index_select(0, rows) for n, t in bufs.items()}
                 h_s, codes_s = hyper[:, rows], codes[rows]
-                k_s = members_idx[: len(plan.rows[s])]
+                k_s = members_idx[: len(step_rows)]
                 xb = None if xb is None else xb[rows]
                 coins_s = None if coins_s is None else coins_s[rows]
             yb = data.y[idx_s]
@@ -431,8 +432,9 @@ def _train_chunk(
         for epoch in range(epochs):
             history["epoch"].append(epoch + 1)
             history["loss"].append(float(loss_table[epoch][k]) / st.n)
-            due = _eval_due(st.cfg, epoch)
-            history["val_acc"].append(100.0 * val_table[epoch][k] if due else float("nan"))
+            accuracies = val_table[epoch]  # None when no member was due this epoch
+            member_due = _eval_due(st.cfg, epoch)
+            history["val_acc"].append(100.0 * accuracies[k] if member_due and accuracies is not None else float("nan"))
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(params[name][k])
@@ -488,7 +490,7 @@ def _plan_epoch(
         weights[k, : st.n] = 1.0
         sizes.append([min(batch, st.n - i) for i in range(0, st.n, batch)] + [0] * (n_steps - math.ceil(st.n / batch)))
         st.drawn += st.n
-        if draw_coins and st.cfg.t_mix > 0:  # no augmentation: the batch's only draws are its coins
+        if coins is not None and st.cfg.t_mix > 0:  # no augmentation: the batch's only draws are its coins
             for i in range(0, st.n, batch):
                 c = _draw_coins(y_cpu[pos[i : i + batch]], st.cfg, st.gen, num_classes)
                 coins[k, i : i + len(c)] = c

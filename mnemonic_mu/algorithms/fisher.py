@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.grad import conv2d_weight
 
 from ..errors import ConfigError
 
@@ -254,7 +255,7 @@ def _group_squares(m: nn.Module, a: torch.Tensor, d: torch.Tensor, weights: torc
         w = weights.tolist()
         acc = torch.zeros((n_groups, *m.weight.shape), dtype=d.dtype, device=d.device)
         for i in range(batch):
-            g = torch.nn.grad.conv2d_weight(
+            g = conv2d_weight(
                 a[i : i + 1], m.weight.shape, d[i : i + 1], m.stride, m.padding, m.dilation, m.groups
             )
             for k in range(n_groups):
@@ -265,8 +266,10 @@ def _group_squares(m: nn.Module, a: torch.Tensor, d: torch.Tensor, weights: torc
             out["bias"] = weights @ d.sum((2, 3)).square()
         return out
     else:  # BatchNorm in eval mode: y = (a - mean) / sqrt(var + eps) * weight + bias
+        assert isinstance(m, nn.modules.batchnorm._BatchNorm), "batched_supported admits no other layer"
+        mean, var = m.get_buffer("running_mean"), m.get_buffer("running_var")
         shape = (1, -1) + (1,) * (a.dim() - 2)
-        x_hat = (a - m.running_mean.view(shape)) / torch.sqrt(m.running_var.view(shape) + m.eps)
+        x_hat = (a - mean.view(shape)) / torch.sqrt(var.view(shape) + m.eps)
         dims = tuple(range(2, a.dim()))
         per = {"weight": (d * x_hat).sum(dims) if dims else d * x_hat, "bias": d.sum(dims) if dims else d}
     out = {}
@@ -356,7 +359,7 @@ def linear_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     Linear used once per forward); callers then fall back to ``data_fisher``.
     """
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    names = set()
+    names: set[str] = set()
     for n, m in linears.items():
         names.update(f"{n}.{k}" for k, p in m.named_parameters(recurse=False) if p.requires_grad)
     params = trainable(model)

@@ -436,7 +436,8 @@ def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, la
     groups = [[c] for c in forget_classes] + [retain_classes]
     *f_each, f_retain = _group_fishers(model, codes, groups, per_class_fisher, fisher_method)
     views, view_labels = _views(codes, cal, next(model.parameters()).device)
-    current, done, parts, warnings = model, [], [], []
+    done: list[int] = []
+    current, parts, warnings = model, [], []
     for c, f_c in zip(forget_classes, f_each):
         eta = fisher_ratio(f_c, f_retain)
         alpha = layer_alphas(eta, lambda1, lambda2)

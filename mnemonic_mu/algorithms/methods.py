@@ -67,6 +67,7 @@ def mnemonic(
                     search.append({"lambda1": l1, "lambda2": l2, "val_score": score})
                     if best is None or score > best[0]:
                         best = (score, cand, rec)
+            assert best is not None, "the lambda grids are not empty"
             _, new, record = best
     return MethodResult(
         model=new,
@@ -88,7 +89,7 @@ MethodFn = Callable[..., MethodResult]
 def _variant(base: MethodFn, doc: str, **preset) -> MethodFn:
     """``base`` with some settings preset: a variant is a small diff from its base method."""
     fn = functools.partial(base, **preset)
-    fn.__doc__ = doc  # type: ignore[attr-defined]
+    fn.__doc__ = doc
     fn.__name__ = f"{base.__name__}[{', '.join(f'{k}={v}' for k, v in preset.items())}]"  # type: ignore[attr-defined]
     return fn
 

@@ -41,7 +41,7 @@ MATHJAX_VERSION = "3.2.2"  # the npm package `mathjax`, pinned in the Makefile (
 # The notebooks the report does not run, with knobs that keep them to a minute or two at the
 # ci profile (their own defaults are a laptop's full study): a 2 x 2 sweep, the calibration
 # study as it is, the per-example attack on six seeds (its minimum).
-MORE = {
+MORE: dict[str, dict[str, object]] = {
     "07_comparison": {"classes": [0, 3], "seeds": [0, 1], "jobs": 2},
     "08_calibration": {},
     "09_per_example_attack": {"seeds": [0, 1, 2, 3, 4, 5]},

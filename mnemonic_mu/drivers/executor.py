@@ -360,7 +360,7 @@ def resolve_connect_timeout(seconds: float | None = None) -> float:
     try:
         value = parse_timedelta(configured, "s")
     except (ValueError, TypeError, KeyError):
-        value = None
+        value = math.nan
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ConfigError(f"Dask's setting {CONNECT_SETTING} = {configured!r} is not a positive duration; "
                           "fix it (e.g. 10s) or pass --connect-timeout SECONDS")
@@ -514,7 +514,8 @@ class DaskExecutor:
                 continue
             if msg.get("expected"):
                 continue
-            worker, held = msg.get("worker"), set(msg.get("processing-tasks") or ()) & self._keys
+            # the address as a string: a key of self.lost, which is sorted into the result
+            worker, held = str(msg.get("worker")), set(msg.get("processing-tasks") or ()) & self._keys
             if worker in self._workers_seen or held:
                 self.lost.setdefault(worker, set()).update(held)
 

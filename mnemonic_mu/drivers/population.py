@@ -204,9 +204,9 @@ def collect_population(
     x_forget, y_forget = forget_examples(dataset, fc)
     x_test, y_test = dataset.split("test")
     names = ("retrain",) + methods
-    phi = {n: [] for n in names}
-    acc = {n: [] for n in names}
-    secs = {n: [] for n in names}
+    phi: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    acc: dict[str, list] = {n: [] for n in names}
+    secs: dict[str, list[float]] = {n: [] for n in names}
     trained_log, wall = [], {"train": 0.0, "unlearn": 0.0, "confidences": 0.0}
     for i, seed in enumerate(seeds):
         si = seed_settings(s, seed)
@@ -232,8 +232,8 @@ def collect_population(
             secs[name].append(seconds)
         wall["confidences"] += time.perf_counter() - t0
         if log:
-            cached = sum(c for _, c in trained.values())
-            log(f"seed {seed} ({i + 1}/{len(seeds)}): {len(trained)} models ({cached} from the cache), "
+            n_cached = sum(c for _, c in trained.values())
+            log(f"seed {seed} ({i + 1}/{len(seeds)}): {len(trained)} models ({n_cached} from the cache), "
                 f"{len(methods)} methods scored")
     return {"confidences": {n: np.stack(v) for n, v in phi.items()}, "accuracy": acc, "seconds": secs,
             "trained": trained_log, "wall": wall, "n_examples": int(len(y_forget))}
@@ -302,12 +302,12 @@ def floor(retrain: np.ndarray, repeats: int = REPEATS, seed: int = 0) -> dict:
     of those splits pooled and bucketed and the U-LiRA accuracy of the same halves."""
     r = np.asarray(retrain)
     out = I.forget_score_floor(r, seed=seed, repeats=repeats)
-    eps, ulira = [], []
+    per_split, ulira = [], []
     for i in range(int(repeats)):
         a, b = I.retrain_halves(len(r), seed + i)
-        eps.append(I.per_example_epsilon(r[a], r[b]))
+        per_split.append(I.per_example_epsilon(r[a], r[b]))
         ulira.append(I.ulira_accuracy(r[a], r[b], seed=seed + i)["accuracy"] if len(a) >= 4 else None)
-    eps = np.concatenate(eps)
+    eps = np.concatenate(per_split)
     return {"n_per_half": out["n_per_half"], "cap": out["cap"], "forget_score": out["score"], "std": out["std"],
             "scores": out["scores"], "epsilon": _summary(eps), "buckets": bucket_counts(eps, out["cap"]),
             "ulira_accuracy": _mean_std(ulira)}
@@ -551,7 +551,7 @@ def render_result(result: dict, source: str) -> str:
         f"{where}. Source: `{source}`.", ""])
 
 
-def load_results(folder: Path) -> list[tuple[str, dict]]:
+def load_results(folder: Path) -> list[tuple[Path, dict]]:
     import json
 
     return [(p, json.loads(p.read_text())) for p in sorted(Path(folder).glob("*.json"))]

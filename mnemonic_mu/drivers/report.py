@@ -45,6 +45,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -249,7 +250,7 @@ def run_report(
             timings[name] = time.perf_counter() - t0
             atomic_write_text(tmp / f"{name}.html", _html(tmp / f"{name}.ipynb"))  # while the next one runs
 
-        nb = _run_in_order(run_one)
+        _run_in_order(run_one)
         summary_path = tmp / "metrics" / "summary.json"
         if not summary_path.is_file():
             raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
@@ -261,10 +262,11 @@ def run_report(
 
         page = index_html(run, profile, resolved, summary, timings, total, tmp, params=record)
         atomic_write_text(tmp / "index.html", page)
-    except Exception as exc:
+    except Exception as caught:
         ahead.result()  # let the prefetch finish its task before the folder moves
-        if isinstance(exc, _NotebookError):
-            nb, exc = exc.notebook, exc.error
+        exc: Any = caught  # papermill's error (untyped) carries the cell's details
+        if isinstance(caught, _NotebookError):
+            nb, exc = caught.notebook, caught.error
         failed = root / f"{run}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(tmp, failed)
@@ -273,7 +275,7 @@ def run_report(
         if type(exc).__name__ == "PapermillExecutionError":
             raise NotebookFailed(
                 f"notebook {nb}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                f"{exc.ename}: {exc.evalue}; the partial executed notebook is {failed / (nb + '.ipynb')}"
+                f"{exc.ename}: {exc.evalue}; the partial executed notebook is {failed / f'{nb}.ipynb'}"
             ) from None
         if isinstance(exc, MnemonicError):
             raise
@@ -319,8 +321,9 @@ def _run_in_order(run_one, at_once: int = 2) -> None:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 name = running.pop(fut)
-                if fut.exception() is not None and failed is None:
-                    failed = _NotebookError(name, fut.exception())
+                error = fut.exception()
+                if error is not None and failed is None:
+                    failed = _NotebookError(name, error)
                 done.add(name)
         wait(running)
     if failed is not None:

@@ -25,7 +25,7 @@ import pickle
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -136,6 +136,7 @@ def _assemble(
         )
         x_test, y_test = x_pool[test_idx], y_pool[test_idx]
     else:
+        assert y_test is not None, "an official test split comes with its labels"
         val_idx, train_idx = stratified_split(y_pool, [val_fraction], split_seed)
         test_idx = torch.arange(len(y_test))
     return Dataset(
@@ -297,7 +298,7 @@ def _load_idx_family(name: str, root: Path, download: bool) -> tuple[torch.Tenso
     missing = [s for s, p in zip(stems, paths) if p is None]
     if missing:
         raise _missing(name, folder, "missing " + ", ".join(missing) + " (raw or .gz)")
-    xtr, ytr, xte, yte = (read_idx(p) for p in paths)
+    xtr, ytr, xte, yte = (read_idx(p) for p in paths if p is not None)  # none is None (checked above)
     for x, y, which in ((xtr, ytr, "train"), (xte, yte, "t10k")):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(
@@ -360,7 +361,7 @@ def load_dataset(
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     root = Path(root if root is not None else "data").expanduser().resolve()
-    common = dict(split_seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    common: dict[str, Any] = dict(split_seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
 
     if name == "mnist5k":
         try:

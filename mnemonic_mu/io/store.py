@@ -26,7 +26,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable, TypeVar
 
 import torch
 
@@ -207,9 +207,12 @@ def save_trained(
         return _save_trained(s, dataset, train_cfg, model, codes_, result, device)
 
 
+Name = TypeVar("Name", bound=Hashable)  # what the caller calls each model: a role, (kind, classes), ...
+
+
 def train_many(
-    s, dataset: Dataset, train_cfgs: dict[str, TrainConfig], device: torch.device, progress: bool = False
-) -> dict[str, tuple[Checkpoint, bool]]:
+    s, dataset: Dataset, train_cfgs: dict[Name, TrainConfig], device: torch.device, progress: bool = False
+) -> dict[Name, tuple[Checkpoint, bool]]:
     """:func:`train_or_load` for several models of one recipe: ``{name: (checkpoint, from_cache)}``.
 
     With ``s.trainer == "ensemble"`` the models not in the cache are trained together as
@@ -220,13 +223,15 @@ def train_many(
     with contextlib.ExitStack() as locks:
         for key in sorted(set(keys.values())):  # one order for every process: no deadlock
             locks.enter_context(file_lock(s.cache_path / "locks" / f"{key}.lock"))
-        out: dict[str, tuple[Checkpoint, bool]] = {}
+        out: dict[Name, tuple[Checkpoint, bool]] = {}
         for name, key in keys.items():
             ck = _cached(s, _model_folder(s, dataset, key), key, device)
             if ck is not None:
                 out[name] = (ck, True)
         todo = [name for name in train_cfgs if name not in out]
-        codes_ = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed) if todo else None
+        if not todo:
+            return {name: out[name] for name in train_cfgs}
+        codes_ = generate_codes(dataset.num_classes, dataset.input_shape, s.code_dist, s.seed)
         if s.trainer == "ensemble" and len(todo) > 1:
             members = [(codes_, train_cfgs[name]) for name in todo]
             trained = ensemble.train_ensemble(s.model, dataset, members, device=device, progress=progress)
