@@ -11,8 +11,9 @@ reads every other row against them:
 * **band** of a metric: mean, std (``ddof = 0``) and min..max over the band
   references (:func:`band_stats`);
 * **inside** (:func:`inside`): ``min <= value <= max``.  For the metrics that
-  measure distance *to* the request's retrain (gap, epsilon-vs-retrain, the
-  Jensen-Shannon and activation distances; 0 for retrain itself) only the upper
+  measure distance *to* the request's retrain (gap, the attacks of the registry
+  marked ``distance_to_retrain`` such as epsilon-vs-retrain, the Jensen-Shannon and
+  activation distances; 0 for retrain itself: :func:`at_most_metrics`) only the upper
   edge counts: ``value <= max``; for ToW (1 for retrain itself) only the lower:
   ``value >= min``.  With R band references, another retrain of the same recipe
   lands inside with probability ``(R - 1) / (R + 1)`` on a two-sided metric and
@@ -42,10 +43,20 @@ from .algorithms.metrics import ACCURACY_METRICS
 RULE = ("band: min..max over the retrain references of the band seeds, each scored against the request's "
         "retrain; inside: min <= value <= max (distances to retrain: value <= max; ToW: value >= min)")
 DIVERGENCES = ("js_forget", "js_retain", "activation_forget", "activation_retain")
-# metrics that are 0 (ToW: 1) for the request's retrain by construction: only one edge of the band counts
-AT_MOST = ("gap", "epsilon-vs-retrain", *DIVERGENCES)
-AT_LEAST = ("tow",)
-METRICS = (*ACCURACY_METRICS, *ATTACKS, "gap", "tow", *DIVERGENCES)
+AT_LEAST = ("tow",)  # 1 for the request's retrain by construction: only the band's lower edge counts
+
+
+def at_most_metrics() -> tuple[str, ...]:
+    """The metrics that are 0 for the request's retrain by construction (distances to it): only the
+    band's upper edge counts.  The gap, every attack of the registry marked ``distance_to_retrain``
+    and the divergences."""
+    return ("gap", *(a.name for a in ATTACKS.values() if a.distance_to_retrain), *DIVERGENCES)
+
+
+def band_metrics() -> tuple[str, ...]:
+    """Every metric read against the band: the accuracies, every attack of the registry, the gap,
+    ToW and the divergences."""
+    return (*ACCURACY_METRICS, *ATTACKS, "gap", "tow", *DIVERGENCES)
 
 
 def metric_values(row: dict) -> dict[str, float]:
@@ -66,7 +77,7 @@ def band_stats(band_rows: Iterable[dict]) -> dict[str, dict]:
     (finite values only; a metric no band row has is left out)."""
     values = [metric_values(r) for r in band_rows]
     out = {}
-    for metric in METRICS:
+    for metric in band_metrics():
         xs = np.array([v[metric] for v in values if math.isfinite(v.get(metric, math.nan))], dtype=float)
         if xs.size:
             out[metric] = {"mean": float(xs.mean()), "std": float(xs.std()), "min": float(xs.min()),
@@ -76,7 +87,7 @@ def band_stats(band_rows: Iterable[dict]) -> dict[str, dict]:
 
 def inside(metric: str, value: float, stat: dict, tol: float = 1e-9) -> bool:
     """Whether ``value`` of ``metric`` lies inside its band ``stat`` (the module's rule)."""
-    low = -math.inf if metric in AT_MOST else stat["min"] - tol
+    low = -math.inf if metric in at_most_metrics() else stat["min"] - tol
     high = math.inf if metric in AT_LEAST else stat["max"] + tol
     return bool(low <= value <= high)
 
@@ -90,7 +101,7 @@ def inside_flags(row: dict, stats: dict[str, dict]) -> dict[str, bool]:
 def expected_inside(metric: str, n_band: int) -> float:
     """The chance that one more retrain of the recipe lands inside a band of ``n_band``
     references: ``(R - 1) / (R + 1)`` two-sided, ``R / (R + 1)`` one-sided."""
-    one_sided = metric in AT_MOST or metric in AT_LEAST
+    one_sided = metric in at_most_metrics() or metric in AT_LEAST
     return (n_band if one_sided else n_band - 1) / (n_band + 1)
 
 
@@ -169,8 +180,8 @@ def aggregate(requests: list[tuple[dict, dict[str, dict], dict[int, dict]]]) -> 
                   "no_signal": not any(flags.values()), "per_class": flags}
     r = min(n_band)  # every request of a sweep has the same band seeds
     return {"rule": RULE, "n_band": r, "n_requests": len(requests), "inside": counts, "signal": sig,
-            "expected_inside": {m: expected_inside(m, r) for m in METRICS}}
+            "expected_inside": {m: expected_inside(m, r) for m in band_metrics()}}
 
 
-__all__ = ["AT_LEAST", "AT_MOST", "DIVERGENCES", "METRICS", "RULE", "aggregate", "band_stats", "expected_inside",
-           "inside", "inside_flags", "metric_values", "request_band", "signal"]
+__all__ = ["AT_LEAST", "DIVERGENCES", "RULE", "aggregate", "at_most_metrics", "band_metrics", "band_stats",
+           "expected_inside", "inside", "inside_flags", "metric_values", "request_band", "signal"]

@@ -71,7 +71,7 @@ class Settings:
     # -- evaluation
     baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
-    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (default: every attack of the registry); none: accuracies only (the report needs all)
+    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
     band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
     # -- runtime: where and how fast; none of these changes a result
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

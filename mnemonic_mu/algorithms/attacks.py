@@ -479,7 +479,9 @@ ATTACKS: dict[str, Attack] = {
             digits=2,
             needs_retrain=True,
             distance_to_retrain=True,
-            extras={"null": "its value for two samples of one distribution of the same sizes (the finite-sample floor)"},
+            extras={
+                "null": "its value for two samples of one distribution of the same sizes (the finite-sample floor)"
+            },
         ),
         Attack(
             "linear probe",

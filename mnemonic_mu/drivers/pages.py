@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .. import bands
+from ..algorithms.attacks import ATTACKS
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
 from ..notebook_stages import NOTEBOOKS
@@ -31,12 +33,14 @@ STEP = "mnemonic"  # the summary row of the run's one-shot step
 REFERENCE = "retrain"  # the row every method is compared with
 FORGOTTEN_E_F = 99.0  # E_F (%) at or above which the step counts as having forgotten
 FRACTION_BAND = 0.05  # a share or accuracy within this of retrain's counts as inside its band
-NATS_BAND = 0.5  # epsilon within this many nats of retrain's, when nothing better is known
+NATS_BAND = 0.5  # a log-ratio (an attack of scale "nats") within this of retrain's, when nothing better is known
 BAND_RULE = (
-    f"shares and accuracies within {FRACTION_BAND} of retrain's value; epsilon-vs-retrain at most the retrain "
-    "band's mean + 2 std when the summary has one, else at most the attack's finite-sample null (two samples of "
-    f"one distribution) when recorded, else within {NATS_BAND} nats of retrain's value; an attack flagged "
-    "no_signal shows \"no signal\" and is not counted."
+    f"shares and accuracies within {FRACTION_BAND} of retrain's value, log-ratios within {NATS_BAND} nats; an "
+    "attack that measures a distance to retrain ("
+    + ", ".join(a.name for a in ATTACKS.values() if a.distance_to_retrain)
+    + ") at most the retrain band's mean + 2 std when the summary has one, else at most the attack's finite-sample "
+    "null (two samples of one distribution) when recorded, else as above; an attack flagged no_signal shows "
+    "\"no signal\" and is not counted."
 )
 
 _TITLES = {
@@ -65,7 +69,7 @@ CAPTIONS = {
     "04_unlearning_lambda_sweep": "Validation A_R and E_F over the (lambda1, lambda2) grid, and A_R + E_F along each axis.",
     "04_unlearning_time": "Seconds of the one-shot step against training each model (log scale).",
     "05_membership_distributions": "Per-sample loss, entropy and confidence of each model on each sample group.",
-    "05_membership_attacks": "The five attack values of each model, beside retrain's.",
+    "05_membership_attacks": "Every attack's value of each model, beside retrain's band.",
     "06_report_methods": "A_R and E_F (%) of every method.",
 }
 WIDE_FIGURE = 2.4  # width / height above which a figure spans both columns ...
@@ -121,14 +125,10 @@ def summary_rows(summary: dict) -> list[tuple[str, dict]]:
     return list((summary.get("methods") or {}).items())
 
 
-def _attack_scale(name: str) -> str:
-    """``"fraction"`` or ``"nats"``: how the attack's value reads (from the attack registry)."""
-    from ..algorithms.attacks import ATTACKS
-
+def _digits(name: str) -> int:
+    """The decimals an attack's value shows (the registry's; 3 for a name it does not hold)."""
     attack = ATTACKS.get(name)
-    if attack is not None:
-        return attack.scale
-    return "nats" if name.startswith("epsilon") else "fraction"
+    return 3 if attack is None else attack.digits
 
 
 def _value(row: dict | None, attack: str) -> float | None:
@@ -155,19 +155,22 @@ def attack_status(summary: dict, method: str, attack: str) -> tuple[str, str]:
         st = band["stats"][attack]
         return ("inside" if flag else "outside"), (
             f"retrain band of {st['n']} seeds: {st['min']:.3g}..{st['max']:.3g}" + (
-                " (at most the top)" if attack == "epsilon-vs-retrain" else ""))
-    if _attack_scale(attack) == "nats":
+                " (at most the top)" if attack in bands.at_most_metrics() else ""))
+    entry = ATTACKS.get(attack)
+    digits = _digits(attack)
+    if entry is not None and entry.distance_to_retrain:
         band = ((summary.get("retrain_band") or {}).get(attack)) or {}
         if band.get("mean") is not None:
             edge = float(band["mean"]) + 2 * float(band.get("std") or 0.0)
-            return ("inside" if value <= edge + 1e-9 else "outside"), f"retrain band: at most {edge:.2f} (mean + 2 std)"
+            return ("inside" if value <= edge + 1e-9 else "outside"), (
+                f"retrain band: at most {edge:.{digits}f} (mean + 2 std)")
         if result.get("null") is not None:
             null = float(result["null"])
-            return ("inside" if value <= null + 1e-9 else "outside"), f"at most the finite-sample null {null:.2f}"
-        inside = abs(value - ref) <= NATS_BAND + 1e-9
-        return ("inside" if inside else "outside"), f"within {NATS_BAND} nats of retrain's {ref:.2f}"
-    inside = abs(value - ref) <= FRACTION_BAND + 1e-9
-    return ("inside" if inside else "outside"), f"within {FRACTION_BAND} of retrain's {ref:.3f}"
+            return ("inside" if value <= null + 1e-9 else "outside"), (
+                f"at most the finite-sample null {null:.{digits}f}")
+    tolerance, unit = (NATS_BAND, " nats") if entry is not None and entry.scale == "nats" else (FRACTION_BAND, "")
+    inside = abs(value - ref) <= tolerance + 1e-9
+    return ("inside" if inside else "outside"), f"within {tolerance}{unit} of retrain's {ref:.{digits}f}"
 
 
 def verdict(summary: dict) -> dict:
@@ -186,7 +189,7 @@ def verdict(summary: dict) -> dict:
     attacks = []
     for name in step.get("attacks") or {}:
         status, why = attack_status(summary, STEP, name)
-        digits = 2 if _attack_scale(name) == "nats" else 3
+        digits = _digits(name)
         attacks.append({
             "name": name, "status": status, "status_css": status.replace(" ", ""), "title": why,
             "value": _fmt(_value(step, name), digits), "retrain": _fmt(_value(ref, name), digits),
@@ -298,7 +301,7 @@ def run_page_context(
         for a in attack_names:
             res = (row.get("attacks") or {}).get(a) or {}
             status, why = attack_status(summary, name, a)
-            digits = 2 if _attack_scale(a) == "nats" else 3
+            digits = _digits(a)
             text = "no signal" if status == "no signal" else _fmt(_value(row, a), digits)
             std = res.get("std")
             cells.append({"text": text, "std": None if std is None else _fmt(std, digits),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import bands
+from ..algorithms.attacks import ATTACKS
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
 from ..settings import Settings, option, project_root
@@ -96,7 +97,7 @@ def summarise_sweep(result: dict, name: str) -> dict:
                                   "worst_request": {"seed": mine[worst]["seed"], "class": mine[worst]["forget_class"]}},
             **{m: {k: entry[m][k] for k in ("mean", "std", "worst", "worst_class")} for m in HEADLINE},
             # every band metric's mean, and the requests inside their own request's retrain band
-            "metrics": {k: entry[k]["mean"] for k in bands.METRICS if k in entry},
+            "metrics": {k: entry[k]["mean"] for k in bands.band_metrics() if k in entry},
             "inside": (result.get("bands") or {}).get("inside", {}).get(method, {}),
         }
     env = result.get("environment", {})
@@ -162,9 +163,12 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-BAND_COLUMNS = (("A_R", 1), ("E_F", 1), ("A_R_train", 1), ("E_F_train", 1), ("entropy-LR", 3), ("loss-LR-CV", 3),
-                ("confidence-SVC", 3), ("epsilon-vs-retrain", 2), ("linear probe", 3), ("gap", 2), ("tow", 3),
-                ("js_forget", 3), ("js_retain", 3), ("activation_forget", 3), ("activation_retain", 3))
+def band_columns() -> tuple[tuple[str, int], ...]:
+    """``(metric, decimals)`` of :func:`band_table`: the accuracies, every attack of the registry, then the rest."""
+    return (("A_R", 1), ("E_F", 1), ("A_R_train", 1), ("E_F_train", 1),
+            *((a.name, a.digits) for a in ATTACKS.values()),
+            ("gap", 2), ("tow", 3), ("js_forget", 3), ("js_retain", 3), ("activation_forget", 3),
+            ("activation_retain", 3))
 
 
 def band_table(summary: dict) -> str:
@@ -175,7 +179,8 @@ def band_table(summary: dict) -> str:
     if not b:
         return ""
     methods = summary["methods"]
-    cols = [(k, d) for k, d in BAND_COLUMNS if k in b["stats"] and any(k in m.get("inside", {}) for m in methods.values())]
+    cols = [(k, d) for k, d in band_columns()
+            if k in b["stats"] and any(k in m.get("inside", {}) for m in methods.values())]
     quiet = {a for a, v in b["signal"].items() if v["no_signal"]}
     head = "| method | " + " | ".join(k + (" (**no signal here**)" if k in quiet else "") for k, _ in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
@@ -388,5 +393,5 @@ def _cmd_results(args) -> int:
     return 0
 
 
-__all__ = ["band_line", "band_table", "collect", "command_of", "readme_block", "render_results", "retrain_band_A_R", "steps_table",
-           "summarise_sweep", "table", "worst_case_line", "write_all"]
+__all__ = ["band_columns", "band_line", "band_table", "collect", "command_of", "readme_block", "render_results",
+           "retrain_band_A_R", "steps_table", "summarise_sweep", "table", "worst_case_line", "write_all"]

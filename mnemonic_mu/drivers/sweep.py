@@ -41,7 +41,7 @@ import numpy as np
 from .. import pipeline
 from .. import bands
 from ..algorithms.attacks import ATTACKS
-from ..algorithms.metrics import ACCURACY_METRICS, check_forget_classes
+from ..algorithms.metrics import ACCURACY_METRICS, MIA_ATTACK, check_forget_classes
 from ..algorithms.methods import UnlearnData
 from ..bands import metric_values
 from ..errors import ConfigError
@@ -326,7 +326,7 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
         return None, math.nan
     if GOOD.get(metric) == "high":
         c = min(finite, key=finite.get)
-    elif GOOD.get(metric) == "low" or metric == "backward_passes" or metric == "epsilon-vs-retrain":
+    elif GOOD.get(metric) == "low" or metric == "backward_passes" or _distance_attack(metric):
         c = max(finite, key=finite.get)
     else:  # attacks: distance to retrain's value on the same class
         def dist(c):
@@ -340,22 +340,25 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
 # --------------------------------------------------------------------------
 # Tables
 
-_COLUMNS = [
-    ("A_R", "A_R (%)", 1),
-    ("E_F", "E_F (%)", 1),
-    ("A_R_train", "A_R train (%)", 1),
-    ("E_F_train", "E_F train (%)", 1),
-    ("entropy-LR", "entropy-LR", 3),
-    ("loss-LR-CV", "loss-LR-CV", 3),
-    ("confidence-SVC", "confidence-SVC", 3),
-    ("epsilon-vs-retrain", "epsilon-vs-retrain", 2),
-    ("linear probe", "linear probe", 3),
-    ("gap", "gap to retrain", 2),
-    ("tow", "ToW", 3),
-    ("js_forget", "JS forget", 3),
-    ("activation_forget", "act. dist. forget", 3),
-    ("seconds", "time (s)", 3),
-]
+def _distance_attack(metric: str) -> bool:
+    """Whether ``metric`` is an attack of the registry that measures a distance to retrain (higher is worse)."""
+    return metric in ATTACKS and ATTACKS[metric].distance_to_retrain
+
+
+def _columns() -> list[tuple[str, str, int]]:
+    """The tables' ``(metric, header, decimals)``: the accuracies, every attack of the registry, then the rest."""
+    return [
+        ("A_R", "A_R (%)", 1),
+        ("E_F", "E_F (%)", 1),
+        ("A_R_train", "A_R train (%)", 1),
+        ("E_F_train", "E_F train (%)", 1),
+        *((a.name, a.name, a.digits) for a in ATTACKS.values()),
+        ("gap", "gap to retrain", 2),
+        ("tow", "ToW", 3),
+        ("js_forget", "JS forget", 3),
+        ("activation_forget", "act. dist. forget", 3),
+        ("seconds", "time (s)", 3),
+    ]
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -370,7 +373,7 @@ def markdown_tables(result: dict) -> str:
     """Two markdown tables (mean +- std; worst class) plus the direction of every column."""
     summary, cfg = result["summary"], result["settings"]
     order = [m for m in REFERENCES if m in summary] + [m for m in summary if m not in REFERENCES]
-    columns = [c for c in _COLUMNS if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
+    columns = [c for c in _columns() if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
     head = "| method | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
     sep = "|" + "---|" * (len(columns) + 2)
     lines = [f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
@@ -388,16 +391,17 @@ def markdown_tables(result: dict) -> str:
         return out
 
     lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
-    lines += ["", "Worst class (class: its mean over seeds; lowest A_R / E_F, highest gap / time / epsilon, "
-              "attacks farthest from retrain's value):", "", head, sep]
+    highest = " / ".join(["gap", "time", *(a.name for a in ATTACKS.values() if a.distance_to_retrain)])
+    lines += ["", f"Worst class (class: its mean over seeds; lowest A_R / E_F, highest {highest}, "
+              "other attacks farthest from retrain's value):", "", head, sep]
     lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
     lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
-              "confidence-SVC x 100, lower is better."]
+              f"{MIA_ATTACK} x 100, lower is better."]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values() if any(a.name == c[0] for c in columns)]
     bb = result.get("bands")
     if bb:
-        metrics = [m for m in bands.METRICS if any(m in e for e in bb["inside"].values())]
+        metrics = [m for m in bands.band_metrics() if any(m in e for e in bb["inside"].values())]
         two, one = bands.expected_inside("A_R", bb["n_band"]), bands.expected_inside("gap", bb["n_band"])
         lines += ["", f"Inside retrain's seed band ({bands.RULE}; {bb['n_band']} band references per request; "
                   f"requests inside / scored).  Another retrain of the recipe lands inside with probability "
@@ -420,11 +424,12 @@ def markdown_tables(result: dict) -> str:
             lines += ["", "ToW (1 = retrain's accuracies on forget, retain and test sets), mean and 95 % interval "
                       "over seeds: " + ", ".join(f"{m} {_fmt(tow[m]['mean'], 3)} [{_fmt(tow[m]['low'], 3)}, "
                                                  f"{_fmt(tow[m]['high'], 3)}]" for m in order if m in tow) + "."]
-    nulls = [r["attacks"].get("epsilon-vs-retrain", {}).get("null") for r in result.get("rows", [])]
-    nulls = [v for v in nulls if v is not None]
-    if nulls:
-        lines += [f"- epsilon-vs-retrain of two samples of one distribution at this sample size "
-                  f"(finite-sample floor): {np.mean(nulls):.2f}."]
+    for a in ATTACKS.values():  # what else each attack reports, as a mean over the rows
+        for extra, meaning in a.extras.items():
+            xs = [((r["attacks"].get(a.name) or {}).get(extra)) for r in result.get("rows", [])]
+            xs = [v for v in xs if v is not None]
+            if xs:
+                lines.append(f"- {a.name} `{extra}`, {meaning}, mean over the rows: {np.mean(xs):.{a.digits}f}.")
     if "retrain" in summary:
         rt = summary["retrain"]["seconds"]["mean"]
         ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
@@ -466,8 +471,9 @@ def add_subcommand(sub) -> None:
         "sweep",
         help="methods x forget classes x seeds on one dataset: mean +- std and worst class",
         description="Train (or load cached) originals, no-code models and retrain references, run the "
-        "settings' step and every baseline on every forget class and seed, score accuracy, the five "
-        "attacks and the gap to retrain; writes sweep.json and sweep.md.",
+        "settings' step and every baseline on every forget class and seed, score accuracy, the attacks "
+        "(every attack of the registry unless --attacks names some) and the gap to retrain; writes sweep.json "
+        "and sweep.md.",
     )
     p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
     add_options(p, SWEEP_OPTIONS)
