@@ -151,7 +151,7 @@ def default(name: str):
     """The default of setting ``name`` (the one table above; ``attacks``: every attack of the registry,
     :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`, read when asked)."""
     f = _FIELDS[name]
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return f.default_factory() if callable(f.default_factory) else f.default
 
 
 def comments() -> dict[str, str]:
@@ -347,7 +347,7 @@ def load_profile(name: str) -> dict:
     """The overrides of profile ``name`` (a small YAML mapping shipped with the package)."""
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    text = resources.files("mnemonic_mu").joinpath("profiles", f"{name}.yaml").read_text()
+    text = (resources.files("mnemonic_mu") / "profiles" / f"{name}.yaml").read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"profile {name} is not a mapping of setting names to values")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, cast
 
 import numpy as np
 import torch
@@ -324,7 +324,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 20
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [model.features(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    features = cast(Callable[[torch.Tensor], torch.Tensor], model.features)  # every model of models.py has one
+    out = [features(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     model.train(was)
     return torch.cat(out).double().numpy()
 
@@ -551,12 +552,14 @@ def run_attacks(
     f_tr, f_te = torch.isin(y_tr, fc), torch.isin(y_te, fc)
     if not bool(f_tr.any()) or not bool(f_te.any()):
         raise ConfigError(f"forget classes {list(forget_classes)} have no train or no test samples")
-    with_retrain = retrain_model is not None and any(ATTACKS[n].needs_retrain for n in names)
+    retrain_forget_test = None
+    if retrain_model is not None and any(ATTACKS[n].needs_retrain for n in names):
+        retrain_forget_test = sample_statistics(retrain_model, x_te[f_te], y_te[f_te])
     seen = AttackInput(
         model=model, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
         forget_train=f_tr.numpy(), forget_test=f_te.numpy(),
         train=sample_statistics(model, x_tr, y_tr), test=sample_statistics(model, x_te, y_te),
-        retrain_forget_test=sample_statistics(retrain_model, x_te[f_te], y_te[f_te]) if with_retrain else None,
+        retrain_forget_test=retrain_forget_test,
         seed=seed, probe_max_train=probe_max_train,
     )
     out: dict[str, dict] = {}

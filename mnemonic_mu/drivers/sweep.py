@@ -38,11 +38,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import pipeline
-from .. import bands
+from .. import bands, pipeline
 from ..algorithms.attacks import ATTACKS
-from ..algorithms.metrics import ACCURACY_METRICS, MIA_ATTACK, check_forget_classes
 from ..algorithms.methods import UnlearnData
+from ..algorithms.metrics import MIA_ATTACK, check_forget_classes
+from ..algorithms.train import TrainConfig
 from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
@@ -120,7 +120,9 @@ def _train_seed_job(s: Settings, classes: tuple[int, ...], retrain_only: bool = 
     retrains only) in one task, so that ``trainer="ensemble"`` trains them as one computation."""
     dataset, device = _worker_setup(s)
     recipe = pipeline.recipes(s, ())
-    cfgs = {} if retrain_only else {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
+    cfgs: dict[tuple[str, tuple[int, ...]], TrainConfig] = {}
+    if not retrain_only:
+        cfgs |= {("original", ()): recipe["original"], ("no_codes", ()): recipe["no_codes"]}
     cfgs |= {("retrain", (c,)): s.train_config(exclude=(c,)) for c in classes}
     trained = store.train_many(s, dataset, cfgs, device)
     return [_trained_entry(kind, s.seed, ck, cached) for (kind, _), (ck, cached) in trained.items()]
@@ -299,7 +301,7 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
     ``None`` without band seeds."""
     from ..algorithms.metrics import mean_t_interval
 
-    requests = {}
+    requests: dict[tuple[int, int], tuple[dict, dict[str, dict], dict[int, dict]]] = {}
     for r in rows:
         requests.setdefault((r["seed"], r["forget_class"]), ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}))[1][r["method"]] = r
     for r in band_rows:
@@ -325,9 +327,9 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
     if not finite:
         return None, math.nan
     if GOOD.get(metric) == "high":
-        c = min(finite, key=finite.get)
+        c = min(finite, key=lambda k: finite[k])
     elif GOOD.get(metric) == "low" or metric == "backward_passes" or _distance_attack(metric):
-        c = max(finite, key=finite.get)
+        c = max(finite, key=lambda k: finite[k])
     else:  # attacks: distance to retrain's value on the same class
         def dist(c):
             ref = [v[metric] for v in retrain_cls.get(c, [])]
@@ -426,8 +428,8 @@ def markdown_tables(result: dict) -> str:
                                                  f"{_fmt(tow[m]['high'], 3)}]" for m in order if m in tow) + "."]
     for a in ATTACKS.values():  # what else each attack reports, as a mean over the rows
         for extra, meaning in a.extras.items():
-            xs = [((r["attacks"].get(a.name) or {}).get(extra)) for r in result.get("rows", [])]
-            xs = [v for v in xs if v is not None]
+            found = ((r["attacks"].get(a.name) or {}).get(extra) for r in result.get("rows", []))
+            xs = [float(v) for v in found if v is not None]
             if xs:
                 lines.append(f"- {a.name} `{extra}`, {meaning}, mean over the rows: {np.mean(xs):.{a.digits}f}.")
     if "retrain" in summary:
