@@ -373,7 +373,7 @@ MEMBERSHIP_ROLES = ("original", "mnemonic", "retrain", "no_codes")
 
 def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Result:
     """Stage 05: per-sample loss / entropy / confidence summaries of every group, and
-    :func:`mnemonic_mu.pipeline.score` (accuracies and the five attacks) for the
+    :func:`mnemonic_mu.pipeline.score` (accuracies and every attack) for the
     original, unlearned, retrain and no-codes models."""
     start = time.perf_counter()
     device = setup(s)

@@ -44,7 +44,7 @@ def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train"
 
 
 def attack_table(summary: dict):
-    """The five attacks (columns) of every method that has them (rows), as a pandas DataFrame."""
+    """Every attack (columns) of every method that has them (rows), as a pandas DataFrame."""
     import pandas as pd
 
     rows = {

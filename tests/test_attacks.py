@@ -1,4 +1,4 @@
-"""Sanity behaviour of the five attacks (docs/protocol.md): separable -> ~1, identical -> ~0.5."""
+"""Sanity behaviour of the attacks (docs/protocol.md): separable -> ~1, identical -> ~0.5."""
 
 from __future__ import annotations
 

@@ -230,7 +230,7 @@ def test_summary_metrics_are_meaningful(ci_report):
 
 
 def test_summary_lists_every_method_with_every_attack_and_gap(ci_report):
-    """Issue acceptance: every registered method, A_R, E_F, all five attacks and the gap."""
+    """Issue acceptance: every registered method, A_R, E_F, every attack and the gap."""
     from mnemonic_mu.algorithms.attacks import ATTACKS
     from mnemonic_mu.algorithms.methods import METHODS
     from mnemonic_mu.algorithms.metrics import gap_to_retrain

@@ -8,7 +8,7 @@
 ``fisher``                the code Fisher (Eq. 6), data Fishers, distances
 ``forget``                the one-shot step (Eq. 5-7) and the kit's calibrated step
 ``metrics``               A_R, E_F, per-class accuracy, the gap to retrain
-``attacks``               the five membership-style attacks
+``attacks``               the membership-style attacks, one registry
 ``method_api``            the one signature every unlearning method shares
 ``baselines``             the data-based methods compared with
 ``methods``               the registry: mnemonic variants and baselines
