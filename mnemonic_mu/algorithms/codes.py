@@ -1,4 +1,4 @@
-"""Mnemonic codes (docs/method.md section 1) and their use during training (Algorithm 1).
+"""Mnemonic codes (docs/method.md, "Codes") and their use during training (Algorithm 1).
 
 A mnemonic code ``xi_c`` is one fixed random input per class, drawn once
 before training from its own seeded generator, in the space the model sees

@@ -39,7 +39,9 @@ Calibrated step (``step="calibrated"``, this kit's extension, docs/calibration.m
     still costs one backward pass per class.  Codes of classes already
     forgotten are left out of the later steps' checks.  ``multi="joint"`` takes
     one step along the mean forget Fisher f_F of Eq. 6 instead (measured worse
-    on multi-class requests; see README).
+    on multi-class requests: of 30 on mnist5k, ten forget sets x three seeds, it
+    forgot 29 with A_R 1.79 points under retrain's on average, the sequential
+    step 30; that study, README at commit a88a9ef, is no longer in the docs).
 
 Both return a *new* model (the input is left untouched) and a :class:`ForgetRecord`.
 """

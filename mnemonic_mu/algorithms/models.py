@@ -1,4 +1,4 @@
-"""Classifiers used in the paper (docs/method.md section 5) plus a small CNN.
+"""Classifiers used in the paper (docs/method.md, "The paper's setups and numbers") plus a small CNN.
 
 Every model exposes ``features(x)`` (the penultimate representation, used by
 the linear-probe attack) and ``head`` (the last linear layer), so
@@ -76,7 +76,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 with the CIFAR stem: 3x3 stride-1 conv, no max-pool (docs/method.md section 5)."""
+    """ResNet-18 with the CIFAR stem: 3x3 stride-1 conv, no max-pool (docs/method.md,
+    "The paper's setups and numbers")."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64):
         super().__init__()

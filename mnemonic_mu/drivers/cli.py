@@ -1,4 +1,8 @@
-"""Command line: ``mnemonic-mu experiment | sweep | report | settings | datasets`` (``python -m mnemonic_mu``).
+"""Command line: ``mnemonic-mu experiment | sweep | report | results | population | settings | datasets``
+(``python -m mnemonic_mu``); ``mnemonic-mu --help`` says what each does and ``mnemonic-mu COMMAND
+--help`` lists its options.  :func:`build_parser` builds ``experiment``, ``settings`` and
+``datasets`` here and takes the others from their modules (each one's ``add_subcommand``);
+``tests/test_links.py`` checks that the list above names every command.
 
 Every option that is a setting is derived from :class:`~mnemonic_mu.settings.Settings`
 (its name, type, help and default), over the chosen ``--profile``.  Every error

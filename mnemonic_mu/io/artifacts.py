@@ -1,6 +1,6 @@
 """Safe artifact I/O: atomic writes, sha256 manifests, cache keys and locks.
 
-Rules every stage follows (README, "Artifacts"):
+Rules every stage follows (for users: docs/troubleshooting.md, "Interrupted runs"):
 
 * A file or folder is written under a temporary name in the same directory
   and renamed into place, so a killed run leaves the old complete artifact or

@@ -9,7 +9,7 @@ Layout of a checkpoint folder::
 Files are written with ``torch.save`` into a staging folder that is renamed
 into place; they are read back with ``torch.load(weights_only=True)`` after
 the sha256 check, so loading never executes code from the file.  Codes are a
-trigger for their class (README, "Security"): keep ``codes.pt`` private.
+trigger for their class (docs/troubleshooting.md, "Security"): keep ``codes.pt`` private.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Datasets as preloaded tensors with stratified, seeded splits.
 
 Every loader returns a :class:`Dataset`: inputs already normalised into the
-space the model sees (docs/method.md section 5), integer labels, and
+space the model sees (docs/method.md, "The paper's setups and numbers"), integer labels, and
 train / validation / test splits.  Validation is always carved from training
 data with ``split_seed`` (docs/protocol.md: the only split used for tuning); the
 official test split is used where a dataset has one.
