@@ -402,7 +402,7 @@ def add_subcommand(sub) -> None:
     """Register ``mnemonic-mu report`` (called by :mod:`mnemonic_mu.drivers.cli`)."""
     p = sub.add_parser(
         "report",
-        help="run the six notebooks with papermill and write an HTML report",
+        help="run the six stage notebooks (01-06) with papermill and write an HTML report",
         description="Execute notebooks/01..06 with papermill and write reports/<run>/ (executed "
         "notebooks, HTML pages, index.html, figures/, metrics/, params.yaml) and the gallery "
         "reports/index.html.  With --grid, one such run per point of the grid's Cartesian product.",
