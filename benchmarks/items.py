@@ -79,7 +79,9 @@ def resnet18_cifar(device: str = "cpu"):
 
 
 def _forget_item(model, codes, method: str, rep: dict, sync=None, step: str = "paper") -> dict:
-    run = lambda: forget(model, codes, FORGET, 1e-3, 10.0, step=step, fisher_method=method)  # noqa: E731
+    def run():
+        return forget(model, codes, FORGET, 1e-3, 10.0, step=step, fisher_method=method)
+
     out = timed(run, **rep, sync=sync)
     _, record = run()
     out.update(fisher_method=method, step=step, sign=record.sign, scale=record.scale,
@@ -336,7 +338,10 @@ def epochs(quick: bool) -> dict:
             "peak_extra_mb": round(max(0.0, peak - rss_before), 1),
             "what": whats[k] + " (interleaved with the other epoch variants; memory shared)",
         }
-    pair = lambda a, b: statistics.median(x / y for x, y in zip(wall[a], wall[b]))  # noqa: E731
+
+    def pair(a, b):
+        return statistics.median(x / y for x, y in zip(wall[a], wall[b]))
+
     out["paired_ratios"] = {
         "epoch_vs_dataloader": pair("epoch_dataloader", "epoch_kit"),
         "code_training_overhead": pair("epoch_kit", "epoch_kit_no_codes"),
@@ -974,7 +979,10 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
     items, ratios = scoring["items"], scoring.get("ratios", {})
     req = items["scoring_request"]
     train = items["scoring_train_model"]
-    s = lambda k: items[k]["median_s"]  # noqa: E731
+
+    def s(k):
+        return items[k]["median_s"]
+
     rows = req["rows"]
     lines = [
         f"Made by `{scoring['settings']['command']}` ({scoring['settings']['date']}; {_hw(scoring)}); "
@@ -1082,7 +1090,10 @@ def first_touch_section(report: dict) -> str:
     the bench.json of ``first_touch`` (``docs/results/bench/first_touch.json``)."""
     items = report["items"]
     quick, rep = items["first_touch_quickstart"], items["first_touch_report"]
-    runs = lambda it: ", ".join(f"{r['seconds']:.0f}" for r in it["runs"])  # noqa: E731
+
+    def runs(it):
+        return ", ".join(f"{r['seconds']:.0f}" for r in it["runs"])
+
     notebooks = rep["runs"][0].get("notebooks", {})
     lines = [
         f"Made by `{report['settings']['command']}` ({report['settings']['date']}; {_hw(report)}); source "

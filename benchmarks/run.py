@@ -138,8 +138,12 @@ def _ratio(a, b):
 
 def summarise(items: dict) -> tuple[dict, dict]:
     """figures (ms / s / MiB) and ratios from the items of one run."""
-    ms = lambda n: _median(items, n, 1e3)  # noqa: E731
-    s = lambda n: _median(items, n)  # noqa: E731
+    def ms(n):
+        return _median(items, n, 1e3)
+
+    def s(n):
+        return _median(items, n)
+
     fig = {
         "forget_ms_mlp_cpu": ms("forget_mlp_batched"),
         "forget_ms_mlp_cpu_loop": ms("forget_mlp_loop"),

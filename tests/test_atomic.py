@@ -294,7 +294,10 @@ def test_written_files_follow_the_umask_but_the_codes_stay_private(mask, file_mo
     child.start()
     child.join(60)
     assert child.exitcode == 0, "the umask read from /proc and by the fallback should both equal the one set"
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
     ck = tmp_path / "ck"
     assert mode(tmp_path / "result.json") == file_mode
     assert mode(ck) == dir_mode  # the checkpoint folder (made by staging_dir)

@@ -305,8 +305,12 @@ def _load_idx_family(name: str, root: Path, download: bool) -> tuple[torch.Tenso
                 f"{folder}: {which} images {x.shape} and labels {y.shape} do not match; "
                 "the files are mixed up or corrupted, re-download them."
             )
-    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # noqa: E731
-    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    def to_x(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+
+    def to_y(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
     return to_x(xtr), to_y(ytr), to_x(xte), to_y(yte)
 
 
@@ -324,7 +328,10 @@ def _load_cifar10(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
     xte, yte = batches[5]
     mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    to_x = lambda a: (torch.from_numpy(a.astype(np.float32) / 255.0) - mean) / std  # noqa: E731
+
+    def to_x(a: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(a.astype(np.float32) / 255.0) - mean) / std
+
     return to_x(xtr), torch.from_numpy(ytr), to_x(xte), torch.from_numpy(yte)
 
 
