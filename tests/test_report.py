@@ -386,6 +386,21 @@ def test_grid_values_names_and_checks_come_before_anything_runs(tmp_path, capsys
     assert len(err) == 1 and "seed must be an integer" in err[0]
 
 
+def test_a_kit_error_in_a_notebook_reaches_the_caller_as_itself(tmp_path, monkeypatch):
+    """A notebook that stops with the kit's own error (a ConfigError) fails the run with that
+    error and its message, not with the runner's internal wrapper; the partial run is kept."""
+
+    def execute(src, dst, params, cwd, progress):
+        raise ConfigError("forget_classes [12] is out of range: this dataset has classes 0-9")
+
+    monkeypatch.setattr(report_module, "_execute", execute)
+    with pytest.raises(ConfigError, match=r"out of range: this dataset has classes 0-9") as err:
+        run_report("ci", run="kit-error", reports_dir=tmp_path, overrides={"workers": 1})
+    assert type(err.value) is ConfigError
+    record = json.loads((tmp_path / "kit-error.failed" / "failure.json").read_text())
+    assert record["notebook"] == "01_mnemonic_codes"
+
+
 def test_grid_skips_finished_runs_and_survives_a_failure(tmp_path, monkeypatch):
     """The grid's bookkeeping, with run_report replaced by a stand-in (in-process, one job)."""
     declared = declared_parameters(notebook_dir())

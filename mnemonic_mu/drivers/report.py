@@ -278,7 +278,7 @@ def run_report(
                 f"{exc.ename}: {exc.evalue}; the partial executed notebook is {failed / f'{nb}.ipynb'}"
             ) from None
         if isinstance(exc, MnemonicError):
-            raise
+            raise exc from None  # the kit's own message, not the wrapper that carried it here
         raise NotebookFailed(f"notebook {nb}.ipynb could not run ({type(exc).__name__}: {exc}); see {failed}") from exc
 
     old = None
