@@ -25,6 +25,7 @@ suppress_warnings = ["myst.header"]  # a few docs pages open with "##": their ti
 # The notebooks arrive executed (the kit's runner at the book's profile); never run them here
 nb_execution_mode = "off"
 nb_merge_streams = True  # a cell's printed lines in one block, as in JupyterLab
+nb_render_markdown_format = "myst"  # a cell's Markdown output (05's attack table) gets $...$ math too
 
 # MathJax 3 from the npm package (make book-tools), copied into _static/mathjax by the driver
 mathjax_path = "mathjax/tex-chtml.js"
