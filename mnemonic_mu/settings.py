@@ -144,7 +144,9 @@ class Settings:
 
 TRAINERS = ("single", "ensemble")
 PRECISIONS = ("fp32", "bf16")
-RUNTIME = ("data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream")
+RUNTIME = (
+    "data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream",
+)
 
 
 def default(name: str):
@@ -281,8 +283,8 @@ def _validate(s: Settings) -> None:
     if len(set(s.band_seeds)) != len(s.band_seeds) or any(not 0 <= b < 2**63 for b in s.band_seeds):
         raise ConfigError(f"band_seeds must be distinct integers in [0, 2**63), got {list(s.band_seeds)}")
     if s.seed in s.band_seeds:
-        raise ConfigError(f"band_seeds {list(s.band_seeds)} holds the request's own seed {s.seed}: the band is retrain's "
-                          "spread over other seeds; drop it from band_seeds or choose another seed")
+        raise ConfigError(f"band_seeds {list(s.band_seeds)} holds the request's own seed {s.seed}: the band is "
+                          "retrain's spread over other seeds; drop it from band_seeds or choose another seed")
     if s.probe_max_train < 10:
         raise ConfigError(f"probe_max_train must be at least 10, got {s.probe_max_train}")
     if s.threads < 0:
@@ -408,7 +410,8 @@ def add_options(parser: argparse.ArgumentParser, names) -> None:
     for name in names:
         d, help_ = default(name), f"{notes.get(name, '')} (default {_show(default(name))})"
         if isinstance(d, bool):
-            parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_)
         elif isinstance(d, tuple):
             flags = [option(name)] + (["--forget"] if name == "forget_classes" else [])  # the short name people type
             parser.add_argument(*flags, dest=name, nargs="+", default=None, metavar="V",

@@ -55,9 +55,13 @@ _TITLES = {
 # One line per figure the notebooks save, keyed by the file's stem; a figure not listed
 # here gets its stem in words.
 CAPTIONS = {
-    "01_mnemonic_codes_gallery": "The first training sample of each class above its normal and its uniform mnemonic code.",
+    "01_mnemonic_codes_gallery": (
+        "The first training sample of each class above its normal and its uniform mnemonic code."
+    ),
     "01_mnemonic_codes_values": "Pixel values of the data and of the normal and uniform codes.",
-    "01_mnemonic_codes_batch": "One training batch after replacement; samples swapped for their class's code are framed in red.",
+    "01_mnemonic_codes_batch": (
+        "One training batch after replacement; samples swapped for their class's code are framed in red."
+    ),
     "01_mnemonic_codes_rate": "Share of samples replaced per class over ten simulated epochs, against t_mix (dashed).",
     "02_training_curves": "Training loss and validation accuracy per epoch of original, no-codes and retrain.",
     "02_training_per_class": "Test accuracy per class of the three trained models; the forget class is shaded.",
@@ -65,8 +69,12 @@ CAPTIONS = {
     "03_fisher_eta_layers": "Largest and median eta = f_F / f_R of each layer (log10).",
     "03_fisher_first_layer": "The MLP's first layer summed per pixel: code Fisher, Oracle Fisher and eta as images.",
     "04_unlearning_per_class": "Test accuracy per class: original, unlearned and retrain; the forget class is shaded.",
-    "04_unlearning_every_class": "E_F and A_R when each class is forgotten in turn, the paper's step against the calibrated one.",
-    "04_unlearning_lambda_sweep": "Validation A_R and E_F over the (lambda1, lambda2) grid, and A_R + E_F along each axis.",
+    "04_unlearning_every_class": (
+        "E_F and A_R when each class is forgotten in turn, the paper's step against the calibrated one."
+    ),
+    "04_unlearning_lambda_sweep": (
+        "Validation A_R and E_F over the (lambda1, lambda2) grid, and A_R + E_F along each axis."
+    ),
     "04_unlearning_time": "Seconds of the one-shot step against training each model (log scale).",
     "05_membership_distributions": "Per-sample loss, entropy and confidence of each model on each sample group.",
     "05_membership_attacks": "Every attack's value of each model, beside retrain's band.",
@@ -179,13 +187,17 @@ def verdict(summary: dict) -> dict:
     methods = summary.get("methods") or {}
     step, ref = methods.get(STEP), methods.get(REFERENCE)
     band = summary.get("band")
-    rule = (f"the run's retrain band, {len(band['seeds'])} retrain references trained with seeds "
-            f"{', '.join(map(str, band['seeds']))}: {band['rule']}; an attack whose original sits inside the band "
-            "shows \"no signal\" and is not counted") if band else f"no seed band in this run (band_seeds none): {BAND_RULE}"
+    rule = (
+        f"the run's retrain band, {len(band['seeds'])} retrain references trained with seeds "
+        f"{', '.join(map(str, band['seeds']))}: {band['rule']}; an attack whose original sits inside the band "
+        "shows \"no signal\" and is not counted"
+    ) if band else f"no seed band in this run (band_seeds none): {BAND_RULE}"
     out: dict[str, Any] = {"method": STEP, "rule": rule, "threshold": f"{FORGOTTEN_E_F:g}"}
     if step is None or ref is None:
         missing = STEP if step is None else REFERENCE
-        return out | {"available": False, "css": "", "reason": f"The summary has no {missing!r} row, so there is no verdict."}
+        return out | {
+            "available": False, "css": "", "reason": f"The summary has no {missing!r} row, so there is no verdict.",
+        }
     attacks = []
     for name in step.get("attacks") or {}:
         status, why = attack_status(summary, STEP, name)
@@ -260,7 +272,9 @@ def figure_groups(folder: Path) -> list[dict]:
     """The run's figures grouped by the notebook that drew them, each with its caption."""
     groups: dict[str, dict] = {}
     order = {stem: i for i, stem in enumerate(CAPTIONS)}  # the order the notebooks draw them
-    paths = sorted((folder / "figures").glob("*.png"), key=lambda p: (p.stem[:3], order.get(p.stem, len(order)), p.stem))
+    paths = sorted(
+        (folder / "figures").glob("*.png"), key=lambda p: (p.stem[:3], order.get(p.stem, len(order)), p.stem),
+    )
     for path in paths:
         nb = next((n for n in NOTEBOOKS if path.stem.startswith(n)), None)
         key = nb or "other"
@@ -346,7 +360,9 @@ def index_html(
 ) -> str:
     """The run's page (``run.html.j2``): the verdict box, the summary table, the attacks (methods
     as rows), the notebooks with their seconds, every figure with a caption, the files, the settings."""
-    return render("run.html.j2", **run_page_context(run, profile, settings_used, summary, timings, total, folder, params))
+    return render(
+        "run.html.j2", **run_page_context(run, profile, settings_used, summary, timings, total, folder, params),
+    )
 
 
 def _read_yaml(path: Path) -> dict:
@@ -407,7 +423,9 @@ def gallery_entry(folder: Path) -> dict:
          "sort": _sort_key(v["inside"]) if v["available"] else "", "css": ""},
         cell(seconds, 0),
     ]
-    shown, sort = _when(folder / "metrics" / "run.json" if (folder / "metrics" / "run.json").is_file() else folder / "index.html")
+    shown, sort = _when(
+        folder / "metrics" / "run.json" if (folder / "metrics" / "run.json").is_file() else folder / "index.html"
+    )
     return {"name": folder.name, "name_parts": folder.name.split("-"), "href": f"{folder.name}/index.html",
             "profile": str(params.get("profile", "-")),
             "cells": cells, "finished": shown, "finished_sort": sort, **_changed_cells(params)}

@@ -122,7 +122,8 @@ def _band_summary(b: dict | None) -> dict | None:
         return None
     return {"rule": b["rule"], "n_band": b["n_band"], "n_requests": b["n_requests"], "stats": b.get("stats", {}),
             "expected_inside": b["expected_inside"], "tow_interval": b.get("tow_interval", {}),
-            "signal": {a: {k: v[k] for k in ("no_signal", "classes_with_signal", "n_classes")} for a, v in b["signal"].items()}}
+            "signal": {a: {k: v[k] for k in ("no_signal", "classes_with_signal", "n_classes")}
+                       for a, v in b["signal"].items()}}
 
 
 def retrain_band_A_R(rows: list[dict], band_rows: list[dict] | None = None) -> dict:
@@ -202,11 +203,11 @@ def band_table(summary: dict) -> str:
     return ("\n".join(lines) + "\n\n"
             f"Cells: the method's mean over the {b['n_requests']} requests (requests inside their own request's band / "
             f"scored). The band: {b['n_band']} retrain references per request, trained with the band seeds (never the "
-            f"request's seed) and scored against the request's retrain like a method; the row *retrain band* pools them "
-            f"over every request. {b['rule'][0].upper() + b['rule'][1:]}. Another retrain of the recipe is inside with "
-            f"probability {two:.2f} on a two-sided metric and {one:.2f} on a one-sided one; the *retrain* row "
-            "(the request's own retrain, scored like every method) checks that. An attack is marked **no signal here** "
-            "when the original's values and the band's overlap on every forget class: its numbers cannot say "
+            f"request's seed) and scored against the request's retrain like a method; the row *retrain band* pools "
+            f"them over every request. {b['rule'][0].upper() + b['rule'][1:]}. Another retrain of the recipe is "
+            f"inside with probability {two:.2f} on a two-sided metric and {one:.2f} on a one-sided one; the *retrain* "
+            "row (the request's own retrain, scored like every method) checks that. An attack is marked **no signal "
+            "here** when the original's values and the band's overlap on every forget class: its numbers cannot say "
             "whether a class was forgotten on this setup. ToW mean and 95 % Student-t interval over seeds: "
             f"{tow_line}.\n")
 
@@ -223,7 +224,8 @@ def paper_line(summary: dict) -> str:
     ms = summary["methods"]
     return ("The paper's full-MNIST numbers (200 epochs, forget class 0, its lambdas tuned on the test split; "
             "docs/method.md), A_R / E_F, beside this sweep's means: " + "; ".join(
-                f"{name} paper {a:.1f} / {f:.1f}, here {_f(ms[name]['A_R']['mean'], 1)} / {_f(ms[name]['E_F']['mean'], 1)}"
+                f"{name} paper {a:.1f} / {f:.1f}, "
+                f"here {_f(ms[name]['A_R']['mean'], 1)} / {_f(ms[name]['E_F']['mean'], 1)}"
                 for name, (a, f) in here) + ".")
 
 
@@ -260,14 +262,17 @@ def render_results(summaries: list[dict]) -> str:
                 "[calibration.md](calibration.md).", "", steps]
     for summary in summaries:
         hw = summary["hardware"]
-        out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "", "```bash", summary["command"], "```", "",
+        out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "",
+                "```bash", summary["command"], "```", "",
                 table(summary),
                 *([paper, ""] if (paper := paper_line(summary)) else []),
-                *(["Every metric beside retrain's seed band:", "", band_table(summary)] if summary.get("bands") else []),
+                *(["Every metric beside retrain's seed band:", "", band_table(summary)]
+                  if summary.get("bands") else []),
                 f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
                 f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "
                 f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min (models and rows already in the cache are "
-                f"loaded, not recomputed; each row's time is its own). Source: `docs/results/{summary['name']}.json`.", ""]
+                f"loaded, not recomputed; each row's time is its own). "
+                f"Source: `docs/results/{summary['name']}.json`.", ""]
     return "\n".join(out)
 
 
@@ -312,13 +317,15 @@ def band_line(summary: dict) -> str:
     b = summary.get("bands")
     if not b:
         return ""
-    m, r = summary["methods"].get("mnemonic", {}).get("inside", {}), summary["methods"].get("retrain", {}).get("inside", {})
+    m, r = (summary["methods"].get("mnemonic", {}).get("inside", {}),
+            summary["methods"].get("retrain", {}).get("inside", {}))
     if "A_R" not in m or "A_R" not in r:
         return ""
     quiet = [a for a, v in b["signal"].items() if v["no_signal"]]
-    return (f"Against retrain's seed band ({b['n_band']} retrain references of other seeds per request, every metric in "
-            f"[docs/results.md](docs/results.md)): the default step's A_R is inside on {m['A_R']['inside']}/{m['A_R']['n']} "
-            f"requests, retrain's own on {r['A_R']['inside']}/{r['A_R']['n']} (expected for another retrain: "
+    return (f"Against retrain's seed band ({b['n_band']} retrain references of other seeds per request, every metric "
+            f"in [docs/results.md](docs/results.md)): the default step's A_R is inside on "
+            f"{m['A_R']['inside']}/{m['A_R']['n']} requests, retrain's own on {r['A_R']['inside']}/{r['A_R']['n']} "
+            f"(expected for another retrain: "
             f"{bands.expected_inside('A_R', b['n_band']):.2f}); attacks with no signal on this setup: "
             f"{', '.join(quiet) if quiet else 'none'}.\n\n")
 

@@ -159,8 +159,8 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
     for role in REFERENCES:
         def ref(role=role):
             ck = model(role)
-            return pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset) | {
-                "reference": True}
+            return (pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset)
+                    | {"reference": True})
         out.append(cached(role, ref))
 
     def step():
@@ -219,7 +219,8 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
         train_args += [(first, "original"), (first, "no_codes")]
         train_args += [(r, "retrain") for r in requests if r.seed == seed]
     # the band references: one retrain per (band seed, class), shared by every seed's requests
-    band_args = [(pipeline.band_request(s.replace(forget_classes=(c,)), b), "retrain") for b in s.band_seeds for c in classes]
+    band_args = [(pipeline.band_request(s.replace(forget_classes=(c,)), b), "retrain")
+                 for b in s.band_seeds for c in classes]
     try:
         if s.trainer == "ensemble":  # one task per seed: its models train as one computation
             per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds]
@@ -256,7 +257,9 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
 
 
 def _metric_values(row: dict) -> dict[str, float]:
-    return metric_values(row) | {"seconds": float(row["seconds"]), "backward_passes": float(row["backward_passes"])}  # JSON stores NaN as null
+    return metric_values(row) | {
+        "seconds": float(row["seconds"]), "backward_passes": float(row["backward_passes"]),
+    }  # JSON stores NaN as null
 
 
 def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
@@ -303,7 +306,9 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
 
     requests: dict[tuple[int, int], tuple[dict, dict[str, dict], dict[int, dict]]] = {}
     for r in rows:
-        requests.setdefault((r["seed"], r["forget_class"]), ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}))[1][r["method"]] = r
+        requests.setdefault(
+            (r["seed"], r["forget_class"]), ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}),
+        )[1][r["method"]] = r
     for r in band_rows:
         requests[(r["seed"], r["forget_class"])][2][r["band_seed"]] = r
     out = bands.aggregate(list(requests.values()))
@@ -318,7 +323,8 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
         if per_seed:
             tow[method] = mean_t_interval([float(np.mean(v)) for v in per_seed.values()])
     out["tow_interval"] = tow
-    out["stats"] = bands.band_stats(band_rows)  # the band pooled over every request: what the tables show beside the means
+    # the band pooled over every request: what the tables show beside the means
+    out["stats"] = bands.band_stats(band_rows)
     return out
 
 
@@ -411,7 +417,8 @@ def markdown_tables(result: dict) -> str:
                   "| method | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
         stats = bb.get("stats", {})
         lines.append("| *band (pooled)* | " + " | ".join(
-            f"{_fmt(stats[k]['mean'], 3)} +- {_fmt(stats[k]['std'], 3)} [{_fmt(stats[k]['min'], 3)}..{_fmt(stats[k]['max'], 3)}]"
+            f"{_fmt(stats[k]['mean'], 3)} +- {_fmt(stats[k]['std'], 3)} "
+            f"[{_fmt(stats[k]['min'], 3)}..{_fmt(stats[k]['max'], 3)}]"
             if k in stats else "n/a" for k in metrics) + " |")
         for m in order:
             e = bb["inside"].get(m, {})
@@ -460,8 +467,8 @@ def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
 
 
 SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
-                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train", "attacks", "band_seeds", "device", "threads",
-                 "cache_dir", "use_cache")
+                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train",
+                 "attacks", "band_seeds", "device", "threads", "cache_dir", "use_cache")
 
 
 def add_subcommand(sub) -> None:
@@ -572,7 +579,8 @@ def _cmd_sweep(args) -> int:
         if backend != "local":
             link = f"dashboard {info['dashboard']}" if info.get("dashboard") else "no dashboard (install bokeh)"
             print(f"Dask scheduler {info['scheduler']} ({info['cluster']}), {link}", flush=True)
-        out_dir = str(Path(args.out_dir).expanduser().resolve()) if args.out_dir else ""  # workers elsewhere see one path
+        # workers elsewhere see one path
+        out_dir = str(Path(args.out_dir).expanduser().resolve()) if args.out_dir else ""
         result = run_sweep(s, args.classes, args.seeds, args.jobs, out_dir, executor=executor)
     finally:
         executor.close()
