@@ -37,7 +37,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .algorithms.attacks import ATTACKS
+from .algorithms.attacks import ATTACKS, distance_attacks
 from .algorithms.metrics import ACCURACY_METRICS
 
 RULE = ("band: min..max over the retrain references of the band seeds, each scored against the request's "
@@ -50,7 +50,7 @@ def at_most_metrics() -> tuple[str, ...]:
     """The metrics that are 0 for the request's retrain by construction (distances to it): only the
     band's upper edge counts.  The gap, every attack of the registry marked ``distance_to_retrain``
     and the divergences."""
-    return ("gap", *(a.name for a in ATTACKS.values() if a.distance_to_retrain), *DIVERGENCES)
+    return ("gap", *distance_attacks(), *DIVERGENCES)
 
 
 def band_metrics() -> tuple[str, ...]:

@@ -495,6 +495,12 @@ ATTACKS: dict[str, Attack] = {
     )
 }
 
+def distance_attacks() -> tuple[str, ...]:
+    """The attacks of the registry marked ``distance_to_retrain`` (0 for retrain itself, higher is
+    worse), in registry order: the bands, the sweep's worst class and the report pages read them."""
+    return tuple(a.name for a in ATTACKS.values() if a.distance_to_retrain)
+
+
 TABLE_START, TABLE_END = "<!-- attacks:start -->", "<!-- attacks:end -->"  # docs/protocol.md's generated table
 
 
@@ -586,6 +592,7 @@ __all__ = [
     "TABLE_END",
     "TABLE_START",
     "confidence_svc",
+    "distance_attacks",
     "entropy_lr",
     "epsilon_null",
     "epsilon_vs_retrain",

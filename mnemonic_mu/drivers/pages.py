@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .. import bands
-from ..algorithms.attacks import ATTACKS
+from ..algorithms.attacks import ATTACKS, distance_attacks
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
 from ..notebook_stages import NOTEBOOKS
@@ -37,7 +37,7 @@ NATS_BAND = 0.5  # a log-ratio (an attack of scale "nats") within this of retrai
 BAND_RULE = (
     f"shares and accuracies within {FRACTION_BAND} of retrain's value, log-ratios within {NATS_BAND} nats; an "
     "attack that measures a distance to retrain ("
-    + ", ".join(a.name for a in ATTACKS.values() if a.distance_to_retrain)
+    + ", ".join(distance_attacks())
     + ") at most the retrain band's mean + 2 std when the summary has one, else at most the attack's finite-sample "
     "null (two samples of one distribution) when recorded, else as above; an attack flagged no_signal shows "
     "\"no signal\" and is not counted."
@@ -166,7 +166,7 @@ def attack_status(summary: dict, method: str, attack: str) -> tuple[str, str]:
                 " (at most the top)" if attack in bands.at_most_metrics() else ""))
     entry = ATTACKS.get(attack)
     digits = _digits(attack)
-    if entry is not None and entry.distance_to_retrain:
+    if attack in distance_attacks():
         band = ((summary.get("retrain_band") or {}).get(attack)) or {}
         if band.get("mean") is not None:
             edge = float(band["mean"]) + 2 * float(band.get("std") or 0.0)

@@ -39,7 +39,7 @@ from typing import Iterable
 import numpy as np
 
 from .. import bands, pipeline
-from ..algorithms.attacks import ATTACKS
+from ..algorithms.attacks import ATTACKS, distance_attacks
 from ..algorithms.methods import UnlearnData
 from ..algorithms.metrics import MIA_ATTACK, check_forget_classes
 from ..algorithms.train import TrainConfig
@@ -334,7 +334,7 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
         return None, math.nan
     if GOOD.get(metric) == "high":
         c = min(finite, key=lambda k: finite[k])
-    elif GOOD.get(metric) == "low" or metric == "backward_passes" or _distance_attack(metric):
+    elif GOOD.get(metric) == "low" or metric == "backward_passes" or metric in distance_attacks():
         c = max(finite, key=lambda k: finite[k])
     else:  # attacks: distance to retrain's value on the same class
         def dist(c):
@@ -347,11 +347,6 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
 
 # --------------------------------------------------------------------------
 # Tables
-
-def _distance_attack(metric: str) -> bool:
-    """Whether ``metric`` is an attack of the registry that measures a distance to retrain (higher is worse)."""
-    return metric in ATTACKS and ATTACKS[metric].distance_to_retrain
-
 
 def _columns() -> list[tuple[str, str, int]]:
     """The tables' ``(metric, header, decimals)``: the accuracies, every attack of the registry, then the rest."""
@@ -399,7 +394,7 @@ def markdown_tables(result: dict) -> str:
         return out
 
     lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
-    highest = " / ".join(["gap", "time", *(a.name for a in ATTACKS.values() if a.distance_to_retrain)])
+    highest = " / ".join(["gap", "time", *distance_attacks()])
     lines += ["", f"Worst class (class: its mean over seeds; lowest A_R / E_F, highest {highest}, "
               "other attacks farthest from retrain's value):", "", head, sep]
     lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
