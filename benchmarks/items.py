@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from mnemonic_mu import pipeline
 from mnemonic_mu.algorithms.codes import generate_codes
 from mnemonic_mu.algorithms.fisher import code_fisher_means
 from mnemonic_mu.algorithms.forget import forget
@@ -656,28 +657,18 @@ def first_touch(quick: bool) -> dict:
 
 
 def _report_work(cache: Path) -> dict:
-    """The report's computed-ahead work (:func:`mnemonic_mu.pipeline.prefetch`) done one piece at a
-    time in this one process, from an empty cache: seconds per model, per reference row and per
-    baseline, each timed alone (what the report's worker processes share out)."""
-    from mnemonic_mu import pipeline
-
+    """The report's computed-ahead work (:func:`mnemonic_mu.pipeline.prefetch_phases`) done one
+    piece at a time in this one process, from an empty cache: seconds per model, per reference row
+    and per baseline, each timed alone (what the report's worker processes share out)."""
     s = Settings(cache_dir=str(cache))
-    parts: dict[str, dict[str, float]] = {"models": {}, "rows": {}, "baselines": {}}
-
-    def timed_part(group: str, name: str, fn, *args) -> None:
-        start = time.perf_counter()
-        fn(s, *args)
-        parts[group][name] = round(time.perf_counter() - start, 1)
-
+    group = {"train": "models", "references": "rows", "baselines": "baselines"}  # prefetch's phase labels
+    parts: dict[str, dict[str, float]] = {name: {} for name in group.values()}
     pipeline.load_data(s)  # the data's own preparation is not a part
-    for role in pipeline.ROLES:
-        timed_part("models", role, pipeline.train_task, role)
-    for b in s.band_seeds:
-        timed_part("models", f"retrain seed {b}", pipeline.train_task, "retrain", b)
-    for role in [*pipeline.ROLES, *(f"band{b}" for b in s.band_seeds)]:
-        timed_part("rows", role, pipeline.reference_score, role)
-    for name in s.baselines:
-        timed_part("baselines", name, pipeline.method_score, name)
+    for label, fn, tasks in pipeline.prefetch_phases(s):
+        for args in tasks:
+            start = time.perf_counter()
+            fn(*args)
+            parts[group[label]][" ".join(map(str, args[1:]))] = round(time.perf_counter() - start, 1)
     return parts
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -427,6 +427,18 @@ def method_score(s: Settings, name: str, data: UnlearnData | None = None) -> dic
     return cached_row(s, name, compute)
 
 
+def prefetch_phases(s: Settings, roles: Iterable[str] = ROLES) -> list[tuple[str, Callable, list[tuple]]]:
+    """What :func:`prefetch` computes, phase by phase: ``(label, function, argument tuples)`` of
+    every model (:func:`train_task`), then the rows of the references and the band references
+    (:func:`reference_score`), then the baselines (:func:`method_score`)."""
+    roles = tuple(roles)
+    return [
+        ("train", train_task, [(s, role) for role in roles] + [(s, "retrain", b) for b in s.band_seeds]),
+        ("references", reference_score, [(s, role) for role in roles] + [(s, f"band{b}") for b in s.band_seeds]),
+        ("baselines", method_score, [(s, name) for name in s.baselines]),
+    ]
+
+
 def prefetch(s: Settings, roles: Iterable[str] = ROLES, progress: bool | None = False) -> dict:
     """Compute ahead, in ``s.workers`` processes, what the notebooks of the request of ``s``
     will ask for: every model (:func:`train_task`), then the rows of the references, the band
@@ -435,12 +447,11 @@ def prefetch(s: Settings, roles: Iterable[str] = ROLES, progress: bool | None = 
     that gets there first computes it itself and the other waits (locks): the numbers are the
     same either way.  Returns ``{"trained", "rows", "seconds"}``."""
     start = time.perf_counter()
-    models = [(s, role) for role in roles] + [(s, "retrain", b) for b in s.band_seeds]
-    parallel_map(train_task, models, s.workers, "train", progress)
-    rows = [(s, role) for role in roles] + [(s, f"band{b}") for b in s.band_seeds]
-    parallel_map(reference_score, rows, s.workers, "references", progress)
-    parallel_map(method_score, [(s, name) for name in s.baselines], s.workers, "baselines", progress)
-    return {"trained": len(models), "rows": len(rows) + len(s.baselines), "seconds": time.perf_counter() - start}
+    (_, _, models), *scored = phases = prefetch_phases(s, roles)
+    for label, fn, args in phases:
+        parallel_map(fn, args, s.workers, label, progress)
+    return {"trained": len(models), "rows": sum(len(args) for _, _, args in scored),
+            "seconds": time.perf_counter() - start}
 
 
 # --------------------------------------------------------------------------
