@@ -47,6 +47,6 @@ def session_dir(tmp_path_factory) -> Path:
 def built_once(tmp_path_factory, name: str):
     """Hold the session-wide lock of ``session_dir / name`` and yield that folder: the first
     worker to ask builds what it holds, a second waits, then finds it built."""
-    folder = session_dir(tmp_path_factory) / name
-    with file_lock(session_dir(tmp_path_factory) / f"{name}.lock"):
-        yield folder
+    shared = session_dir(tmp_path_factory)
+    with file_lock(shared / f"{name}.lock"):
+        yield shared / name
