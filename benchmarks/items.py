@@ -1067,7 +1067,7 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
                           for n, f in fits.items()) + " of training one model."]
         lines += ["", f"Largest seed-to-seed spread of the uncapped recipe: {top[0]:.4f} ({top[1]} {top[2]}). "
                   + (f"Largest mean |capped - uncapped| at the kit's cap: {worst[0]:.4f} ({worst[1]} {worst[2]}), "
-                     f"{100 * worst[0]:.2f} points of MIA-efficacy, {20 * worst[0]:.2f} points of `gap_to_retrain` "
+                     f"{100 * worst[0]:.2f} points of MIA-efficacy, {20 * worst[0]:.2f} points of `gap` "
                      "(one of its five terms)." if worst else "")]
     return "\n".join(lines)
 

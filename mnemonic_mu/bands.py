@@ -63,7 +63,7 @@ def metric_values(row: dict) -> dict[str, float]:
     """Every band metric of a results row (NaN where it was not scored)."""
     out: dict = {k: row.get(k) for k in ACCURACY_METRICS}
     out |= {name: a.get("value") for name, a in (row.get("attacks") or {}).items()}
-    out["gap"] = row.get("gap", row.get("gap_to_retrain"))
+    out["gap"] = row.get("gap")
     out["tow"] = row.get("tow")
     div = row.get("divergence") or {}
     for side in ("forget", "retain"):
@@ -128,7 +128,7 @@ def request_band(rows: dict[str, dict], band_rows: dict[int, dict]) -> dict | No
     """The band of one request: ``{"rule", "seeds", "stats", "inside": {method: {metric: bool}},
     "signal": {attack: ...}, "expected_inside": {metric: p}}``; ``None`` without band rows.
 
-    ``rows``: ``{method: row}`` (with ``gap_to_retrain`` and ``tow``); ``band_rows``:
+    ``rows``: ``{method: row}`` (with ``gap`` and ``tow``); ``band_rows``:
     ``{band seed: row}``, each a retrain reference scored against the request's retrain."""
     if not band_rows:
         return None

@@ -410,7 +410,7 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
 
 def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
     """Stage 06: ``metrics/summary.json``: dataset, forget classes, seed and, per method, the
-    scores of :func:`mnemonic_mu.pipeline.score`, times and ``gap_to_retrain``; the
+    scores of :func:`mnemonic_mu.pipeline.score`, times and ``gap``; the
     baselines of ``s.baselines`` are run and scored here (saved, so a rerun is instant)."""
     start = time.perf_counter()
     device = setup(s)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -172,6 +172,31 @@ def lambda_sweep(
     return out
 
 
+def forget_every_class(
+    model: torch.nn.Module,
+    codes: torch.Tensor,
+    dataset: Dataset,
+    lambda1: float,
+    lambda2: float,
+    steps: Sequence[str] = ("paper", "calibrated"),
+) -> list[dict]:
+    """Forget each class in turn from the same model with each step; one row per (step, class).
+
+    Rows hold test A_R / E_F, the sign, whether the sign test tied, the scale and the
+    number of warnings, so a reader sees which requests a step fails on.  Costs
+    ``len(steps) * num_classes`` one-shot steps, no training.
+    """
+    rows = []
+    for step in steps:
+        for c in range(dataset.num_classes):
+            new, rec = forget(model, codes, [c], lambda1, lambda2, step=step, calibration=Calibration())
+            ev = evaluate(new, dataset, [c], splits=("test",))
+            rows.append({"step": step, "class": c, "A_R": ev["A_R"], "E_F": ev["E_F"], "sign": rec.sign,
+                         "sign_tie": rec.sign_tie, "scale": rec.scale, "forgotten": ev["E_F"] >= 99.0,
+                         "warnings": len(rec.warnings)})
+    return rows
+
+
 def best_lambdas(sweep: dict) -> tuple[float, float, float]:
     """(lambda1, lambda2, A_R + E_F) maximising A_R + E_F of a sweep (first on ties)."""
     best = None
@@ -210,12 +235,12 @@ def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset
 
 
 def compare_to_retrain(row: dict, ref: dict | None) -> dict:
-    """``{"gap_to_retrain", "tow"}`` of a row against the retrain row ``ref``: the gap
+    """``{"gap", "tow"}`` of a row against the retrain row ``ref``: the gap
     (:func:`~mnemonic_mu.algorithms.metrics.gap_to_retrain`) and Tug-of-War
     (:func:`~mnemonic_mu.algorithms.metrics.tug_of_war_from_rows`); None without ``ref``."""
     if not ref:
-        return {"gap_to_retrain": None, "tow": None}
-    return {"gap_to_retrain": gap_to_retrain(row, ref), "tow": tug_of_war_from_rows(row, ref)}
+        return {"gap": None, "tow": None}
+    return {"gap": gap_to_retrain(row, ref), "tow": tug_of_war_from_rows(row, ref)}
 
 
 def add_gaps(rows: dict[Any, dict], ref: dict | None = None) -> dict[Any, dict]:
@@ -295,7 +320,7 @@ def run_request(s: Settings, progress: bool = False, roles: Iterable[str] = ROLE
     Returns ``{"settings", "environment", "rows": {name: row}, "band_rows": {seed: row},
     "band", "total_seconds"}``; rows ``original``, ``no_codes``, ``retrain`` (references, as
     ``roles`` asks), ``mnemonic`` (the step of ``s``) and one per baseline, each with
-    accuracies, attacks, divergence, ``gap_to_retrain`` and ``tow``; ``band_rows`` the retrain
+    accuracies, attacks, divergence, ``gap`` and ``tow``; ``band_rows`` the retrain
     references of ``s.band_seeds`` scored the same way; ``band`` what
     :func:`mnemonic_mu.bands.request_band` makes of them (None without band seeds).
 
@@ -546,6 +571,7 @@ __all__ = [
     "best_lambdas",
     "code_fishers",
     "compare_to_retrain",
+    "forget_every_class",
     "forget_step",
     "lambda_sweep",
     "load_data",

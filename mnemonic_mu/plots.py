@@ -1,21 +1,20 @@
 """Figures and tables for the notebooks and reports (matplotlib, pandas).
 
-Nothing here computes a result the pipeline relies on: these functions draw
-and tabulate what the stages returned.  Figures and metrics of a run go to
-``<run_dir>/figures`` and ``<run_dir>/metrics``, named after their notebook.
+Nothing here computes: these functions draw and tabulate what the stages and
+:mod:`mnemonic_mu.pipeline` returned (tests/test_plots.py checks that this module imports no
+algorithm).  Figures and metrics of a run go to ``<run_dir>/figures`` and
+``<run_dir>/metrics``, named after their notebook.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from .algorithms.forget import Calibration, forget
-from .algorithms.metrics import evaluate
+from .bands import metric_values
 from .io.artifacts import atomic_write_bytes, write_json
 
 
@@ -35,7 +34,7 @@ def write_metrics(s, name: str, metrics: dict) -> Path:
     return path
 
 
-def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train", "gap_to_retrain")):
+def summary_table(summary: dict, columns=("A_R", "E_F", "A_R_train", "E_F_train", "gap")):
     """The summary's methods as a pandas DataFrame (rows = methods)."""
     import pandas as pd
 
@@ -55,14 +54,12 @@ def attack_table(summary: dict):
     return pd.DataFrame(rows).T.astype(float).round(3)
 
 
-def band_table(summary: dict):
+def request_band_table(summary: dict):
     """Every metric of every method beside retrain's seed band (a pandas DataFrame): the row
     ``retrain band`` holds the band's min..max, each method's cell its value and ``in`` /
     ``OUT`` (:mod:`mnemonic_mu.bands`); an attack without signal here has "(no signal)" in
     its column name.  ``None`` when the run has no band (``band_seeds`` none)."""
     import pandas as pd
-
-    from .bands import metric_values
 
     band = summary.get("band")
     if not band:
@@ -107,29 +104,6 @@ def per_class_bars(ax, per_class: dict[str, list[float]], forget_classes) -> Non
     ax.legend(fontsize=8)
 
 
-def every_class(
-    model: torch.nn.Module,
-    codes: torch.Tensor,
-    dataset,
-    lambda1: float,
-    lambda2: float,
-    steps: Sequence[str] = ("paper", "calibrated"),
-) -> list[dict]:
-    """Forget each class in turn from the same model with each step; one row per (step, class).
-
-    Rows hold test A_R / E_F, the sign, whether the sign test tied, the scale and the
-    number of warnings, so a reader sees which requests a step fails on.  Costs
-    ``len(steps) * num_classes`` one-shot steps, no training.
-    """
-    rows = []
-    for step in steps:
-        for c in range(dataset.num_classes):
-            new, rec = forget(model, codes, [c], lambda1, lambda2, step=step, calibration=Calibration())
-            ev = evaluate(new, dataset, [c], splits=("test",))
-            rows.append({"step": step, "class": c, "A_R": ev["A_R"], "E_F": ev["E_F"], "sign": rec.sign,
-                         "sign_tie": rec.sign_tie, "scale": rec.scale, "forgotten": ev["E_F"] >= 99.0,
-                         "warnings": len(rec.warnings)})
-    return rows
-
-
-__all__ = ["attack_table", "every_class", "image_grid", "per_class_bars", "savefig", "summary_table", "write_metrics"]
+__all__ = [
+    "attack_table", "image_grid", "per_class_bars", "request_band_table", "savefig", "summary_table", "write_metrics",
+]

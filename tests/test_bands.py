@@ -14,7 +14,7 @@ NAMES = {"entropy_LR": "entropy-LR", "linear_probe": "linear probe"}
 
 
 def _row(a_r, gap=0.0, tow=1.0, **attacks):
-    return {"A_R": a_r, "E_F": 100.0, "A_R_train": a_r, "E_F_train": 100.0, "gap_to_retrain": gap, "tow": tow,
+    return {"A_R": a_r, "E_F": 100.0, "A_R_train": a_r, "E_F_train": 100.0, "gap": gap, "tow": tow,
             "attacks": {NAMES[k]: {"value": v} for k, v in attacks.items()},
             "divergence": {"forget": {"js": gap / 10, "activation_distance": gap / 5},
                            "retain": {"js": gap / 20, "activation_distance": gap / 10}}}
@@ -68,7 +68,7 @@ def test_one_request_scores_its_band_against_its_own_retrain(tmp_path):
     assert len({r["key"] for r in band.values()} | {rows["retrain"]["key"]}) == 4  # four different models
     for r in band.values():
         assert r["E_F"] == 100.0 and r["exclude_classes"] == [2]  # each is a retrain of the request
-        assert r["gap_to_retrain"] > 0 and r["tow"] < 1 and r["divergence"]["retain"]["js"] > 0
+        assert r["gap"] > 0 and r["tow"] < 1 and r["divergence"]["retain"]["js"] > 0
         assert r["attacks"]["epsilon-vs-retrain"]["value"] > 0
     flags = out["band"]["inside"]["retrain"]
     assert all(flags[m] for m in ("gap", "tow", "js_forget", "js_retain", "activation_forget", "epsilon-vs-retrain"))

@@ -161,7 +161,7 @@ def test_verdict_box_shows_the_runs_numbers(ci_report, page, tmp_path):
     assert box.locator("#v-ar-step").inner_text() == f"{step['A_R']:.2f}"
     assert box.locator("#v-ar-retrain").inner_text() == f"{ref['A_R']:.2f}"
     assert box.locator("#v-ar-diff").inner_text() == f"{step['A_R'] - ref['A_R']:+.2f}"
-    assert box.locator("#v-gap-value").inner_text() == f"{step['gap_to_retrain']:.2f}"
+    assert box.locator("#v-gap-value").inner_text() == f"{step['gap']:.2f}"
     forgotten = box.locator("#v-forgotten .value").inner_text()
     assert forgotten == ("forgotten" if step["E_F"] >= 99 else "not forgotten")
     # attacks the original sits inside retrain's band on have no signal and are not counted

@@ -33,7 +33,7 @@ def test_experiment_writes_the_documented_json(tmp_path, capsys):
     assert m["sign"] in ("+", "-") and isinstance(m["sign_tie"], bool)
     assert m["backward_passes"] == 10 and m["forget_seconds"] > 0
     assert rows["retrain"]["E_F"] == 100.0  # never saw class 3
-    assert rows["retrain"]["gap_to_retrain"] == 0 and rows["retrain"]["attacks"]["epsilon-vs-retrain"]["value"] == 0
+    assert rows["retrain"]["gap"] == 0 and rows["retrain"]["attacks"]["epsilon-vs-retrain"]["value"] == 0
     assert rows["original"]["from_cache"] is False
     assert "torch" in res["environment"] and res["environment"]["device"] == "cpu"
     out = capsys.readouterr().out

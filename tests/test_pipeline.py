@@ -50,7 +50,7 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     assert names == set(experiment) == set(notebook) == set(swept)
     for name in names:
         assert _values(experiment[name]) == _values(notebook[name]) == _values(swept[name]), name  # bitwise
-        assert experiment[name]["gap_to_retrain"] == notebook[name]["gap_to_retrain"] == swept[name]["gap"], name
+        assert experiment[name]["gap"] == notebook[name]["gap"] == swept[name]["gap"], name
     # retrain's seed band: the same band references, scored the same way, on every path
     bands = {"experiment": {int(b): r for b, r in done["band_rows"].items()},
              "notebook": {int(b): r for b, r in report["band_rows"].items()},
@@ -63,7 +63,7 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     assert done["band"]["signal"].keys() == set(ATTACKS)
     # and the numbers mean something: the step forgets, retrain is its own reference
     assert experiment["mnemonic"]["E_F"] >= 95 and experiment["retrain"]["E_F"] == 100
-    assert experiment["retrain"]["gap_to_retrain"] == 0
+    assert experiment["retrain"]["gap"] == 0
 
 
 def test_every_setting_has_one_default_and_the_cli_derives_its_options():
@@ -116,7 +116,7 @@ def test_a_request_in_two_processes_gives_the_numbers_of_one(tmp_path):
                                                        "finetune"]
     for name, row in one["rows"].items():
         assert _values(row) == _values(two["rows"][name]), name
-        assert row["gap_to_retrain"] == two["rows"][name]["gap_to_retrain"] and row["tow"] == two["rows"][name]["tow"]
+        assert row["gap"] == two["rows"][name]["gap"] and row["tow"] == two["rows"][name]["tow"]
         assert row["divergence"] == two["rows"][name]["divergence"], name
         assert not row.get("from_cache") and not two["rows"][name].get("from_cache")
     for b, row in one["band_rows"].items():

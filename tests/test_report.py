@@ -144,7 +144,7 @@ def test_verdict_box_states_the_runs_numbers(ci_report):
     assert text("v-ef") == f"{step['E_F']:.2f}"
     assert text("v-ar-step") == f"{step['A_R']:.2f}" and text("v-ar-retrain") == f"{ref['A_R']:.2f}"
     assert text("v-ar-diff") == f"{step['A_R'] - ref['A_R']:+.2f}"
-    assert text("v-gap-value") == f"{step['gap_to_retrain']:.2f}"
+    assert text("v-gap-value") == f"{step['gap']:.2f}"
     # the run's own seed band decides: an attack the original is inside the band on has no signal, the
     # others count, inside when the step's value lies in the band references' min..max (epsilon: <= max)
     band = summary["band"]
@@ -224,8 +224,8 @@ def test_summary_metrics_are_meaningful(ci_report):
     assert mnemonic["E_F"] >= 95 and mnemonic["A_R"] >= 70
     # its speed: benchmarks, not a timed test
     assert mnemonic["backward_passes"] == 10 and mnemonic["forget_seconds"] > 0
-    assert mnemonic["gap_to_retrain"] < original["gap_to_retrain"]
-    assert retrain["gap_to_retrain"] == 0
+    assert mnemonic["gap"] < original["gap"]
+    assert retrain["gap"] == 0
     assert 0 <= mnemonic["attacks"]["entropy-LR"]["value"] <= 1
 
 
@@ -245,11 +245,11 @@ def test_summary_lists_every_method_with_every_attack_and_gap(ci_report):
         for attack, res in row["attacks"].items():
             assert res["value"] is not None and np.isfinite(res["value"]), (name, attack)
         # the stored gap is the one definition of docs/protocol.md, MIA term included
-        assert row["gap_to_retrain"] == pytest.approx(gap_to_retrain(row, m["retrain"]))
+        assert row["gap"] == pytest.approx(gap_to_retrain(row, m["retrain"]))
         mia = 100 * abs(row["attacks"]["confidence-SVC"]["value"] - m["retrain"]["attacks"]["confidence-SVC"]["value"])
         acc = [abs(row[k] - m["retrain"][k]) for k in ("A_R", "E_F", "A_R_train", "E_F_train")]
-        assert row["gap_to_retrain"] == pytest.approx((sum(acc) + mia) / 5)
-    assert m["retrain"]["gap_to_retrain"] == 0
+        assert row["gap"] == pytest.approx((sum(acc) + mia) / 5)
+    assert m["retrain"]["gap"] == 0
     # the data-free step and retrain forget; gradient ascent moves the model away from the original
     assert m["mnemonic_calibrated"]["E_F"] >= 95 and m["neggrad"]["E_F"] > m["original"]["E_F"]
 

@@ -137,9 +137,25 @@ def gap_to_retrain(row: dict, ref: dict) -> float | None:
     return sum(diffs) / len(diffs) if diffs else None
 
 
+# Metric keys renamed since a result file may have been written: {old: new}.
+RENAMED_KEYS = {"gap_to_retrain": "gap"}  # one name per metric: a request's rows said gap_to_retrain, a sweep's gap
+
+
+def renamed_keys(obj):
+    """``obj`` (a result read from JSON: dicts, lists, values) with every key of
+    :data:`RENAMED_KEYS` under its current name, so files written before a rename read as new ones."""
+    if isinstance(obj, dict):
+        return {RENAMED_KEYS.get(k, k): renamed_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [renamed_keys(v) for v in obj]
+    return obj
+
+
 __all__ = [
     "ACCURACY_METRICS",
     "MIA_ATTACK",
+    "RENAMED_KEYS",
+    "renamed_keys",
     "gap_to_retrain",
     "accuracy",
     "check_forget_classes",

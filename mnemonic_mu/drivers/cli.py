@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..algorithms.metrics import renamed_keys
 from ..errors import ConfigError, MnemonicError
 from ..settings import Settings, add_options, from_args, load_profile
 
@@ -89,8 +90,9 @@ def _row_label(name: str, row: dict) -> str:
 
 def experiment_lines(result: dict) -> list[str]:
     """The table ``mnemonic-mu experiment`` prints, from its JSON result (the README's quick
-    start is this text for the committed result, checked by a test)."""
-    s, rows, band = result["settings"], result["rows"], result["band"]
+    start is this text for the committed result, checked by a test; a result written before a
+    metric's rename reads under the new name)."""
+    s, rows, band = (renamed_keys(result)[k] for k in ("settings", "rows", "band"))
     m = rows["mnemonic"]
     classes = ", ".join(map(str, s["forget_classes"]))
     lines = [f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, seed {s['seed']}: forget class {classes} with the "
@@ -98,7 +100,7 @@ def experiment_lines(result: dict) -> list[str]:
     head = f"{'row':22s} {'what it is':40s} {'A_R':>6s} {'E_F':>7s} {'gap':>6s} {'ToW':>6s}"
     lines.append(head + ("  inside retrain's band" if band else ""))
     for name, row in rows.items():
-        gap, tow = row["gap_to_retrain"], row["tow"]
+        gap, tow = row["gap"], row["tow"]
         flags = (band or {}).get("inside", {}).get(name, {})
         lines.append(f"{name:22s} {_row_label(name, row):40s} {row['A_R']:6.2f} {row['E_F']:7.2f} "
                      f"{'   n/a' if gap is None else f'{gap:6.2f}'} {'   n/a' if tow is None else f'{tow:6.3f}'}"

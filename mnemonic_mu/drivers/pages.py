@@ -15,6 +15,7 @@ import yaml
 
 from .. import bands
 from ..algorithms.attacks import ATTACKS, distance_attacks
+from ..algorithms.metrics import renamed_keys
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
 from ..notebook_stages import NOTEBOOKS
@@ -83,7 +84,7 @@ CAPTIONS = {
 WIDE_FIGURE = 2.4  # width / height above which a figure spans both columns ...
 WIDE_PIXELS = 1000  # ... or its width in pixels (half a column would shrink it past reading)
 
-SUMMARY_COLUMNS = ("A_R", "E_F", "A_R_train", "E_F_train", "test_accuracy", "gap_to_retrain")
+SUMMARY_COLUMNS = ("A_R", "E_F", "A_R_train", "E_F_train", "test_accuracy", "gap")
 
 _ENV = None
 
@@ -218,7 +219,7 @@ def verdict(summary: dict) -> dict:
         "E_F": _fmt(e_f), "E_F_train": _fmt(step.get("E_F_train")),
         "A_R": _fmt(a_r), "A_R_retrain": _fmt(a_r_ref), "A_R_diff": _signed(diff), "A_R_diff_value": diff,
         "ar_css": "" if diff is None else ("good" if diff >= -1.0 else ("warn" if diff >= -5.0 else "bad")),
-        "gap": _fmt(step.get("gap_to_retrain")),
+        "gap": _fmt(step.get("gap")),
         "attacks": attacks,
         "inside": inside, "counted": len(counted), "no_signal": sum(a["status"] == "no signal" for a in attacks),
         "attack_css": "" if not counted else ("good" if inside == len(counted) else ("warn" if inside else "bad")),
@@ -375,7 +376,7 @@ def _read_yaml(path: Path) -> dict:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = renamed_keys(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -418,7 +419,7 @@ def gallery_entry(folder: Path) -> dict:
         cell(step.get("E_F"), css="" if not v["available"] else ("inside" if v["forgotten"] else "outside")),
         cell(ref.get("A_R")), cell(ref.get("E_F")),
         {"text": _signed(diff), "sort": _sort_key(diff), "css": ""},
-        cell(step.get("gap_to_retrain")),
+        cell(step.get("gap")),
         {"text": f"{v['inside']}/{v['counted']}" if v["available"] else "-",
          "sort": _sort_key(v["inside"]) if v["available"] else "", "css": ""},
         cell(seconds, 0),

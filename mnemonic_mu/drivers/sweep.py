@@ -186,7 +186,7 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
     retrain = next(r for r in out if r["method"] == "retrain")
     for r in out + band:
         compared = pipeline.compare_to_retrain(r, retrain)
-        r["gap"], r["tow"] = compared["gap_to_retrain"], compared["tow"]
+        r["gap"], r["tow"] = compared["gap"], compared["tow"]
     return out + band
 
 

@@ -290,9 +290,10 @@ def save_result(
 
 
 def load_result(folder: Path, kind: str, key: str) -> Result:
-    """A saved result, its manifest verified."""
+    """A saved result, its manifest verified (keys renamed since it was written read under their
+    new names: :func:`~mnemonic_mu.algorithms.metrics.renamed_keys`)."""
     verify_manifest(folder)
-    return Result(kind, key, folder, json.loads((folder / "result.json").read_text()))
+    return Result(kind, key, folder, metrics.renamed_keys(json.loads((folder / "result.json").read_text())))
 
 
 def cached_rows(path: Path, key: str, compute: Callable[[], list[dict]],
@@ -306,7 +307,7 @@ def cached_rows(path: Path, key: str, compute: Callable[[], list[dict]],
         try:
             saved = json.loads(path.read_text())
             if saved.get("key") == key:
-                return saved["rows"], True
+                return metrics.renamed_keys(saved["rows"]), True
         except (OSError, ValueError, KeyError):
             pass  # unreadable: compute again
     rows = compute()
