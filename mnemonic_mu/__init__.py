@@ -15,8 +15,6 @@ with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  The package, by place::
 See README.md for the paper-to-code map.
 """
 
-__version__ = "0.1.0"
-
 from .algorithms.codes import generate_codes, replace_with_codes
 from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
@@ -35,6 +33,7 @@ from .errors import (
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .io.data import DATASETS, Dataset, load_dataset
 from .settings import Settings
+from .version import __version__
 
 __all__ = [
     "Calibration",

@@ -2,15 +2,12 @@
 
 :class:`Settings` is built by the library, the CLI (``experiment``, ``sweep``,
 ``report``), the notebooks' parameters cells and the YAML profiles alike.
-Each default is stated once, below, with a one-line comment; profiles
-(``mnemonic_mu/profiles/*.yaml``) are partial overrides of it; the CLI's
-options are derived from its fields (:func:`add_options`); docs/settings.md
-is generated from it (:func:`defaults_table`).  :meth:`Settings.__post_init__`
-is the only validator: a wrong value fails there with one clear message.
-
-Library functions that take one of these choices as an optional argument
-(``forget(step=None)``, ``generate_codes(dist=None)``, ``TrainConfig``) fall
-back to :func:`default`, so the kit has one table of defaults.
+Each default is stated once, with a one-line comment, in the table it derives from
+(:class:`~mnemonic_mu.defaults.Defaults`); profiles (``mnemonic_mu/profiles/*.yaml``)
+are partial overrides of it; the CLI's options are derived from its fields
+(:func:`add_options`); docs/settings.md is generated from it (:func:`defaults_table`).
+:meth:`Settings.__post_init__` is the only validator: a wrong value fails there with
+one clear message.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import argparse
 import contextlib
 import contextvars
 import dataclasses
-import inspect
 import math
 import numbers
 import re
@@ -30,61 +26,29 @@ from pathlib import Path
 import yaml
 
 from .algorithms.attacks import ATTACKS
+from .algorithms.codes import CODE_DISTRIBUTIONS
+from .algorithms.forget import MULTI_MODES, STEPS
+from .algorithms.methods import METHODS
+from .algorithms.metrics import check_forget_classes
+from .algorithms.models import MODELS
+from .algorithms.train import TrainConfig, check_recipe
+from .defaults import RUNTIME, Defaults, comments
 from .errors import ConfigError, DeviceError
+from .io.data import DATASETS
+from .paths import resolve_path
+from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of a run; the defaults are the kit's (the ``laptop`` profile)."""
+class Settings(Defaults):
+    """Every setting of a run, checked; the defaults are the kit's (:class:`~mnemonic_mu.defaults.Defaults`)."""
 
-    # -- data
-    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic | synthetic_pairs
-    data_root: str = "data"  # torchvision data root of mnist, fashion_mnist and cifar10
-    download: bool = False  # let torchvision download a missing dataset
-    split_seed: int = 0  # seed of the stratified train / validation / test split
-    # -- training with codes (Algorithm 1)
-    model: str = "mlp"  # mlp (paper, MNIST) | cnn | resnet18 (paper, CIFAR-10)
-    epochs: int = 40  # training epochs (paper: 200; mnist5k's validation accuracy plateaus by 40)
-    batch_size: int = 128  # samples per SGD step (paper: 128)
-    lr: float = 0.01  # SGD learning rate (paper: 0.01)
-    momentum: float = 0.9  # SGD momentum (paper: 0.9)
-    weight_decay: float = 5e-4  # SGD weight decay (paper: 5e-4)
-    cosine: bool = False  # cosine learning-rate schedule (paper: CIFAR-10 only)
-    t_mix: float = 0.1  # probability of replacing a sample by its class code (paper MNIST: 0.1)
-    code_dist: str = "uniform"  # uniform U[0,1) (the kit's) | normal N(0,1) (the paper's)
-    seed: int = 0  # initial weights, codes, batch order, coins, baselines and attacks
-    trainer: str = "single"  # single (one model at a time) | ensemble (a request's models as one computation; mlp, cnn)
-    precision: str = "fp32"  # fp32 | bf16 (autocast in the training step; a GPU option, measured in docs/performance.md)
-    channels_last: bool = False  # channels_last memory format for convolutional models (a GPU option)
-    # -- the request and the one-shot step (Eq. 5-7)
-    forget_classes: tuple[int, ...] = (0,)  # the classes to forget, C_F (paper: class 0)
-    step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5 with fixed lambdas)
-    multi: str = "sequential"  # several classes, calibrated step: sequential (one step per class) | joint
-    lambda1: float = 1e-3  # Eq. 5 gain cap (paper MNIST: 1e-3)
-    lambda2: float = 10.0  # Eq. 5 largest change per layer (paper MNIST: 10)
-    lambda1_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the paper's lambda1 grid, scored on validation
-    lambda2_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # the paper's lambda2 grid, scored on validation
-    tune_lambdas: bool = False  # use the validation-best (lambda1, lambda2) instead of the pair above
-    # -- the Fisher study of notebook 03
-    fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
-    fisher_repeats: int = 3  # random draws per n
-    # -- evaluation
-    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
-    probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
-    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
-    band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
-    # -- runtime: where and how fast; none of these changes a result
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    threads: int = 1  # torch threads (0: OMP_NUM_THREADS or torch's default)
-    workers: int = 0  # processes for a request's independent models, rows and baselines (0: one per CPU core; 1: all in this process)
-    cache_dir: str = "data/cache"  # trained models and stage results
-    use_cache: bool = True  # reuse a cached model or result with the same key
-    run_dir: str = "reports/notebooks"  # figures/ and metrics/ of a notebook run
-    compute_upstream: bool = True  # a notebook computes a missing earlier stage (and says so in one line); false: stop and name the notebook to run first
+    # the one default the table cannot write (it sits below the registry): every attack of the registry
+    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), default(f.name)))
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), self.default(f.name)))
         _validate(self)
 
     # -- views
@@ -98,10 +62,8 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
-    def train_config(self, exclude=(), t_mix: float | None = None):
+    def train_config(self, exclude=(), t_mix: float | None = None) -> TrainConfig:
         """The :class:`~mnemonic_mu.algorithms.train.TrainConfig` of one model of this recipe."""
-        from .algorithms.train import TrainConfig
-
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, t_mix=self.t_mix if t_mix is None else t_mix,
@@ -126,6 +88,13 @@ class Settings:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def default(cls, name: str):
+        """The default of setting ``name``: the table's (:func:`mnemonic_mu.defaults.default`);
+        ``attacks``: every attack of the registry, :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`."""
+        f = _FIELDS[name]
+        return f.default_factory() if callable(f.default_factory) else f.default
+
+    @classmethod
     def from_profile(cls, profile: str = "laptop", **overrides) -> "Settings":
         """The defaults, overridden by a profile, then by ``overrides``."""
         return cls(**(load_profile(profile) | overrides))
@@ -144,24 +113,6 @@ class Settings:
 
 TRAINERS = ("single", "ensemble")
 PRECISIONS = ("fp32", "bf16")
-RUNTIME = (
-    "data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream",
-)
-
-
-def default(name: str):
-    """The default of setting ``name`` (the one table above; ``attacks``: every attack of the registry,
-    :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`, read when asked)."""
-    f = _FIELDS[name]
-    return f.default_factory() if callable(f.default_factory) else f.default
-
-
-def comments() -> dict[str, str]:
-    """``{name: its one-line comment}``, read from the class source above."""
-    src = inspect.getsource(Settings)
-    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.*)$", src, flags=re.M))
-
-
 _FIELDS = {f.name: f for f in fields(Settings)}
 
 
@@ -217,36 +168,12 @@ def _coerce(name: str, value, dflt):
     return str(value)
 
 
-def check_recipe(epochs, batch_size, lr, momentum, weight_decay, t_mix) -> None:
-    """The training recipe's ranges (also checked by TrainConfig)."""
-    if int(epochs) < 1:
-        raise ConfigError(f"epochs must be at least 1, got {epochs}")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if not 0 < float(lr) < math.inf:
-        raise ConfigError(f"lr must be a positive finite number, got {lr}")
-    if not 0 <= float(momentum) < 1:
-        raise ConfigError(f"momentum must lie in [0, 1), got {momentum}")
-    if not 0 <= float(weight_decay) < math.inf:
-        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
-    if not 0.0 <= float(t_mix) <= 1.0 or t_mix != t_mix:
-        raise ConfigError(f"t_mix must lie in [0, 1], got {t_mix}; 0.1 is the paper's MNIST value")
-
-
 def _choose(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _validate(s: Settings) -> None:
-    from .algorithms.codes import CODE_DISTRIBUTIONS
-    from .algorithms.forget import MULTI_MODES, STEPS
-    from .algorithms.methods import METHODS
-    from .algorithms.metrics import check_forget_classes
-    from .algorithms.models import MODELS
-    from .io.data import DATASETS
-    from .runtime import resolve_device
-
     _choose("dataset", s.dataset, DATASETS)
     _choose("model", s.model, MODELS)
     _choose("code distribution", s.code_dist, CODE_DISTRIBUTIONS)
@@ -319,27 +246,6 @@ def device_check_deferred():
 
 
 # --------------------------------------------------------------------------
-# Paths
-
-
-def project_root() -> Path:
-    """The nearest folder at or above the working directory holding ``pyproject.toml`` and
-    ``notebooks/`` (the repository), else the working directory.  Relative paths of
-    :class:`Settings` resolve against it, so a notebook run from ``notebooks/`` and one
-    run by ``mnemonic-mu report`` share the same cache."""
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    return cwd
-
-
-def resolve_path(path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else project_root() / p
-
-
-# --------------------------------------------------------------------------
 # Profiles and overrides
 
 PROFILES = ("ci", "laptop", "paper")
@@ -408,7 +314,8 @@ def add_options(parser: argparse.ArgumentParser, names) -> None:
     """
     notes = comments()
     for name in names:
-        d, help_ = default(name), f"{notes.get(name, '')} (default {_show(default(name))})"
+        d = Settings.default(name)
+        help_ = f"{notes.get(name, '')} (default {_show(d)})"
         if isinstance(d, bool):
             parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_)
@@ -440,7 +347,7 @@ def from_args(args: argparse.Namespace, names, base: dict | None = None) -> Sett
         raw = getattr(args, name, None)
         if raw is None:
             continue
-        d = default(name)
+        d = Settings.default(name)
         if isinstance(d, bool):
             given[name] = raw
         elif isinstance(d, tuple):
@@ -463,7 +370,7 @@ def defaults_table() -> str:
     notes = comments()
     lines = ["| setting | default | meaning |", "|---|---|---|"]
     for f in fields(Settings):
-        value = _plain(default(f.name))
+        value = _plain(Settings.default(f.name))
         note = notes.get(f.name, "").replace("|", "\\|")  # a pipe would end the cell
         lines.append(f"| `{f.name}` | `{value}` | {note} |")
     return "\n".join(lines) + "\n"
@@ -471,17 +378,11 @@ def defaults_table() -> str:
 
 __all__ = [
     "PROFILES",
-    "RUNTIME",
     "Settings",
     "add_options",
-    "check_recipe",
-    "comments",
-    "default",
     "device_check_deferred",
     "defaults_table",
     "from_args",
     "load_profile",
     "parse_overrides",
-    "project_root",
-    "resolve_path",
 ]

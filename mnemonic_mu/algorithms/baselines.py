@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..defaults import default
 from ..errors import ConfigError
 from ..io.data import make_augment
 from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
@@ -24,8 +25,6 @@ from .train import train_model
 
 
 def _lambda_grids():
-    from ..settings import default
-
     return default("lambda1_grid"), default("lambda2_grid")
 
 

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
+from ..paths import resolve_path
 
 BACKENDS = ("local", "dask", "slurm")
 MARKER_PREFIX = ".mnemonic-mu-shared-"  # marker files of the shared-storage check (hidden, tiny)
@@ -205,8 +206,6 @@ def _probe_root(kind: str, spec: str) -> Path:
     (``kind="cache_dir"``, resolved like :attr:`Settings.cache_path`) or a path as given
     (``kind="folder"``, relative to this process's working directory)."""
     if kind == "cache_dir":
-        from ..settings import resolve_path
-
         return resolve_path(spec)
     return Path(spec).expanduser().absolute()
 

@@ -15,10 +15,11 @@ import yaml
 
 from .. import bands
 from ..algorithms.attacks import ATTACKS, distance_attacks
+from ..defaults import RUNTIME
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
 from ..notebook_stages import NOTEBOOKS
-from ..settings import RUNTIME, Settings
+from ..settings import Settings
 
 if TYPE_CHECKING:
     import jinja2

@@ -56,15 +56,17 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__, pipeline
+from .. import pipeline
 from ..algorithms import indistinguishability as I
 from ..algorithms.methods import INPUT_MODEL, METHODS, UnlearnData
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
 from ..io.data import Dataset
+from ..paths import project_root
 from ..runtime import environment, setup
-from ..settings import Settings, option, project_root
+from ..settings import Settings, option
+from ..version import __version__
 
 ORIGINAL = "original"  # the untouched original: no unlearning, always scored
 STEP = "mnemonic"  # the settings' own step (pipeline.forget_step)

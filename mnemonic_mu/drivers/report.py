@@ -52,7 +52,8 @@ import yaml
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import atomic_write_text, current_umask, write_json
 from ..notebook_stages import NOTEBOOKS
-from ..settings import PROFILES, Settings, parse_overrides, project_root
+from ..paths import project_root
+from ..settings import PROFILES, Settings, parse_overrides
 
 LOG = logging.getLogger(__name__)
 KERNEL = "python3"

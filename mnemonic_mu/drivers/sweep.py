@@ -47,8 +47,9 @@ from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
+from ..paths import resolve_path
 from ..runtime import environment, setup
-from ..settings import Settings, resolve_path
+from ..settings import Settings
 
 REFERENCES = pipeline.ROLES
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)

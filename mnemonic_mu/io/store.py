@@ -30,12 +30,12 @@ from typing import Callable, Hashable, TypeVar
 
 import torch
 
-from .. import __version__
 from ..algorithms import attacks, codes, ensemble, fisher, forget, indistinguishability, methods, metrics, train
 from ..algorithms.codes import generate_codes
 from ..algorithms.models import build_model
 from ..algorithms.train import TrainConfig, train_model
 from ..errors import CheckpointError
+from ..version import __version__
 from . import data
 from .artifacts import (
     atomic_write_bytes,
