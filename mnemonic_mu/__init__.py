@@ -16,6 +16,7 @@ See README.md for the paper-to-code map.
 """
 
 from .algorithms.codes import generate_codes, replace_with_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.metrics import evaluate
@@ -31,7 +32,7 @@ from .errors import (
     StageOrderError,
 )
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .io.data import DATASETS, Dataset, load_dataset
+from .io.data import DATASETS, load_dataset
 from .settings import Settings
 from .version import __version__
 

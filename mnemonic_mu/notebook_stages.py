@@ -31,6 +31,7 @@ import torch
 from . import pipeline
 from .algorithms.attacks import sample_statistics
 from .algorithms.codes import replace_with_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import data_fisher, fisher_distance, mean_fisher
 from .algorithms.forget import fisher_ratio, layer_alphas
 from .algorithms.metrics import check_forget_classes, evaluate
@@ -38,7 +39,6 @@ from .bands import request_band
 from .errors import CheckpointError, StageOrderError
 from .io import store
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .io.data import Dataset
 from .runtime import environment, setup
 from .settings import Settings
 

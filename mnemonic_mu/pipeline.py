@@ -23,6 +23,7 @@ import torch
 
 from .algorithms.attacks import run_attacks
 from .algorithms.codes import generate_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import Fisher, code_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.indistinguishability import divergence_from_retrain
@@ -32,7 +33,6 @@ from .bands import request_band
 from .io import store
 from .io.artifacts import file_lock
 from .io.checkpoint import Checkpoint
-from .io.data import Dataset
 from .runtime import environment, parallel_map, setup, worker_count
 from .settings import Settings
 

@@ -15,7 +15,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..defaults import default
 from ..errors import ConfigError
-from ..io.data import make_augment
+from .dataset import make_augment
 from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
 from .forget import check_model_finite, fisher_ratio, layer_alphas, perturbed
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, subsample, val_score

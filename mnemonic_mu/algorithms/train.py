@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from ..defaults import default
 from ..errors import ConfigError
-from ..io.data import Dataset, make_augment
 from .codes import replace_with_codes
+from .dataset import Dataset, make_augment
 from .metrics import accuracy
 
 VERSION = 1  # bump when a change to this module changes trained weights

@@ -58,11 +58,11 @@ import torch
 
 from .. import pipeline
 from ..algorithms import indistinguishability as I
+from ..algorithms.dataset import Dataset
 from ..algorithms.methods import INPUT_MODEL, METHODS, UnlearnData
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
-from ..io.data import Dataset
 from ..paths import project_root
 from ..runtime import environment, setup
 from ..settings import Settings, option
