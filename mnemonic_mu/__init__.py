@@ -3,7 +3,10 @@
 Reference kit for Yamashita, Yamada and Shibata, "One-Shot Machine Unlearning
 with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  The package, by place::
 
-    settings.py         the one settings object: every knob, its default, its check
+    defaults.py         every setting's default and its comment, written once
+    settings.py         the one settings object: every knob and its check
+    overrides.py        profiles and -p overrides, read as YAML
+    options.py          the settings as CLI options and as docs/settings.md's table
     pipeline.py         the method's stages, top to bottom (every driver runs these)
     notebook_stages.py  what each stage notebook computes and keeps
     plots.py            figures and tables for notebooks and reports

@@ -3,27 +3,24 @@
 :class:`Settings` is built by the library, the CLI (``experiment``, ``sweep``,
 ``report``), the notebooks' parameters cells and the YAML profiles alike.
 Each default is stated once, with a one-line comment, in the table it derives from
-(:class:`~mnemonic_mu.defaults.Defaults`); profiles (``mnemonic_mu/profiles/*.yaml``)
-are partial overrides of it; the CLI's options are derived from its fields
-(:func:`add_options`); docs/settings.md is generated from it (:func:`defaults_table`).
-:meth:`Settings.__post_init__` is the only validator: a wrong value fails there with
-one clear message.
+(:class:`~mnemonic_mu.defaults.Defaults`).  :meth:`Settings.__post_init__` is the only
+validator: a wrong value fails there with one clear message.
+
+The adapters live beside it, each with its own job: profiles and ``-p key=value``
+overrides read as YAML (:mod:`mnemonic_mu.overrides`, below this module), the CLI's
+options and docs/settings.md's table derived from the fields (:mod:`mnemonic_mu.options`,
+above it).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import contextvars
 import dataclasses
 import math
 import numbers
-import re
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 from .algorithms.attacks import ATTACKS
 from .algorithms.codes import CODE_DISTRIBUTIONS
@@ -32,9 +29,10 @@ from .algorithms.methods import METHODS
 from .algorithms.metrics import check_forget_classes
 from .algorithms.models import MODELS
 from .algorithms.train import TrainConfig, check_recipe
-from .defaults import RUNTIME, Defaults, comments
+from .defaults import RUNTIME, Defaults
 from .errors import ConfigError, DeviceError
 from .io.data import DATASETS
+from .overrides import load_profile
 from .paths import resolve_path
 from .runtime import resolve_device
 
@@ -245,144 +243,4 @@ def device_check_deferred():
         _CHECK_DEVICE.reset(token)
 
 
-# --------------------------------------------------------------------------
-# Profiles and overrides
-
-PROFILES = ("ci", "laptop", "paper")
-
-
-def load_profile(name: str) -> dict:
-    """The overrides of profile ``name`` (a small YAML mapping shipped with the package)."""
-    if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    text = (resources.files("mnemonic_mu") / "profiles" / f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"profile {name} is not a mapping of setting names to values")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(f"profile {name} names unknown setting {unknown[0]!r}")
-    return data
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _numbers(value):
-    """YAML 1.1 reads ``1e-4`` as a string; read such strings as floats (lists too)."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
-
-
-def parse_value(key: str, raw: str):
-    """One value as YAML (numbers, booleans, lists, strings); nothing is evaluated."""
-    try:
-        return _numbers(yaml.safe_load(raw)) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"cannot read the value of {key!r}: {raw!r}") from None
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["epochs=5", "forget_classes=[1, 2]"]`` -> ``{"epochs": 5, "forget_classes": [1, 2]}``."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
-            raise ConfigError(f"parameter {item!r} is not of the form key=value (for example -p epochs=5)")
-        out[key] = parse_value(key, raw)
-    return out
-
-
-# --------------------------------------------------------------------------
-# CLI options derived from the fields
-
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_options(parser: argparse.ArgumentParser, names) -> None:
-    """One ``--name`` option per setting in ``names``, typed and documented from the table.
-
-    Defaults are left to :class:`Settings` (an option not given is not passed), so the
-    help shows the default but the parser never restates it.  Lists take YAML
-    (``--forget-classes 3`` or ``--forget-classes [1,2]``), booleans ``--x`` / ``--no-x``.
-    """
-    notes = comments()
-    for name in names:
-        d = Settings.default(name)
-        help_ = f"{notes.get(name, '')} (default {_show(d)})"
-        if isinstance(d, bool):
-            parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_)
-        elif isinstance(d, tuple):
-            flags = [option(name)] + (["--forget"] if name == "forget_classes" else [])  # the short name people type
-            parser.add_argument(*flags, dest=name, nargs="+", default=None, metavar="V",
-                                help=help_ + ("; 'none' for an empty list" if isinstance(d[0], str) else ""))
-        else:
-            parser.add_argument(option(name), dest=name, default=None, metavar=type(d).__name__.upper(), help=help_)
-
-
-def _typed(name: str, raw: str, like):
-    """One command-line word read as the type of ``like`` (``float('nan')`` and ``1e-4`` included);
-    a word that is not one is passed on as text, for the validator to refuse by name."""
-    if isinstance(like, str):
-        return raw
-    if raw.strip().startswith("["):
-        return parse_value(name, raw)
-    try:
-        return int(raw) if isinstance(like, int) and not isinstance(like, bool) else float(raw)
-    except ValueError:
-        return raw
-
-
-def from_args(args: argparse.Namespace, names, base: dict | None = None) -> Settings:
-    """:class:`Settings` from the options of :func:`add_options` that were given, over ``base``."""
-    given = dict(base or {})
-    for name in names:
-        raw = getattr(args, name, None)
-        if raw is None:
-            continue
-        d = Settings.default(name)
-        if isinstance(d, bool):
-            given[name] = raw
-        elif isinstance(d, tuple):
-            if raw in (["none"], ["[]"]):
-                given[name] = []
-                continue
-            values = [_typed(name, r, d[0]) for r in raw]
-            given[name] = values[0] if len(values) == 1 and isinstance(values[0], list) else values
-        else:
-            given[name] = _typed(name, raw, d)
-    return Settings(**given)
-
-
-def _show(v) -> str:
-    return "none" if v == () else (" ".join(map(str, v)) if isinstance(v, tuple) else str(v))
-
-
-def defaults_table() -> str:
-    """docs/settings.md's table: every setting, its default and its comment."""
-    notes = comments()
-    lines = ["| setting | default | meaning |", "|---|---|---|"]
-    for f in fields(Settings):
-        value = _plain(Settings.default(f.name))
-        note = notes.get(f.name, "").replace("|", "\\|")  # a pipe would end the cell
-        lines.append(f"| `{f.name}` | `{value}` | {note} |")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = [
-    "PROFILES",
-    "Settings",
-    "add_options",
-    "device_check_deferred",
-    "defaults_table",
-    "from_args",
-    "load_profile",
-    "parse_overrides",
-]
+__all__ = ["Settings", "device_check_deferred"]

@@ -29,7 +29,8 @@ from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.drivers.grid import grid_points, grid_run_names, parse_grid, run_grid
 from mnemonic_mu.drivers.report import NotebookFailed, declared_parameters, notebook_dir, resolve_parameters, run_report
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.settings import Settings, parse_overrides
+from mnemonic_mu.overrides import parse_overrides
+from mnemonic_mu.settings import Settings
 
 # The small grid: digits runs, and mnist runs that fail in their first notebook (no data
 # under data_root), so the gallery has finished and failed rows; five epochs, no baselines.

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, MnemonicError
 from ..notebook_stages import NOTEBOOKS
+from ..overrides import PROFILES
 from ..paths import project_root
-from ..settings import PROFILES
 from .report import _execute, notebook_dir, run_report
 
 MATHJAX_VERSION = "3.2.2"  # the npm package `mathjax`, pinned in the Makefile (book-tools)

@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, MnemonicError
-from ..settings import Settings, add_options, from_args, load_profile
+from ..options import add_options, defaults_table, from_args
+from ..overrides import load_profile
+from ..settings import Settings
 
 EXIT_USAGE = 2
 
@@ -220,8 +222,6 @@ def _cmd_datasets(args) -> int:
 
 
 def _cmd_settings(args) -> int:
-    from ..settings import defaults_table
-
     if args.profile:
         s = Settings.from_profile(args.profile)
         for name, value in s.to_dict().items():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..settings import parse_overrides
+from ..overrides import parse_overrides
 from .pages import _read_json, _read_yaml, build_gallery
 from .report import (
     PATH_PARAMETERS,

@@ -230,7 +230,7 @@ def verdict(summary: dict) -> dict:
 def changed_settings(params: dict) -> tuple[dict, dict]:
     """``(results, runtime)``: the settings of a run (its ``params.yaml``) that differ from its profile.
 
-    ``results`` can change a number, ``runtime`` cannot (:data:`~mnemonic_mu.settings.RUNTIME`).
+    ``results`` can change a number, ``runtime`` cannot (:data:`~mnemonic_mu.defaults.RUNTIME`).
     Folders (``data_root``, ``cache_dir``) count as changed only when given as overrides, since
     the profile's are relative to wherever the kit was run.  An unknown profile falls back to
     the run's overrides.

@@ -63,9 +63,10 @@ from ..algorithms.methods import INPUT_MODEL, METHODS, UnlearnData
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
+from ..options import add_options, option
 from ..paths import project_root
 from ..runtime import environment, setup
-from ..settings import Settings, option
+from ..settings import Settings
 from ..version import __version__
 
 ORIGINAL = "original"  # the untouched original: no unlearning, always scored
@@ -595,8 +596,6 @@ def write_result(result: dict, out: Path) -> Path:
 
 
 def add_subcommand(sub) -> None:
-    from ..settings import add_options
-
     p = sub.add_parser(
         "population",
         help="the per-example attack on populations of N originals and N retrain models (forget score, floor)",

@@ -52,8 +52,9 @@ import yaml
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import atomic_write_text, current_umask, write_json
 from ..notebook_stages import NOTEBOOKS
+from ..overrides import PROFILES, parse_overrides
 from ..paths import project_root
-from ..settings import PROFILES, Settings, parse_overrides
+from ..settings import Settings
 
 LOG = logging.getLogger(__name__)
 KERNEL = "python3"

@@ -25,8 +25,9 @@ from .. import bands
 from ..algorithms.attacks import ATTACKS
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
+from ..options import option
 from ..paths import project_root
-from ..settings import Settings, option
+from ..settings import Settings
 
 FORGOTTEN = 99.0  # E_F at or above which a request counts as forgotten
 BAND_SLACK = 1.0  # a request keeps the remaining classes when A_R >= retrain's lowest A_R of its class - this

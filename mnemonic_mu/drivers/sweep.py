@@ -47,9 +47,10 @@ from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
+from ..options import add_options
 from ..paths import resolve_path
 from ..runtime import environment, setup
-from ..settings import Settings
+from ..settings import Settings, device_check_deferred
 
 REFERENCES = pipeline.ROLES
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
@@ -470,8 +471,6 @@ SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", 
 def add_subcommand(sub) -> None:
     import argparse
 
-    from ..settings import add_options
-
     p = sub.add_parser(
         "sweep",
         help="methods x forget classes x seeds on one dataset: mean +- std and worst class",
@@ -538,7 +537,6 @@ def cluster_line(info: dict) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    from ..settings import device_check_deferred
     from .cli import settings_from_args
     from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
 
