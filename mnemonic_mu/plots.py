@@ -16,6 +16,7 @@ import torch
 
 from .algorithms.forget import Calibration, forget
 from .algorithms.metrics import evaluate
+from .bands import metric_values
 from .io.artifacts import atomic_write_bytes, write_json
 
 
@@ -61,8 +62,6 @@ def band_table(summary: dict):
     ``OUT`` (:mod:`mnemonic_mu.bands`); an attack without signal here has "(no signal)" in
     its column name.  ``None`` when the run has no band (``band_seeds`` none)."""
     import pandas as pd
-
-    from .bands import metric_values
 
     band = summary.get("band")
     if not band:
