@@ -394,7 +394,7 @@ def test_a_kit_error_in_a_notebook_reaches_the_caller_as_itself(tmp_path, monkey
     def execute(src, dst, params, cwd, progress):
         raise ConfigError("forget_classes [12] is out of range: this dataset has classes 0-9")
 
-    monkeypatch.setattr(report_module, "_execute", execute)
+    monkeypatch.setattr(report_module, "execute_notebook", execute)
     with pytest.raises(ConfigError, match=r"out of range: this dataset has classes 0-9") as err:
         run_report("ci", run="kit-error", reports_dir=tmp_path, overrides={"workers": 1})
     assert type(err.value) is ConfigError

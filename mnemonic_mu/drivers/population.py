@@ -68,6 +68,7 @@ from ..paths import project_root
 from ..runtime import environment, setup
 from ..settings import Settings
 from ..version import __version__
+from .common import settings_from_args
 
 ORIGINAL = "original"  # the untouched original: no unlearning, always scored
 STEP = "mnemonic"  # the settings' own step (pipeline.forget_step)
@@ -628,8 +629,6 @@ def default_out(s: Settings, n_models: int) -> Path:
 
 
 def _cmd_population(args) -> int:
-    from .cli import settings_from_args
-
     if args.render_docs:
         print(f"wrote {render_docs()}")
         return 0

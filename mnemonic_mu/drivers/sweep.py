@@ -41,7 +41,7 @@ import numpy as np
 from .. import bands, pipeline
 from ..algorithms.attacks import ATTACKS, distance_attacks
 from ..algorithms.methods import UnlearnData
-from ..algorithms.metrics import MIA_ATTACK, check_forget_classes
+from ..algorithms.metrics import MIA_ATTACK, check_forget_classes, mean_t_interval
 from ..algorithms.train import TrainConfig
 from ..bands import metric_values
 from ..errors import ConfigError
@@ -51,6 +51,8 @@ from ..options import add_options
 from ..paths import resolve_path
 from ..runtime import environment, setup
 from ..settings import Settings, device_check_deferred
+from .common import settings_from_args
+from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
 
 REFERENCES = pipeline.ROLES
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
@@ -204,8 +206,6 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
     default is this machine's processes with ``jobs`` workers.
     """
     classes, seeds = check_plan(s, classes, seeds, jobs)
-    from .executor import make_executor
-
     own = executor is None
     executor = executor or make_executor("local", jobs)
     start = time.perf_counter()
@@ -304,8 +304,6 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
     metric the requests inside their band, per attack whether it has signal here; plus
     Tug-of-War's mean and 95 % Student-t interval over seeds (each seed's mean over classes).
     ``None`` without band seeds."""
-    from ..algorithms.metrics import mean_t_interval
-
     requests: dict[tuple[int, int], tuple[dict, dict[str, dict], dict[int, dict]]] = {}
     for r in rows:
         requests.setdefault(
@@ -537,9 +535,6 @@ def cluster_line(info: dict) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    from .cli import settings_from_args
-    from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
-
     backend = _backend(args)
     slurm = {"memory": args.worker_memory, "walltime": args.walltime, "queue": args.queue, "account": args.account}
     slurm = {k: v for k, v in slurm.items() if v is not None}
