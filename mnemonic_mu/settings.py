@@ -54,7 +54,7 @@ class Settings(Defaults):
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def results_dict(self) -> dict:
-        """The settings that can change a number (everything but :data:`RUNTIME`)."""
+        """The settings that can change a number (everything but :data:`~mnemonic_mu.defaults.RUNTIME`)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME}
 
     def replace(self, **changes) -> "Settings":
