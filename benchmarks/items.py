@@ -21,11 +21,12 @@ import torch
 
 from mnemonic_mu import pipeline
 from mnemonic_mu.algorithms.codes import generate_codes
+from mnemonic_mu.algorithms.dataset import Dataset
 from mnemonic_mu.algorithms.fisher import code_fisher_means
 from mnemonic_mu.algorithms.forget import forget
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
-from mnemonic_mu.io.data import Dataset, load_dataset
+from mnemonic_mu.io.data import load_dataset
 from mnemonic_mu.io.store import train_or_load
 from mnemonic_mu.settings import Settings
 

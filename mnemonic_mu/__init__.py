@@ -3,7 +3,10 @@
 Reference kit for Yamashita, Yamada and Shibata, "One-Shot Machine Unlearning
 with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  The package, by place::
 
-    settings.py         the one settings object: every knob, its default, its check
+    defaults.py         every setting's default and its comment, written once
+    settings.py         the one settings object: every knob and its check
+    overrides.py        profiles and -p overrides, read as YAML
+    options.py          the settings as CLI options and as docs/settings.md's table
     pipeline.py         the method's stages, top to bottom (every driver runs these)
     notebook_stages.py  what each stage notebook computes and keeps
     plots.py            figures and tables for notebooks and reports
@@ -15,9 +18,8 @@ with Mnemonic Code" (ACML 2024, arXiv 2306.05670).  The package, by place::
 See README.md for the paper-to-code map.
 """
 
-__version__ = "0.1.0"
-
 from .algorithms.codes import generate_codes, replace_with_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import code_fisher, data_fisher, mean_fisher, minibatch_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.metrics import evaluate
@@ -33,8 +35,9 @@ from .errors import (
     StageOrderError,
 )
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .io.data import DATASETS, Dataset, load_dataset
+from .io.data import DATASETS, load_dataset
 from .settings import Settings
+from .version import __version__
 
 __all__ = [
     "Calibration",

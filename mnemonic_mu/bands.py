@@ -38,6 +38,7 @@ from typing import Iterable
 import numpy as np
 
 from .algorithms.attacks import ATTACKS, distance_attacks
+from .algorithms.indistinguishability import attack_signal
 from .algorithms.metrics import ACCURACY_METRICS
 
 RULE = ("band: min..max over the retrain references of the band seeds, each scored against the request's "
@@ -109,8 +110,6 @@ def signal(original_rows: Iterable[dict], band_rows: Iterable[dict]) -> dict[str
     """Per attack: does it tell the original from retrain here?  ``{attack: {"separates",
     "no_signal", "gap", "original", "retrain"}}`` from
     :func:`~mnemonic_mu.algorithms.indistinguishability.attack_signal` (min..max bands)."""
-    from .algorithms.indistinguishability import attack_signal
-
     orig = [metric_values(r) for r in original_rows]
     ref = [metric_values(r) for r in band_rows]
     out = {}

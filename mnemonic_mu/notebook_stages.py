@@ -31,14 +31,15 @@ import torch
 from . import pipeline
 from .algorithms.attacks import sample_statistics
 from .algorithms.codes import replace_with_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import data_fisher, fisher_distance, mean_fisher
 from .algorithms.forget import fisher_ratio, layer_alphas
+from .algorithms.methods import UnlearnData
 from .algorithms.metrics import check_forget_classes, evaluate
 from .bands import request_band
 from .errors import CheckpointError, StageOrderError
 from .io import store
 from .io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .io.data import Dataset
 from .runtime import environment, setup
 from .settings import Settings
 
@@ -426,8 +427,6 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
     rows["mnemonic"] = dict(scores["mnemonic"]) | unlearning["row"]
     if s.baselines:
         forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
-        from .algorithms.methods import UnlearnData
-
         data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
         for name in s.baselines:
             rows[name] = pipeline.method_score(s, name, data)  # kept by the pipeline (see compute_membership)

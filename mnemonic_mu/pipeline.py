@@ -23,16 +23,23 @@ import torch
 
 from .algorithms.attacks import run_attacks
 from .algorithms.codes import generate_codes
+from .algorithms.dataset import Dataset
 from .algorithms.fisher import Fisher, code_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.indistinguishability import divergence_from_retrain
 from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
-from .algorithms.metrics import check_forget_classes, evaluate, gap_to_retrain, tug_of_war_from_rows
+from .algorithms.metrics import (
+    check_forget_classes,
+    evaluate,
+    forgetting_scores,
+    gap_to_retrain,
+    predict_logits,
+    tug_of_war_from_rows,
+)
 from .bands import request_band
 from .io import store
 from .io.artifacts import file_lock
 from .io.checkpoint import Checkpoint
-from .io.data import Dataset
 from .runtime import environment, parallel_map, setup, worker_count
 from .settings import Settings
 
@@ -151,8 +158,6 @@ def lambda_sweep(
 ) -> dict:
     """A_R and E_F on ``split`` (the validation split: never the test split) for every
     (lambda1, lambda2) of the settings' grids; ``[i][j]`` is lambda1_grid[i], lambda2_grid[j]."""
-    from .algorithms.metrics import forgetting_scores, predict_logits
-
     per_class = per_class or code_fishers(model, codes)
     x, y = dataset.split(split)
     out: dict[str, Any] = {"split": split, "lambda1_grid": list(s.lambda1_grid), "lambda2_grid": list(s.lambda2_grid),

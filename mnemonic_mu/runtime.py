@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import ConfigError, DeviceError
+from .version import __version__
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,8 +100,6 @@ def parallel_map(fn: Callable, args: Sequence[tuple], workers: int = 1, desc: st
 def environment(device: torch.device) -> dict:
     """Versions, device and host facts recorded with every result."""
     import numpy
-
-    from . import __version__
 
     env = {
         "mnemonic_mu": __version__,

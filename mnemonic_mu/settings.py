@@ -2,89 +2,51 @@
 
 :class:`Settings` is built by the library, the CLI (``experiment``, ``sweep``,
 ``report``), the notebooks' parameters cells and the YAML profiles alike.
-Each default is stated once, below, with a one-line comment; profiles
-(``mnemonic_mu/profiles/*.yaml``) are partial overrides of it; the CLI's
-options are derived from its fields (:func:`add_options`); docs/settings.md
-is generated from it (:func:`defaults_table`).  :meth:`Settings.__post_init__`
-is the only validator: a wrong value fails there with one clear message.
+Each default is stated once, with a one-line comment, in the table it derives from
+(:class:`~mnemonic_mu.defaults.Defaults`).  :meth:`Settings.__post_init__` is the only
+validator: a wrong value fails there with one clear message.
 
-Library functions that take one of these choices as an optional argument
-(``forget(step=None)``, ``generate_codes(dist=None)``, ``TrainConfig``) fall
-back to :func:`default`, so the kit has one table of defaults.
+The adapters live beside it, each with its own job: profiles and ``-p key=value``
+overrides read as YAML (:mod:`mnemonic_mu.overrides`, below this module), the CLI's
+options and docs/settings.md's table derived from the fields (:mod:`mnemonic_mu.options`,
+above it).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import contextvars
 import dataclasses
-import inspect
 import math
 import numbers
-import re
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from .algorithms.attacks import ATTACKS
+from .algorithms.codes import CODE_DISTRIBUTIONS
+from .algorithms.forget import MULTI_MODES, STEPS
+from .algorithms.methods import METHODS
+from .algorithms.metrics import check_forget_classes
+from .algorithms.models import MODELS
+from .algorithms.train import TrainConfig, check_recipe
+from .defaults import RUNTIME, Defaults
 from .errors import ConfigError, DeviceError
+from .io.data import DATASETS
+from .overrides import load_profile
+from .paths import resolve_path
+from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of a run; the defaults are the kit's (the ``laptop`` profile)."""
+class Settings(Defaults):
+    """Every setting of a run, checked; the defaults are the kit's (:class:`~mnemonic_mu.defaults.Defaults`)."""
 
-    # -- data
-    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic | synthetic_pairs
-    data_root: str = "data"  # torchvision data root of mnist, fashion_mnist and cifar10
-    download: bool = False  # let torchvision download a missing dataset
-    split_seed: int = 0  # seed of the stratified train / validation / test split
-    # -- training with codes (Algorithm 1)
-    model: str = "mlp"  # mlp (paper, MNIST) | cnn | resnet18 (paper, CIFAR-10)
-    epochs: int = 40  # training epochs (paper: 200; mnist5k's validation accuracy plateaus by 40)
-    batch_size: int = 128  # samples per SGD step (paper: 128)
-    lr: float = 0.01  # SGD learning rate (paper: 0.01)
-    momentum: float = 0.9  # SGD momentum (paper: 0.9)
-    weight_decay: float = 5e-4  # SGD weight decay (paper: 5e-4)
-    cosine: bool = False  # cosine learning-rate schedule (paper: CIFAR-10 only)
-    t_mix: float = 0.1  # probability of replacing a sample by its class code (paper MNIST: 0.1)
-    code_dist: str = "uniform"  # uniform U[0,1) (the kit's) | normal N(0,1) (the paper's)
-    seed: int = 0  # initial weights, codes, batch order, coins, baselines and attacks
-    trainer: str = "single"  # single (one model at a time) | ensemble (a request's models as one computation; mlp, cnn)
-    precision: str = "fp32"  # fp32 | bf16 (autocast in the training step; a GPU option, measured in docs/performance.md)
-    channels_last: bool = False  # channels_last memory format for convolutional models (a GPU option)
-    # -- the request and the one-shot step (Eq. 5-7)
-    forget_classes: tuple[int, ...] = (0,)  # the classes to forget, C_F (paper: class 0)
-    step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5 with fixed lambdas)
-    multi: str = "sequential"  # several classes, calibrated step: sequential (one step per class) | joint
-    lambda1: float = 1e-3  # Eq. 5 gain cap (paper MNIST: 1e-3)
-    lambda2: float = 10.0  # Eq. 5 largest change per layer (paper MNIST: 10)
-    lambda1_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the paper's lambda1 grid, scored on validation
-    lambda2_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # the paper's lambda2 grid, scored on validation
-    tune_lambdas: bool = False  # use the validation-best (lambda1, lambda2) instead of the pair above
-    # -- the Fisher study of notebook 03
-    fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
-    fisher_repeats: int = 3  # random draws per n
-    # -- evaluation
-    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
-    probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
-    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
-    band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
-    # -- runtime: where and how fast; none of these changes a result
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    threads: int = 1  # torch threads (0: OMP_NUM_THREADS or torch's default)
-    workers: int = 0  # processes for a request's independent models, rows and baselines (0: one per CPU core; 1: all in this process)
-    cache_dir: str = "data/cache"  # trained models and stage results
-    use_cache: bool = True  # reuse a cached model or result with the same key
-    run_dir: str = "reports/notebooks"  # figures/ and metrics/ of a notebook run
-    compute_upstream: bool = True  # a notebook computes a missing earlier stage (and says so in one line); false: stop and name the notebook to run first
+    # the one default the table cannot write (it sits below the registry): every attack of the registry
+    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), default(f.name)))
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), self.default(f.name)))
         _validate(self)
 
     # -- views
@@ -92,16 +54,14 @@ class Settings:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def results_dict(self) -> dict:
-        """The settings that can change a number (everything but :data:`RUNTIME`)."""
+        """The settings that can change a number (everything but :data:`~mnemonic_mu.defaults.RUNTIME`)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME}
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
-    def train_config(self, exclude=(), t_mix: float | None = None):
+    def train_config(self, exclude=(), t_mix: float | None = None) -> TrainConfig:
         """The :class:`~mnemonic_mu.algorithms.train.TrainConfig` of one model of this recipe."""
-        from .algorithms.train import TrainConfig
-
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, t_mix=self.t_mix if t_mix is None else t_mix,
@@ -126,6 +86,13 @@ class Settings:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def default(cls, name: str):
+        """The default of setting ``name``: the table's (:func:`mnemonic_mu.defaults.default`);
+        ``attacks``: every attack of the registry, :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`."""
+        f = _FIELDS[name]
+        return f.default_factory() if callable(f.default_factory) else f.default
+
+    @classmethod
     def from_profile(cls, profile: str = "laptop", **overrides) -> "Settings":
         """The defaults, overridden by a profile, then by ``overrides``."""
         return cls(**(load_profile(profile) | overrides))
@@ -144,24 +111,6 @@ class Settings:
 
 TRAINERS = ("single", "ensemble")
 PRECISIONS = ("fp32", "bf16")
-RUNTIME = (
-    "data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream",
-)
-
-
-def default(name: str):
-    """The default of setting ``name`` (the one table above; ``attacks``: every attack of the registry,
-    :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`, read when asked)."""
-    f = _FIELDS[name]
-    return f.default_factory() if callable(f.default_factory) else f.default
-
-
-def comments() -> dict[str, str]:
-    """``{name: its one-line comment}``, read from the class source above."""
-    src = inspect.getsource(Settings)
-    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.*)$", src, flags=re.M))
-
-
 _FIELDS = {f.name: f for f in fields(Settings)}
 
 
@@ -217,36 +166,12 @@ def _coerce(name: str, value, dflt):
     return str(value)
 
 
-def check_recipe(epochs, batch_size, lr, momentum, weight_decay, t_mix) -> None:
-    """The training recipe's ranges (also checked by TrainConfig)."""
-    if int(epochs) < 1:
-        raise ConfigError(f"epochs must be at least 1, got {epochs}")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if not 0 < float(lr) < math.inf:
-        raise ConfigError(f"lr must be a positive finite number, got {lr}")
-    if not 0 <= float(momentum) < 1:
-        raise ConfigError(f"momentum must lie in [0, 1), got {momentum}")
-    if not 0 <= float(weight_decay) < math.inf:
-        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
-    if not 0.0 <= float(t_mix) <= 1.0 or t_mix != t_mix:
-        raise ConfigError(f"t_mix must lie in [0, 1], got {t_mix}; 0.1 is the paper's MNIST value")
-
-
 def _choose(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _validate(s: Settings) -> None:
-    from .algorithms.codes import CODE_DISTRIBUTIONS
-    from .algorithms.forget import MULTI_MODES, STEPS
-    from .algorithms.methods import METHODS
-    from .algorithms.metrics import check_forget_classes
-    from .algorithms.models import MODELS
-    from .io.data import DATASETS
-    from .runtime import resolve_device
-
     _choose("dataset", s.dataset, DATASETS)
     _choose("model", s.model, MODELS)
     _choose("code distribution", s.code_dist, CODE_DISTRIBUTIONS)
@@ -318,170 +243,4 @@ def device_check_deferred():
         _CHECK_DEVICE.reset(token)
 
 
-# --------------------------------------------------------------------------
-# Paths
-
-
-def project_root() -> Path:
-    """The nearest folder at or above the working directory holding ``pyproject.toml`` and
-    ``notebooks/`` (the repository), else the working directory.  Relative paths of
-    :class:`Settings` resolve against it, so a notebook run from ``notebooks/`` and one
-    run by ``mnemonic-mu report`` share the same cache."""
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    return cwd
-
-
-def resolve_path(path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else project_root() / p
-
-
-# --------------------------------------------------------------------------
-# Profiles and overrides
-
-PROFILES = ("ci", "laptop", "paper")
-
-
-def load_profile(name: str) -> dict:
-    """The overrides of profile ``name`` (a small YAML mapping shipped with the package)."""
-    if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    text = (resources.files("mnemonic_mu") / "profiles" / f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"profile {name} is not a mapping of setting names to values")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(f"profile {name} names unknown setting {unknown[0]!r}")
-    return data
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _numbers(value):
-    """YAML 1.1 reads ``1e-4`` as a string; read such strings as floats (lists too)."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
-
-
-def parse_value(key: str, raw: str):
-    """One value as YAML (numbers, booleans, lists, strings); nothing is evaluated."""
-    try:
-        return _numbers(yaml.safe_load(raw)) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"cannot read the value of {key!r}: {raw!r}") from None
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["epochs=5", "forget_classes=[1, 2]"]`` -> ``{"epochs": 5, "forget_classes": [1, 2]}``."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
-            raise ConfigError(f"parameter {item!r} is not of the form key=value (for example -p epochs=5)")
-        out[key] = parse_value(key, raw)
-    return out
-
-
-# --------------------------------------------------------------------------
-# CLI options derived from the fields
-
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_options(parser: argparse.ArgumentParser, names) -> None:
-    """One ``--name`` option per setting in ``names``, typed and documented from the table.
-
-    Defaults are left to :class:`Settings` (an option not given is not passed), so the
-    help shows the default but the parser never restates it.  Lists take YAML
-    (``--forget-classes 3`` or ``--forget-classes [1,2]``), booleans ``--x`` / ``--no-x``.
-    """
-    notes = comments()
-    for name in names:
-        d, help_ = default(name), f"{notes.get(name, '')} (default {_show(default(name))})"
-        if isinstance(d, bool):
-            parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_)
-        elif isinstance(d, tuple):
-            flags = [option(name)] + (["--forget"] if name == "forget_classes" else [])  # the short name people type
-            parser.add_argument(*flags, dest=name, nargs="+", default=None, metavar="V",
-                                help=help_ + ("; 'none' for an empty list" if isinstance(d[0], str) else ""))
-        else:
-            parser.add_argument(option(name), dest=name, default=None, metavar=type(d).__name__.upper(), help=help_)
-
-
-def _typed(name: str, raw: str, like):
-    """One command-line word read as the type of ``like`` (``float('nan')`` and ``1e-4`` included);
-    a word that is not one is passed on as text, for the validator to refuse by name."""
-    if isinstance(like, str):
-        return raw
-    if raw.strip().startswith("["):
-        return parse_value(name, raw)
-    try:
-        return int(raw) if isinstance(like, int) and not isinstance(like, bool) else float(raw)
-    except ValueError:
-        return raw
-
-
-def from_args(args: argparse.Namespace, names, base: dict | None = None) -> Settings:
-    """:class:`Settings` from the options of :func:`add_options` that were given, over ``base``."""
-    given = dict(base or {})
-    for name in names:
-        raw = getattr(args, name, None)
-        if raw is None:
-            continue
-        d = default(name)
-        if isinstance(d, bool):
-            given[name] = raw
-        elif isinstance(d, tuple):
-            if raw in (["none"], ["[]"]):
-                given[name] = []
-                continue
-            values = [_typed(name, r, d[0]) for r in raw]
-            given[name] = values[0] if len(values) == 1 and isinstance(values[0], list) else values
-        else:
-            given[name] = _typed(name, raw, d)
-    return Settings(**given)
-
-
-def _show(v) -> str:
-    return "none" if v == () else (" ".join(map(str, v)) if isinstance(v, tuple) else str(v))
-
-
-def defaults_table() -> str:
-    """docs/settings.md's table: every setting, its default and its comment."""
-    notes = comments()
-    lines = ["| setting | default | meaning |", "|---|---|---|"]
-    for f in fields(Settings):
-        value = _plain(default(f.name))
-        note = notes.get(f.name, "").replace("|", "\\|")  # a pipe would end the cell
-        lines.append(f"| `{f.name}` | `{value}` | {note} |")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = [
-    "PROFILES",
-    "RUNTIME",
-    "Settings",
-    "add_options",
-    "check_recipe",
-    "comments",
-    "default",
-    "device_check_deferred",
-    "defaults_table",
-    "from_args",
-    "load_profile",
-    "parse_overrides",
-    "project_root",
-    "resolve_path",
-]
+__all__ = ["Settings", "device_check_deferred"]

@@ -205,7 +205,7 @@ def _pages(book: Path) -> list[str]:
 @pytest.mark.slow  # the book's build executes notebooks 07-09 (minutes)
 def test_book_holds_every_notebook_and_doc_in_reading_order(book, visits, server):
     from mnemonic_mu.drivers.book import REFERENCE
-    from mnemonic_mu.settings import project_root
+    from mnemonic_mu.paths import project_root
 
     root = project_root()
     notebooks = sorted(p.stem for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -303,7 +303,7 @@ def test_no_page_is_wider_than_the_window(visits):
 def test_the_measured_time_in_docs_is_its_record():
     """docs/book.md quotes the measured times of docs/results/book/make-book.json, as generated."""
     from mnemonic_mu.drivers.book import TIME_MARKERS, TIME_RECORD, time_markdown
-    from mnemonic_mu.settings import project_root
+    from mnemonic_mu.paths import project_root
 
     root = project_root()
     text = (root / "docs" / "book.md").read_text()

@@ -1,7 +1,7 @@
 import torch
 
 from mnemonic_mu.algorithms.codes import generate_codes, replace_with_codes
-from mnemonic_mu.io.data import augment_batch
+from mnemonic_mu.algorithms.dataset import augment_batch
 
 
 def test_codes_are_seeded_and_independent_of_global_rng():

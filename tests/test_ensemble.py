@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from mnemonic_mu.algorithms.codes import generate_codes
+from mnemonic_mu.algorithms.dataset import make_augment
 from mnemonic_mu.algorithms.ensemble import default_max_members, member_memory_bytes, train_ensemble
 from mnemonic_mu.algorithms.metrics import accuracy
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.io.data import load_dataset, make_augment
+from mnemonic_mu.io.data import load_dataset
 
 # float rounding only: vmap's batched matmuls sum in another order than one model's
 RTOL, ATOL = 1e-4, 1e-5

@@ -148,7 +148,7 @@ def test_scheduler_implies_the_dask_backend(monkeypatch, capsys):
         raise ConfigError(f"made backend={backend} scheduler={options.get('scheduler')} "
                           f"connect_timeout={options.get('connect_timeout')}")
 
-    monkeypatch.setattr(X, "make_executor", make)
+    monkeypatch.setattr(S, "make_executor", make)
     assert main(["sweep", "--scheduler", "tcp://127.0.0.1:8786", "--connect-timeout", "3"]) == 2
     assert "made backend=dask scheduler=tcp://127.0.0.1:8786 connect_timeout=3.0" in capsys.readouterr().err
     assert main(["sweep", "--jobs", "2", "--no-progress"]) == 2  # without --scheduler: still local, so refused
@@ -318,7 +318,7 @@ def test_a_dead_worker_mid_sweep_costs_time_not_rows(local_sweep, tmp_path, monk
         made.append(_KillOneWorker(marker, jobs, worker_resources={}, **options))
         return made[-1]
 
-    monkeypatch.setattr(X, "make_executor", make)
+    monkeypatch.setattr(S, "make_executor", make)
     out = tmp_path / "out"
     rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "--threads", "1",
                "--classes", "3", "--seeds", "0", "1", "--probe-max-train", "300", "--backend", "dask", "--jobs", "2",

@@ -19,11 +19,11 @@ import pytest
 import torch
 from torch import nn
 
+from mnemonic_mu.algorithms.dataset import Dataset
 from mnemonic_mu.algorithms.fisher import batched_supported, code_fisher, code_fisher_means, mean_fisher
 from mnemonic_mu.algorithms.forget import fisher_ratio, forget, layer_alphas, perturbed
 from mnemonic_mu.algorithms.models import ResNet18, build_model
 from mnemonic_mu.algorithms.train import TrainConfig, train_model
-from mnemonic_mu.io.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks/ helpers
 

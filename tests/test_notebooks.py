@@ -28,7 +28,8 @@ import yaml
 
 from mnemonic_mu import notebook_stages as stages
 from mnemonic_mu.errors import ConfigError, StageOrderError
-from mnemonic_mu.settings import PROFILES, Settings, load_profile
+from mnemonic_mu.overrides import PROFILES, load_profile
+from mnemonic_mu.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

@@ -10,7 +10,9 @@ from mnemonic_mu import notebook_stages as stages, pipeline
 from mnemonic_mu.algorithms.attacks import ATTACKS
 from mnemonic_mu.drivers import sweep
 from mnemonic_mu.drivers.cli import EXPERIMENT_OPTIONS, build_parser, main
-from mnemonic_mu.settings import Settings, defaults_table, load_profile
+from mnemonic_mu.options import defaults_table
+from mnemonic_mu.overrides import load_profile
+from mnemonic_mu.settings import Settings
 
 BASELINES = ("mnemonic_paper", "finetune", "ssd")
 METRICS = ("A_R", "E_F", "A_R_train", "E_F_train", "test_accuracy", "per_class_accuracy")

@@ -16,7 +16,8 @@ import pytest
 
 from mnemonic_mu.algorithms import indistinguishability as I
 from mnemonic_mu.drivers import population as P
-from mnemonic_mu.drivers.cli import build_parser, main, settings_from_args
+from mnemonic_mu.drivers.cli import build_parser, main
+from mnemonic_mu.drivers.common import settings_from_args
 from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings
 

@@ -29,7 +29,8 @@ from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.drivers.grid import grid_points, grid_run_names, parse_grid, run_grid
 from mnemonic_mu.drivers.report import NotebookFailed, declared_parameters, notebook_dir, resolve_parameters, run_report
 from mnemonic_mu.errors import ConfigError
-from mnemonic_mu.settings import Settings, parse_overrides
+from mnemonic_mu.overrides import parse_overrides
+from mnemonic_mu.settings import Settings
 
 # The small grid: digits runs, and mnist runs that fail in their first notebook (no data
 # under data_root), so the gallery has finished and failed rows; five epochs, no baselines.
@@ -393,7 +394,7 @@ def test_a_kit_error_in_a_notebook_reaches_the_caller_as_itself(tmp_path, monkey
     def execute(src, dst, params, cwd, progress):
         raise ConfigError("forget_classes [12] is out of range: this dataset has classes 0-9")
 
-    monkeypatch.setattr(report_module, "_execute", execute)
+    monkeypatch.setattr(report_module, "execute_notebook", execute)
     with pytest.raises(ConfigError, match=r"out of range: this dataset has classes 0-9") as err:
         run_report("ci", run="kit-error", reports_dir=tmp_path, overrides={"workers": 1})
     assert type(err.value) is ConfigError

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mnemonic_mu.algorithms.baselines import Selection
-from mnemonic_mu.settings import default
+from mnemonic_mu.defaults import default
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,7 @@
 """The algorithms: each module is named after a part of the paper and checked against a reference.
 
 ========================  =====================================================
+``dataset``               a dataset's preloaded tensors and its batch-wise augmentation
 ``codes``                 mnemonic codes and their replacement (section 1, Algorithm 1)
 ``models``                the paper's MLP and ResNet-18, a small CNN
 ``train``                 training with codes (Algorithm 1)
@@ -14,5 +15,6 @@
 ``methods``               the registry: mnemonic variants and baselines
 ========================  =====================================================
 
-None of these reads settings files, writes artifacts or prints: they compute.
+None of these reads settings files, writes artifacts or prints: they compute.  They import
+nothing of the package above them (settings, io, the drivers): ``tests/test_layers.py``.
 """

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..defaults import default
 from ..errors import ConfigError
-from ..io.data import make_augment
+from .dataset import make_augment
 from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
 from .forget import check_model_finite, fisher_ratio, layer_alphas, perturbed
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, subsample, val_score
@@ -24,8 +25,6 @@ from .train import train_model
 
 
 def _lambda_grids():
-    from ..settings import default
-
     return default("lambda1_grid"), default("lambda2_grid")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..defaults import default
 from ..errors import ConfigError
 
 VERSION = 1  # bump when a change to this module changes the codes or the replacement
@@ -23,13 +24,11 @@ def generate_codes(
     """Draw one code per class: ``codes[c]`` has ``input_shape``.
 
     ``dist="normal"`` draws from N(0, 1) as in the paper; ``"uniform"`` draws
-    from U[0, 1); None takes the kit's default (:mod:`mnemonic_mu.settings`).  A private
+    from U[0, 1); None takes the kit's default (:mod:`mnemonic_mu.defaults`).  A private
     ``torch.Generator`` seeded with ``seed`` is used, so the codes do not depend on anything
     else the program drew before.
     """
     if dist is None:
-        from ..settings import default
-
         dist = default("code_dist")
     if dist not in CODE_DISTRIBUTIONS:
         raise ConfigError(

@@ -46,7 +46,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,13 +55,12 @@ from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..io.data import Dataset, make_augment
 from .codes import replace_with_codes
+from .dataset import AugmentFn, Dataset, make_augment
 from .models import build_model
 from .train import TrainConfig, TrainResult, retained_mask
 
 Member = tuple[torch.Tensor, TrainConfig]  # (codes, config) of one ensemble member
-AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 # Memory rule of the automatic chunking (see :func:`member_memory_bytes`).
 PARAM_COPIES = 6  # weights, momentum, gradient, backward temporaries, partial-step copies of weights and momentum

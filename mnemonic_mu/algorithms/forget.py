@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import default
 from ..errors import ConfigError, ModelStateError
 from .fisher import Fisher, code_fisher_means, mean_fisher, trainable
 from .metrics import check_forget_classes
@@ -304,11 +305,9 @@ def forget(
     skip step 1; ``fisher_method`` chooses the loop, the vectorised or the
     batched path (see :func:`~mnemonic_mu.algorithms.fisher.code_fisher_means`).
     ``lambda1``, ``lambda2`` and ``step`` left at None take the kit's defaults
-    (:mod:`mnemonic_mu.settings`: the paper's MNIST lambdas and the calibrated step).
+    (:mod:`mnemonic_mu.defaults`: the paper's MNIST lambdas and the calibrated step).
     Returns ``(new_model, record)``; ``model`` is not modified.
     """
-    from ..settings import default
-
     lambda1 = default("lambda1") if lambda1 is None else lambda1
     lambda2 = default("lambda2") if lambda2 is None else lambda2
     step = default("step") if step is None else step

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..io.data import Dataset
+from .dataset import Dataset
 from .metrics import check_forget_classes, forgetting_scores, predict_logits
 from .train import TrainConfig, retained_mask
 

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..defaults import default
 from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
@@ -45,8 +46,6 @@ def mnemonic(
     search costs forward passes only and counts in the time).  ``calibration`` sets the
     calibrated step's rules (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`).
     """
-    from ..settings import default
-
     lambda1_grid = lambda1_grid or default("lambda1_grid")
     lambda2_grid = lambda2_grid or default("lambda2_grid")
     with Timer() as t:

@@ -11,6 +11,7 @@ reproducible whatever the program did before.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -19,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..defaults import default
 from ..errors import ConfigError
-from ..io.data import Dataset, make_augment
-from ..settings import check_recipe, default
 from .codes import replace_with_codes
+from .dataset import Dataset, make_augment
 from .metrics import accuracy
 
 VERSION = 1  # bump when a change to this module changes trained weights
@@ -31,7 +32,7 @@ VERSION = 1  # bump when a change to this module changes trained weights
 @dataclass(frozen=True)
 class TrainConfig:
     """One model's training run.  Build it with :meth:`mnemonic_mu.settings.Settings.train_config`;
-    the defaults here are the kit's (:mod:`mnemonic_mu.settings`), never restated."""
+    the defaults here are the kit's (:mod:`mnemonic_mu.defaults`), never restated."""
 
     epochs: int = default("epochs")  # passes over the training split
     batch_size: int = default("batch_size")  # samples per SGD step
@@ -57,6 +58,22 @@ class TrainConfig:
             if d[name] == default(name):
                 del d[name]
         return d
+
+
+def check_recipe(epochs, batch_size, lr, momentum, weight_decay, t_mix) -> None:
+    """The training recipe's ranges (checked by TrainConfig and by the settings)."""
+    if int(epochs) < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0 < float(lr) < math.inf:
+        raise ConfigError(f"lr must be a positive finite number, got {lr}")
+    if not 0 <= float(momentum) < 1:
+        raise ConfigError(f"momentum must lie in [0, 1), got {momentum}")
+    if not 0 <= float(weight_decay) < math.inf:
+        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+    if not 0.0 <= float(t_mix) <= 1.0 or t_mix != t_mix:
+        raise ConfigError(f"t_mix must lie in [0, 1], got {t_mix}; 0.1 is the paper's MNIST value")
 
 
 @dataclass
@@ -152,4 +169,4 @@ def train_model(
     )
 
 
-__all__ = ["TrainConfig", "TrainResult", "retained_mask", "train_model"]
+__all__ = ["TrainConfig", "TrainResult", "check_recipe", "retained_mask", "train_model"]

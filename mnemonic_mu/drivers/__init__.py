@@ -13,4 +13,7 @@
 ``book``        ``make book`` (``python -m mnemonic_mu.drivers.book``): notebooks and docs as
                 one static website
 ``executor``    where the sweep's and a grid's tasks run (one process, local pool, Dask, SLURM)
+``common``      what the drivers share: settings from a command line, report folders, file readers
+
+``cli`` is the top: no other driver imports it (``tests/test_layers.py``).
 """

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, MnemonicError
 from ..notebook_stages import NOTEBOOKS
-from ..settings import PROFILES, project_root
-from .report import _execute, notebook_dir, run_report
+from ..overrides import PROFILES
+from ..paths import project_root
+from .report import execute_notebook, notebook_dir, run_report
 
 MATHJAX_VERSION = "3.2.2"  # the npm package `mathjax`, pinned in the Makefile (book-tools)
 
@@ -106,7 +107,7 @@ def execute(out: Path, profile: str = "ci", executed: Path | None = None, cache_
         if name == "07_comparison":
             params["out_dir"] = str(out / "runs" / name / "sweep")
         t1 = time.perf_counter()
-        _execute(notebook_dir() / f"{name}.ipynb", folder / f"{name}.ipynb", params, notebook_dir(), progress)
+        execute_notebook(notebook_dir() / f"{name}.ipynb", folder / f"{name}.ipynb", params, notebook_dir(), progress)
         seconds[name] = time.perf_counter() - t1
     return folder, seconds
 

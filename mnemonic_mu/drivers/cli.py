@@ -1,8 +1,10 @@
 """Command line: ``mnemonic-mu experiment | sweep | report | results | population | settings | datasets``
 (``python -m mnemonic_mu``); ``mnemonic-mu --help`` says what each does and ``mnemonic-mu COMMAND
---help`` lists its options.  :func:`build_parser` builds ``experiment``, ``settings`` and
-``datasets`` here and takes the others from their modules (each one's ``add_subcommand``);
-``tests/test_links.py`` checks that the list above names every command.
+--help`` lists its options.  :func:`build_parser` builds ``experiment``, ``report`` (one run,
+or one per point of ``--grid``: :mod:`~mnemonic_mu.drivers.report` and
+:mod:`~mnemonic_mu.drivers.grid`), ``settings`` and ``datasets`` here and takes the others from
+their modules (each one's ``add_subcommand``); ``tests/test_links.py`` checks that the list above
+names every command.  This module is the top of the drivers: none of them imports it.
 
 Every option that is a setting is derived from :class:`~mnemonic_mu.settings.Settings`
 (its name, type, help and default), over the chosen ``--profile``.  Every error
@@ -19,7 +21,17 @@ from pathlib import Path
 
 from ..algorithms.metrics import renamed_keys
 from ..errors import ConfigError, MnemonicError
-from ..settings import Settings, add_options, from_args, load_profile
+from ..io.artifacts import write_json
+from ..io.data import DATASETS
+from ..options import add_options, defaults_table
+from ..overrides import parse_overrides
+from ..pipeline import ROLES, load_data, plan, run_request
+from ..settings import Settings
+from ..version import __version__
+from . import population, results, sweep
+from .common import reports_root, settings_from_args
+from .grid import parse_grid, run_grid
+from .report import run_report
 
 EXIT_USAGE = 2
 
@@ -27,7 +39,6 @@ EXIT_USAGE = 2
 EXPERIMENT_OPTIONS = tuple(
     n for n in Settings.names() if n not in ("fisher_samples", "fisher_repeats", "run_dir", "compute_upstream")
 )
-PATH_SETTINGS = ("data_root", "cache_dir", "run_dir")  # given on the command line: relative to the caller's folder
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,14 +46,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def settings_from_args(args, names) -> Settings:
-    """Profile, then the options given (paths given here are relative to the working directory)."""
-    for name in PATH_SETTINGS:
-        if getattr(args, name, None):
-            setattr(args, name, str(Path(getattr(args, name)).expanduser().resolve()))
-    return from_args(args, names, base=load_profile(args.profile))
 
 
 def _experiment_parser(sub) -> None:
@@ -151,8 +154,6 @@ def load_timings(s: Settings) -> dict:
 
 def save_timings(s: Settings, result: dict) -> None:
     """Keep this run's measured unit costs for the next run's estimate (see :func:`load_timings`)."""
-    from ..io.artifacts import write_json
-
     timing, rows = result["timing"], result["rows"]
     path = s.cache_path / "timings.json"
     try:
@@ -187,9 +188,6 @@ def plan_line(s: Settings, work: dict, timings: dict, compare: bool) -> str:
 
 
 def _cmd_experiment(args) -> int:
-    from ..io.artifacts import write_json
-    from ..pipeline import ROLES, load_data, plan, run_request
-
     s = settings_from_args(args, EXPERIMENT_OPTIONS)
     quick = not args.compare and args.baselines is None
     if quick:
@@ -213,17 +211,75 @@ def _cmd_experiment(args) -> int:
     return 0
 
 
-def _cmd_datasets(args) -> int:
-    from ..io.data import DATASETS
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="run the six stage notebooks (01-06) with papermill and write an HTML report",
+        description="Execute notebooks/01..06 with papermill and write reports/<run>/ (executed "
+        "notebooks, HTML pages, index.html, figures/, metrics/, params.yaml) and the gallery "
+        "reports/index.html.  With --grid, one such run per point of the grid's Cartesian product.",
+    )
+    p.add_argument("--profile", default="laptop", help="ci | laptop (default) | paper")
+    p.add_argument("--run", default=None, help="name of the run folder under reports/ (default: the profile); "
+                   "with --grid, the prefix of every run's name")
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="override a notebook parameter (repeatable), e.g. -p epochs=5 -p forget_classes=[3]",
+    )
+    p.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=[V1,V2]",
+        help="run every combination of these values as its own run (repeatable; values are a YAML list, "
+        "a list setting takes a list of lists: --grid forget_classes=[[1],[3]] --grid seed=[0,1]); "
+        "a run already finished with the same settings is not redone",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="grid runs at once (default 1)")
+    p.add_argument("--reports-dir", default=None, help="where run folders go (default: <repo>/reports)")
+    p.add_argument("--notebooks", default=None, help="folder of the stage notebooks (default: the repo's)")
+    p.add_argument("--progress", action="store_true", help="show papermill's cell progress")
+    p.set_defaults(func=_cmd_report)
 
+
+def _cmd_report(args) -> int:
+    if args.grid:
+        results = run_grid(
+            profile=args.profile,
+            grid=parse_grid(args.grid),
+            overrides=parse_overrides(args.param),
+            jobs=args.jobs,
+            run=args.run,
+            reports_dir=args.reports_dir,
+            notebooks=args.notebooks,
+        )
+        for r in results:
+            secs = "-" if r["seconds"] is None or r["status"] == "skipped" else f"{r['seconds']:.0f} s"
+            print(f"{r['status']:8s} {r['run']:40s} {secs:>6s}  {r['index'] or r['error']}")
+        done = sum(r["status"] == "done" for r in results)
+        skipped = sum(r["status"] == "skipped" for r in results)
+        failed = sum(r["status"] == "failed" for r in results)
+        print(f"{len(results)} runs: {done} ran, {skipped} already done, {failed} failed; "
+              f"gallery: {reports_root(args.reports_dir) / 'index.html'}")
+        return 1 if failed else 0
+    index = run_report(
+        profile=args.profile,
+        run=args.run,
+        overrides=parse_overrides(args.param),
+        reports_dir=args.reports_dir,
+        notebooks=args.notebooks,
+        progress=args.progress,
+    )
+    run = json.loads((index.parent / "metrics" / "run.json").read_text())
+    print(f"report written in {run['seconds']:.0f} s: {index}")
+    print(f"gallery: {index.parent.parent / 'index.html'}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
     for name, text in DATASETS.items():
         print(f"{name:14s} {text}")
     return 0
 
 
 def _cmd_settings(args) -> int:
-    from ..settings import defaults_table
-
     if args.profile:
         s = Settings.from_profile(args.profile)
         for name, value in s.to_dict().items():
@@ -234,15 +290,12 @@ def _cmd_settings(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-    from . import population, report, results, sweep
-
     parser = _Parser(prog="mnemonic-mu", description="One-shot unlearning with mnemonic codes.")
     parser.add_argument("--version", action="version", version=f"mnemonic-mu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _experiment_parser(sub)
     sweep.add_subcommand(sub)
-    report.add_subcommand(sub)
+    _report_parser(sub)
     results.add_subcommand(sub)
     population.add_subcommand(sub)
     st = sub.add_parser("settings", help="the table of settings and defaults (or a profile's values)")
@@ -272,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["EXPERIMENT_OPTIONS", "build_parser", "main", "settings_from_args"]
+__all__ = ["EXPERIMENT_OPTIONS", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
+from ..paths import resolve_path
+from ..settings import Settings
 
 BACKENDS = ("local", "dask", "slurm")
 MARKER_PREFIX = ".mnemonic-mu-shared-"  # marker files of the shared-storage check (hidden, tiny)
@@ -205,8 +207,6 @@ def _probe_root(kind: str, spec: str) -> Path:
     (``kind="cache_dir"``, resolved like :attr:`Settings.cache_path`) or a path as given
     (``kind="folder"``, relative to this process's working directory)."""
     if kind == "cache_dir":
-        from ..settings import resolve_path
-
         return resolve_path(spec)
     return Path(spec).expanduser().absolute()
 
@@ -249,8 +249,6 @@ def _probe_shared(kind: str, spec: str, token: str) -> dict:
 def shared_dirs(args: Sequence[tuple]) -> list[tuple[str, str]]:
     """The directories the tasks of ``args`` write to: ``(kind, spec)`` for every settings'
     ``cache_dir`` and every :class:`~pathlib.Path` argument (an output folder), in first-seen order."""
-    from ..settings import Settings
-
     found: dict[tuple[str, str], None] = {}
     for a in args:
         for x in a:
@@ -263,8 +261,6 @@ def shared_dirs(args: Sequence[tuple]) -> list[tuple[str, str]]:
 
 def needs_gpu(args: Sequence[tuple]) -> bool:
     """Whether any task of ``args`` runs on a CUDA device (a settings' device ``cuda``/``cuda:N``)."""
-    from ..settings import Settings
-
     return any(isinstance(x, Settings) and str(x.device).startswith("cuda") for a in args for x in a)
 
 

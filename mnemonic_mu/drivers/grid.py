@@ -13,18 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..settings import parse_overrides
-from .pages import _read_json, _read_yaml, build_gallery
-from .report import (
-    PATH_PARAMETERS,
-    _check_run_name,
-    declared_parameters,
-    notebook_dir,
-    reports_root,
-    resolve_parameters,
-    resolved_config,
-    run_report,
-)
+from ..overrides import parse_overrides
+from .common import PATH_PARAMETERS, check_run_name, read_json, read_yaml, reports_root
+from .executor import make_executor
+from .pages import build_gallery
+from .report import declared_parameters, notebook_dir, resolve_parameters, resolved_config, run_report
 
 # --------------------------------------------------------------------------
 # Grids: the Cartesian product of some settings, one ordinary run each
@@ -91,7 +84,7 @@ def grid_run_names(prefix: str, points: list[dict]) -> list[str]:
 def run_is_done(folder: Path, resolved: dict) -> bool:
     """A finished run of exactly these settings: ``index.html`` present and the same resolved
     settings in its ``params.yaml``."""
-    return (folder / "index.html").is_file() and _read_yaml(folder / "params.yaml").get("resolved") == resolved
+    return (folder / "index.html").is_file() and read_yaml(folder / "params.yaml").get("resolved") == resolved
 
 
 def _grid_task(profile: str, run: str, overrides: dict, reports_dir: str, notebooks: str) -> dict:
@@ -123,11 +116,9 @@ def run_grid(
     ``{"run", "status" (done | skipped | failed), "seconds", "index", "error"}`` per point,
     in grid order.
     """
-    from .executor import make_executor
-
     overrides = dict(overrides or {})
     prefix = run or profile
-    _check_run_name(prefix)
+    check_run_name(prefix)
     both = sorted(set(grid) & set(overrides))
     if both:
         raise ConfigError(f"{both[0]} is both a -p override and a --grid axis; keep one")
@@ -150,7 +141,7 @@ def run_grid(
     todo = []
     for name, mine, resolved in plan:
         if run_is_done(root / name, resolved):
-            seconds = _read_json(root / name / "metrics" / "run.json").get("seconds")
+            seconds = read_json(root / name / "metrics" / "run.json").get("seconds")
             results[name] = {"run": name, "status": "skipped", "seconds": seconds,
                              "index": str(root / name / "index.html"), "error": None}
         else:

@@ -11,20 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from .. import bands
 from ..algorithms.attacks import ATTACKS, distance_attacks
-from ..algorithms.metrics import renamed_keys
+from ..defaults import RUNTIME
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
 from ..notebook_stages import NOTEBOOKS
-from ..settings import RUNTIME, Settings
+from ..settings import Settings
+from .common import PATH_PARAMETERS, read_json, read_yaml, reports_root
 
 if TYPE_CHECKING:
     import jinja2
-
-from .report import PATH_PARAMETERS, reports_root
 
 # --------------------------------------------------------------------------
 # Pages: the run page (index.html of a run) and the gallery (reports/index.html)
@@ -230,7 +227,7 @@ def verdict(summary: dict) -> dict:
 def changed_settings(params: dict) -> tuple[dict, dict]:
     """``(results, runtime)``: the settings of a run (its ``params.yaml``) that differ from its profile.
 
-    ``results`` can change a number, ``runtime`` cannot (:data:`~mnemonic_mu.settings.RUNTIME`).
+    ``results`` can change a number, ``runtime`` cannot (:data:`~mnemonic_mu.defaults.RUNTIME`).
     Folders (``data_root``, ``cache_dir``) count as changed only when given as overrides, since
     the profile's are relative to wherever the kit was run.  An unknown profile falls back to
     the run's overrides.
@@ -366,22 +363,6 @@ def index_html(
     )
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = renamed_keys(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _when(path: Path) -> tuple[str, str]:
     """``(shown, sort key)`` of a file's modification time."""
     try:
@@ -403,9 +384,9 @@ def _changed_cells(params: dict) -> dict:
 
 def gallery_entry(folder: Path) -> dict:
     """One finished run's row of the gallery (from its params.yaml, summary.json and run.json)."""
-    params = _read_yaml(folder / "params.yaml")
-    summary = _read_json(folder / "metrics" / "summary.json")
-    seconds = _read_json(folder / "metrics" / "run.json").get("seconds")
+    params = read_yaml(folder / "params.yaml")
+    summary = read_json(folder / "metrics" / "summary.json")
+    seconds = read_json(folder / "metrics" / "run.json").get("seconds")
     methods = summary.get("methods") or {}
     step, ref = methods.get(STEP) or {}, methods.get(REFERENCE) or {}
     v = verdict(summary)
@@ -435,8 +416,8 @@ def gallery_entry(folder: Path) -> dict:
 def failed_entry(folder: Path) -> dict:
     """One failed run's row: its failing notebook and cell, the error, a link to the partial notebook."""
     name = folder.name[: -len(".failed")]
-    failure = _read_json(folder / "failure.json")
-    params = _read_yaml(folder / "params.yaml")
+    failure = read_json(folder / "failure.json")
+    params = read_yaml(folder / "params.yaml")
     notebook = failure.get("notebook")
     partial = failure.get("partial_notebook")
     if not failure:  # a failure from before failure.json existed: the last notebook it holds

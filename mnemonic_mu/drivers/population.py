@@ -56,15 +56,19 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__, pipeline
+from .. import pipeline
 from ..algorithms import indistinguishability as I
+from ..algorithms.dataset import Dataset
 from ..algorithms.methods import INPUT_MODEL, METHODS, UnlearnData
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
-from ..io.data import Dataset
+from ..options import add_options, option
+from ..paths import project_root
 from ..runtime import environment, setup
-from ..settings import Settings, option, project_root
+from ..settings import Settings
+from ..version import __version__
+from .common import settings_from_args
 
 ORIGINAL = "original"  # the untouched original: no unlearning, always scored
 STEP = "mnemonic"  # the settings' own step (pipeline.forget_step)
@@ -593,8 +597,6 @@ def write_result(result: dict, out: Path) -> Path:
 
 
 def add_subcommand(sub) -> None:
-    from ..settings import add_options
-
     p = sub.add_parser(
         "population",
         help="the per-example attack on populations of N originals and N retrain models (forget score, floor)",
@@ -627,8 +629,6 @@ def default_out(s: Settings, n_models: int) -> Path:
 
 
 def _cmd_population(args) -> int:
-    from .cli import settings_from_args
-
     if args.render_docs:
         print(f"wrote {render_docs()}")
         return 0

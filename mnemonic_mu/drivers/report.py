@@ -38,25 +38,29 @@ import ast
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .. import pipeline
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import atomic_write_text, current_umask, write_json
-from ..notebook_stages import NOTEBOOKS
-from ..settings import PROFILES, Settings, parse_overrides, project_root
+from ..notebook_stages import NOTEBOOKS, UPSTREAM
+from ..paths import project_root
+from ..runtime import worker_count
+from ..settings import Settings
+from .common import PATH_PARAMETERS, check_run_name, reports_root
+from .pages import build_gallery, index_html
 
 LOG = logging.getLogger(__name__)
 KERNEL = "python3"
-PATH_PARAMETERS = ("data_root", "cache_dir")  # -p values: relative to the caller's directory
 RUNNER_PARAMETERS = ("run_dir",)  # set by the runner (use --run)
 
 
@@ -160,7 +164,7 @@ def _kernel_manager_class():
     return IPCKernelManager
 
 
-def _execute(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) -> None:
+def execute_notebook(src: Path, out: Path, parameters: dict, cwd: Path, progress: bool) -> None:
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
 
@@ -195,19 +199,6 @@ def _html(executed: Path) -> str:
     return body
 
 
-RUN_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # the characters a run folder's name may hold
-
-
-def _check_run_name(run: str) -> None:
-    if not re.fullmatch(RUN_NAME, run):
-        raise ConfigError(f"run name {run!r} may only hold letters, digits, '.', '_' and '-'")
-
-
-def reports_root(reports_dir: str | os.PathLike | None = None) -> Path:
-    """The folder the run folders go in: ``reports_dir`` or ``<repo>/reports``."""
-    return Path(reports_dir).resolve() if reports_dir else project_root() / "reports"
-
-
 def run_report(
     profile: str = "laptop",
     run: str | None = None,
@@ -224,7 +215,7 @@ def run_report(
     ``failure.json``.
     """
     run = run or profile
-    _check_run_name(run)
+    check_run_name(run)
     folder = Path(notebooks).resolve() if notebooks else notebook_dir()
     declared = declared_parameters(folder)
     params = resolve_parameters(profile, dict(overrides or {}), declared, Path.cwd())
@@ -246,7 +237,7 @@ def run_report(
         def run_one(name: str) -> None:
             mine = notebook_parameters(declared[name], profile, params, str(tmp))
             t0 = time.perf_counter()
-            _execute(folder / f"{name}.ipynb", tmp / f"{name}.ipynb", mine, folder, progress)
+            execute_notebook(folder / f"{name}.ipynb", tmp / f"{name}.ipynb", mine, folder, progress)
             timings[name] = time.perf_counter() - t0
             atomic_write_text(tmp / f"{name}.html", _html(tmp / f"{name}.ipynb"))  # while the next one runs
 
@@ -258,8 +249,6 @@ def run_report(
         write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total,
                                                   "notebooks": timings, "prefetch": ahead.result()})
         summary = json.loads(summary_path.read_text())
-        from .pages import index_html
-
         page = index_html(run, profile, resolved, summary, timings, total, tmp, params=record)
         atomic_write_text(tmp / "index.html", page)
     except Exception as caught:
@@ -305,10 +294,6 @@ def _run_in_order(run_one, at_once: int = 2) -> None:
     """Run every notebook once its upstream notebooks (``notebook_stages.UPSTREAM``) are done,
     ``at_once`` at a time (03 beside 04: both read only 02).  A failure stops the run once the
     notebooks already running end; it is raised as :class:`_NotebookError`."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    from ..notebook_stages import UPSTREAM
-
     done: set[str] = set()
     running: dict = {}
     failed: _NotebookError | None = None
@@ -340,8 +325,6 @@ class _Prefetch:
         self._thread.start()
 
     def _work(self, s: Settings) -> None:
-        from .. import pipeline
-
         try:
             self.outcome = pipeline.prefetch(s)
         except Exception as exc:  # the notebooks compute what is missing themselves
@@ -360,8 +343,6 @@ class _NoPrefetch:
 
 def _prefetch(s: Settings):
     """Start :class:`_Prefetch` unless the run asks for one process (``workers = 1``)."""
-    from ..runtime import worker_count
-
     return _Prefetch(s) if worker_count(s.workers, 8) > 1 else _NoPrefetch()
 
 
@@ -387,90 +368,17 @@ def failure_record(exc: BaseException, run: str, profile: str, notebook: str | N
 def _rebuild_gallery(root: Path) -> None:
     """Rebuild ``reports/index.html``; a problem there is logged, never raised over the run's own result."""
     try:
-        from .pages import build_gallery
-
         build_gallery(root)
     except Exception as exc:  # the run's outcome matters more than its listing
         LOG.warning("could not rebuild the gallery %s: %s: %s", root / "index.html", type(exc).__name__, exc)
 
 
-# --------------------------------------------------------------------------
-# CLI
-
-
-def add_subcommand(sub) -> None:
-    """Register ``mnemonic-mu report`` (called by :mod:`mnemonic_mu.drivers.cli`)."""
-    p = sub.add_parser(
-        "report",
-        help="run the six stage notebooks (01-06) with papermill and write an HTML report",
-        description="Execute notebooks/01..06 with papermill and write reports/<run>/ (executed "
-        "notebooks, HTML pages, index.html, figures/, metrics/, params.yaml) and the gallery "
-        "reports/index.html.  With --grid, one such run per point of the grid's Cartesian product.",
-    )
-    p.add_argument("--profile", default="laptop", help="ci | laptop (default) | paper")
-    p.add_argument("--run", default=None, help="name of the run folder under reports/ (default: the profile); "
-                   "with --grid, the prefix of every run's name")
-    p.add_argument(
-        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-        help="override a notebook parameter (repeatable), e.g. -p epochs=5 -p forget_classes=[3]",
-    )
-    p.add_argument(
-        "--grid", action="append", default=[], metavar="KEY=[V1,V2]",
-        help="run every combination of these values as its own run (repeatable; values are a YAML list, "
-        "a list setting takes a list of lists: --grid forget_classes=[[1],[3]] --grid seed=[0,1]); "
-        "a run already finished with the same settings is not redone",
-    )
-    p.add_argument("--jobs", type=int, default=1, help="grid runs at once (default 1)")
-    p.add_argument("--reports-dir", default=None, help="where run folders go (default: <repo>/reports)")
-    p.add_argument("--notebooks", default=None, help="folder of the stage notebooks (default: the repo's)")
-    p.add_argument("--progress", action="store_true", help="show papermill's cell progress")
-    p.set_defaults(func=_cmd_report)
-
-
-def _cmd_report(args) -> int:
-    from .grid import parse_grid, run_grid
-
-    if args.grid:
-        results = run_grid(
-            profile=args.profile,
-            grid=parse_grid(args.grid),
-            overrides=parse_overrides(args.param),
-            jobs=args.jobs,
-            run=args.run,
-            reports_dir=args.reports_dir,
-            notebooks=args.notebooks,
-        )
-        for r in results:
-            secs = "-" if r["seconds"] is None or r["status"] == "skipped" else f"{r['seconds']:.0f} s"
-            print(f"{r['status']:8s} {r['run']:40s} {secs:>6s}  {r['index'] or r['error']}")
-        done = sum(r["status"] == "done" for r in results)
-        skipped = sum(r["status"] == "skipped" for r in results)
-        failed = sum(r["status"] == "failed" for r in results)
-        print(f"{len(results)} runs: {done} ran, {skipped} already done, {failed} failed; "
-              f"gallery: {reports_root(args.reports_dir) / 'index.html'}")
-        return 1 if failed else 0
-    index = run_report(
-        profile=args.profile,
-        run=args.run,
-        overrides=parse_overrides(args.param),
-        reports_dir=args.reports_dir,
-        notebooks=args.notebooks,
-        progress=args.progress,
-    )
-    run = json.loads((index.parent / "metrics" / "run.json").read_text())
-    print(f"report written in {run['seconds']:.0f} s: {index}")
-    print(f"gallery: {index.parent.parent / 'index.html'}")
-    return 0
-
-
 __all__ = [
     "NotebookFailed",
-    "PROFILES",
-    "add_subcommand",
     "declared_parameters",
+    "execute_notebook",
     "notebook_dir",
     "notebook_parameters",
-    "parse_overrides",
     "resolve_parameters",
     "run_report",
 ]

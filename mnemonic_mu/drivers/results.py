@@ -25,7 +25,10 @@ from .. import bands
 from ..algorithms.attacks import ATTACKS
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
-from ..settings import Settings, option, project_root
+from ..options import option
+from ..paths import project_root
+from ..settings import Settings
+from .sweep import PAPER_MNIST, SWEEP_OPTIONS
 
 FORGOTTEN = 99.0  # E_F at or above which a request counts as forgotten
 BAND_SLACK = 1.0  # a request keeps the remaining classes when A_R >= retrain's lowest A_R of its class - this
@@ -41,8 +44,6 @@ HEADLINE_RESULT = "mnist5k-laptop"  # the summary the README shows (else the fir
 def command_of(result: dict) -> str:
     """The ``mnemonic-mu sweep`` command that reproduces ``result``'s settings (those that differ
     from the laptop profile, plus the methods, classes and seeds)."""
-    from .sweep import SWEEP_OPTIONS
-
     base = Settings.from_profile("laptop").to_dict()
     s = base | result["settings"]  # a sweep made before a setting existed ran at its default
     words = ["mnemonic-mu", "sweep"]
@@ -214,8 +215,6 @@ def band_table(summary: dict) -> str:
 
 def paper_line(summary: dict) -> str:
     """The paper's full-MNIST numbers (docs/method.md) beside a full-MNIST summary's methods that have them."""
-    from .sweep import PAPER_MNIST
-
     if summary["settings"].get("dataset") != "mnist":
         return ""
     here = [(name, PAPER_MNIST[name]) for name in PAPER_MNIST if name in summary["methods"]]

@@ -41,14 +41,18 @@ import numpy as np
 from .. import bands, pipeline
 from ..algorithms.attacks import ATTACKS, distance_attacks
 from ..algorithms.methods import UnlearnData
-from ..algorithms.metrics import MIA_ATTACK, check_forget_classes
+from ..algorithms.metrics import MIA_ATTACK, check_forget_classes, mean_t_interval
 from ..algorithms.train import TrainConfig
 from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
+from ..options import add_options
+from ..paths import resolve_path
 from ..runtime import environment, setup
-from ..settings import Settings, resolve_path
+from ..settings import Settings, device_check_deferred
+from .common import settings_from_args
+from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
 
 REFERENCES = pipeline.ROLES
 # which way is better for each accuracy-side metric ("retrain" = closest to retrain's value)
@@ -202,8 +206,6 @@ def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Ite
     default is this machine's processes with ``jobs`` workers.
     """
     classes, seeds = check_plan(s, classes, seeds, jobs)
-    from .executor import make_executor
-
     own = executor is None
     executor = executor or make_executor("local", jobs)
     start = time.perf_counter()
@@ -302,8 +304,6 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
     metric the requests inside their band, per attack whether it has signal here; plus
     Tug-of-War's mean and 95 % Student-t interval over seeds (each seed's mean over classes).
     ``None`` without band seeds."""
-    from ..algorithms.metrics import mean_t_interval
-
     requests: dict[tuple[int, int], tuple[dict, dict[str, dict], dict[int, dict]]] = {}
     for r in rows:
         requests.setdefault(
@@ -469,8 +469,6 @@ SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", 
 def add_subcommand(sub) -> None:
     import argparse
 
-    from ..settings import add_options
-
     p = sub.add_parser(
         "sweep",
         help="methods x forget classes x seeds on one dataset: mean +- std and worst class",
@@ -537,10 +535,6 @@ def cluster_line(info: dict) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    from ..settings import device_check_deferred
-    from .cli import settings_from_args
-    from .executor import SCRIPT_SCHEDULER, make_executor, slurm_job_script
-
     backend = _backend(args)
     slurm = {"memory": args.worker_memory, "walltime": args.walltime, "queue": args.queue, "account": args.account}
     slurm = {k: v for k, v in slurm.items() if v is not None}

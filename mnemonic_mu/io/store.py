@@ -30,12 +30,13 @@ from typing import Callable, Hashable, TypeVar
 
 import torch
 
-from .. import __version__
 from ..algorithms import attacks, codes, ensemble, fisher, forget, indistinguishability, methods, metrics, train
 from ..algorithms.codes import generate_codes
+from ..algorithms.dataset import Dataset
 from ..algorithms.models import build_model
 from ..algorithms.train import TrainConfig, train_model
 from ..errors import CheckpointError
+from ..version import __version__
 from . import data
 from .artifacts import (
     atomic_write_bytes,
@@ -49,7 +50,7 @@ from .artifacts import (
     write_manifest,
 )
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import Dataset, load_dataset
+from .data import load_dataset
 
 # The algorithm versions, by component; methods add "method:<name>".
 COMPONENTS = {
