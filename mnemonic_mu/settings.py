@@ -31,6 +31,7 @@ import yaml
 
 from .algorithms.attacks import ATTACKS
 from .errors import ConfigError, DeviceError
+from .io.data import DATASETS
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Settings:
     """Every setting of a run; the defaults are the kit's (the ``laptop`` profile)."""
 
     # -- data
-    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic | synthetic_pairs
-    data_root: str = "data"  # torchvision data root of mnist, fashion_mnist and cifar10
+    dataset: str = "mnist5k"  # a dataset of the registry (`mnemonic-mu datasets`, docs/protocol.md#datasets)
+    data_root: str = "data"  # folder of the datasets that read files (torchvision's layout)
     download: bool = False  # let torchvision download a missing dataset
     split_seed: int = 0  # seed of the stratified train / validation / test split
     # -- training with codes (Algorithm 1)
@@ -244,7 +245,6 @@ def _validate(s: Settings) -> None:
     from .algorithms.methods import METHODS
     from .algorithms.metrics import check_forget_classes
     from .algorithms.models import MODELS
-    from .io.data import DATASETS
     from .runtime import resolve_device
 
     _choose("dataset", s.dataset, DATASETS)
@@ -293,8 +293,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"workers must be >= 0 (0 = one per CPU core, 1 = all in this process), got {s.workers}")
     if not s.forget_classes:
         raise ConfigError("forget_classes is empty; name at least one class, e.g. [0]")
-    # every named dataset but 'synthetic' has 10 classes: check the request before anything runs
-    check_forget_classes(s.forget_classes, 10 if s.dataset != "synthetic" else 10**9)
+    # the registry's class count (with its default options): check the request before anything runs
+    try:
+        check_forget_classes(s.forget_classes, DATASETS[s.dataset].classes())
+    except ConfigError as exc:
+        raise ConfigError(f"dataset {s.dataset!r}: {exc}") from None
     try:
         resolve_device(s.device)  # 'cuda' on a machine without one fails here, not after training
     except DeviceError:
@@ -407,8 +410,10 @@ def add_options(parser: argparse.ArgumentParser, names) -> None:
     (``--forget-classes 3`` or ``--forget-classes [1,2]``), booleans ``--x`` / ``--no-x``.
     """
     notes = comments()
+    registered = {"dataset": DATASETS}  # settings that name a registry entry: the help lists them
     for name in names:
-        d, help_ = default(name), f"{notes.get(name, '')} (default {_show(default(name))})"
+        listed = f": {', '.join(registered[name])}" if name in registered else ""
+        d, help_ = default(name), f"{notes.get(name, '')}{listed} (default {_show(default(name))})"
         if isinstance(d, bool):
             parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_)
