@@ -26,8 +26,8 @@ class Defaults:
     :class:`~mnemonic_mu.settings.Settings`, which validates them, never this table."""
 
     # -- data
-    dataset: str = "mnist5k"  # mnist5k (offline default) | digits | mnist | fashion_mnist | cifar10 | synthetic | synthetic_pairs
-    data_root: str = "data"  # torchvision data root of mnist, fashion_mnist and cifar10
+    dataset: str = "mnist5k"  # a dataset of the registry (`mnemonic-mu datasets`, docs/protocol.md#datasets)
+    data_root: str = "data"  # folder of the datasets that read files (torchvision's layout)
     download: bool = False  # let torchvision download a missing dataset
     split_seed: int = 0  # seed of the stratified train / validation / test split
     # -- training with codes (Algorithm 1)

@@ -9,6 +9,7 @@ import argparse
 from dataclasses import fields
 
 from .defaults import comments
+from .io.data import DATASETS
 from .overrides import parse_value
 from .settings import Settings
 
@@ -25,9 +26,11 @@ def add_options(parser: argparse.ArgumentParser, names) -> None:
     (``--forget-classes 3`` or ``--forget-classes [1,2]``), booleans ``--x`` / ``--no-x``.
     """
     notes = comments()
+    registered = {"dataset": DATASETS}  # settings that name a registry entry: the help lists them
     for name in names:
         d = Settings.default(name)
-        help_ = f"{notes.get(name, '')} (default {_show(d)})"
+        listed = f": {', '.join(registered[name])}" if name in registered else ""
+        help_ = f"{notes.get(name, '')}{listed} (default {_show(d)})"
         if isinstance(d, bool):
             parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_)

@@ -218,8 +218,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"workers must be >= 0 (0 = one per CPU core, 1 = all in this process), got {s.workers}")
     if not s.forget_classes:
         raise ConfigError("forget_classes is empty; name at least one class, e.g. [0]")
-    # every named dataset but 'synthetic' has 10 classes: check the request before anything runs
-    check_forget_classes(s.forget_classes, 10 if s.dataset != "synthetic" else 10**9)
+    # the registry's class count (with its default options): check the request before anything runs
+    try:
+        check_forget_classes(s.forget_classes, DATASETS[s.dataset].classes())
+    except ConfigError as exc:
+        raise ConfigError(f"dataset {s.dataset!r}: {exc}") from None
     try:
         resolve_device(s.device)  # 'cuda' on a machine without one fails here, not after training
     except DeviceError:

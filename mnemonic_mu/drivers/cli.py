@@ -22,7 +22,7 @@ from pathlib import Path
 from ..algorithms.metrics import renamed_keys
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import write_json
-from ..io.data import DATASETS
+from ..io.data import DATASETS, markdown_table
 from ..options import add_options, defaults_table
 from ..overrides import parse_overrides
 from ..pipeline import ROLES, load_data, plan, run_request
@@ -274,8 +274,20 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_datasets(args) -> int:
-    for name, text in DATASETS.items():
-        print(f"{name:14s} {text}")
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    def optional(value, fixed) -> str:  # a value set by an option of the dataset is its default, starred
+        return value + ("*" if fixed is None else "")
+
+    rows = [("dataset", "classes", "input", "data", "what")]
+    rows += [(name, optional(str(d.classes()), d.num_classes), optional("x".join(map(str, d.shape())), d.input_shape),
+              "offline" if d.offline else "files", d.description) for name, d in DATASETS.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    print("*: an option of the dataset, its default shown; files: under --data-root, or --download; "
+          "sources and licences: docs/protocol.md#datasets")
     return 0
 
 
@@ -301,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="the table of settings and defaults (or a profile's values)")
     st.add_argument("--profile", default=None, help="print this profile's resolved settings instead")
     st.set_defaults(func=_cmd_settings)
-    ds = sub.add_parser("datasets", help="list the datasets the kit can load")
+    ds = sub.add_parser("datasets", help="list the datasets the kit can load (the registry)")
+    ds.add_argument("--markdown", action="store_true",
+                    help="print docs/protocol.md's table: classes, input, split, source and licence of each")
     ds.set_defaults(func=_cmd_datasets)
     return parser
 

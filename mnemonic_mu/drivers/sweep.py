@@ -47,6 +47,7 @@ from ..bands import metric_values
 from ..errors import ConfigError
 from ..io import store
 from ..io.artifacts import atomic_write_text, write_json
+from ..io.data import DATASETS
 from ..options import add_options
 from ..paths import resolve_path
 from ..runtime import environment, setup
@@ -70,6 +71,8 @@ ROW_COMPONENTS, row_components, row_key = pipeline.ROW_COMPONENTS, pipeline.row_
 
 
 def check_plan(s: Settings, classes, seeds, jobs: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The plan's classes (None: every class of the dataset, the registry's count) and seeds, checked."""
+    classes = range(DATASETS[s.dataset].classes()) if classes is None else classes
     classes, seeds = tuple(int(c) for c in classes), tuple(int(x) for x in seeds)
     if not classes or not seeds:
         raise ConfigError("a sweep needs at least one forget class and one seed")
@@ -198,9 +201,10 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
 # Driver
 
 
-def run_sweep(s: Settings, classes: Iterable[int] = tuple(range(10)), seeds: Iterable[int] = (0, 1, 2),
+def run_sweep(s: Settings, classes: Iterable[int] | None = None, seeds: Iterable[int] = (0, 1, 2),
               jobs: int = 1, out_dir: str = "", executor=None) -> dict:
-    """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``.
+    """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``;
+    ``classes`` None: every class of the dataset.
 
     ``executor`` (:mod:`mnemonic_mu.drivers.executor`) runs the independent tasks; the
     default is this machine's processes with ``jobs`` workers.
@@ -480,7 +484,7 @@ def add_subcommand(sub) -> None:
     p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
     add_options(p, SWEEP_OPTIONS)
     a = p.add_argument
-    a("--classes", type=int, nargs="+", default=list(range(10)), help="forget classes (default 0..9)")
+    a("--classes", type=int, nargs="+", default=None, help="forget classes (default: every class of the dataset)")
     a("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     a("--jobs", type=int, default=1, help="worker processes (default 1); --backend dask without a scheduler: "
       "the LocalCluster's workers; --backend slurm: the SLURM jobs (one worker each)")

