@@ -56,6 +56,7 @@ def test_no_signal_on_a_setup_built_to_have_none():
     assert out["seeds"] == [1000, 1001] and B.request_band(rows, {}) is None
 
 
+@pytest.mark.slow  # a request with three band retrains, 20 epochs each
 def test_one_request_scores_its_band_against_its_own_retrain(tmp_path):
     """On real data (digits): the band references are other seeds' retrains (other weights), each
     scored against the request's retrain, so their distances to it are positive; the request's own

@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 
+pytestmark = pytest.mark.slow  # a browser, over the ci report and the small grid (notebooks executed: minutes)
+
 
 def _unavailable(reason: str):
     if os.environ.get("CI"):
@@ -178,7 +180,6 @@ def test_verdict_box_shows_the_runs_numbers(ci_report, page, tmp_path):
     assert f"the run's retrain band, {n} retrain references" in box.inner_text()  # the band rule is stated
 
 
-@pytest.mark.slow
 def test_gallery_lists_every_grid_run_and_sorts(grid, page, tmp_path):
     root, _ = grid
     _open(page, root / "index.html", tmp_path, "gallery")
@@ -203,7 +204,6 @@ def test_gallery_lists_every_grid_run_and_sorts(grid, page, tmp_path):
     assert header.get_attribute("aria-sort") == "descending"
 
 
-@pytest.mark.slow
 def test_ci_gallery_and_grid_run_pages_fit(ci_report, grid, page, tmp_path):
     root, _ = grid
     pages = [ci_report.parent / "index.html"] + [root / n / "index.html" for n in GRID_NAMES[:2]]

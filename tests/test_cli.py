@@ -3,6 +3,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from mnemonic_mu.drivers.cli import main
 
 
@@ -16,6 +18,7 @@ def _run(tmp_path, *extra):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # one experiment: six models trained, seven rows scored
 def test_experiment_writes_the_documented_json(tmp_path, capsys):
     res = _run(tmp_path)
     cfg = res["settings"]
@@ -47,6 +50,7 @@ def test_experiment_writes_the_documented_json(tmp_path, capsys):
     assert "\n".join(experiment_lines(res)) in out
 
 
+@pytest.mark.slow  # three experiments, two baselines
 def test_compare_adds_every_baseline_and_states_its_cost_first(tmp_path, capsys):
     """--compare: the no-codes model and the baselines beside the step; the plan line counts the
     work before it starts, and once this machine has timed the recipe it says about how long."""
@@ -65,6 +69,7 @@ def test_compare_adds_every_baseline_and_states_its_cost_first(tmp_path, capsys)
     assert re.search(r"; about \d+ s on this machine \(from its earlier runs\)$", again), again
 
 
+@pytest.mark.slow  # three experiments
 def test_cached_model_is_reused(tmp_path):
     first = _run(tmp_path)
     second = _run(tmp_path, "--forget", "5")
@@ -75,6 +80,7 @@ def test_cached_model_is_reused(tmp_path):
     assert third["rows"]["original"]["test_accuracy"] == first["rows"]["original"]["test_accuracy"]  # deterministic
 
 
+@pytest.mark.slow  # three experiments
 def test_multi_class_mode_is_chosen_and_named(tmp_path, capsys, monkeypatch):
     seq = _run(tmp_path, "--forget", "1", "3")["rows"]["mnemonic"]
     joint = _run(tmp_path, "--forget", "1", "3", "--multi", "joint")

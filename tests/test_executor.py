@@ -109,7 +109,8 @@ def test_slurm_dry_run_prints_the_job_script(capsys):
     gpu = X.slurm_job_script(gpu=True, memory="8GB")
     assert "#SBATCH --gres=gpu:1" in gpu and "--resources GPU=1" in gpu and "#SBATCH --mem=8G" in gpu
     assert main(["sweep", "--dry-run"]) == 2  # needs --backend slurm
-    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:1"]) == 2  # implies --backend dask; nothing listens there
+    # implies --backend dask; nothing listens there (the default wait: test_a_scheduler_that_is_not_there...)
+    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"]) == 2
 
 
 def test_a_dry_run_starts_nothing_and_previews_a_gpu_job_without_a_gpu(monkeypatch, capsys):

@@ -1,7 +1,8 @@
 """``mnemonic-mu report``: the whole notebook sequence through papermill (ci profile).
 
 One session fixture runs the six notebooks once; the tests assert on the
-metrics they wrote and on the run page and gallery built from them.
+metrics they wrote and on the run page and gallery built from them (slow tests,
+like every test that executes a notebook; the parameter and grid checks are fast).
 Parameter checks run before any kernel starts.  A small grid (two datasets,
 one of which fails in its first notebook, times two seeds) runs once per
 session in parallel; tests/test_browser.py looks at the same pages in a
@@ -99,6 +100,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_report_writes_every_part(ci_report):
     for nb in stages.NOTEBOOKS:
         assert (ci_report / f"{nb}.ipynb").is_file()
@@ -120,6 +122,7 @@ def test_report_writes_every_part(ci_report):
     assert 'href="ci-test/index.html"' in gallery
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_run_page_is_a_template_with_a_caption_for_every_figure(ci_report):
     from mnemonic_mu.drivers.pages import CAPTIONS, caption
 
@@ -133,6 +136,7 @@ def test_run_page_is_a_template_with_a_caption_for_every_figure(ci_report):
         assert f'id="{section}"' in html
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_verdict_box_states_the_runs_numbers(ci_report):
     """The verdict's numbers, read back from the page, are the summary's."""
     summary = _json(ci_report / "metrics" / "summary.json")
@@ -203,6 +207,7 @@ def test_verdict_reads_no_signal_and_a_retrain_band():
     assert "2 retrain references trained with seeds 1000, 1001" in verdict(banded)["rule"]
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_executed_notebooks_have_no_errors(ci_report):
     for nb in stages.NOTEBOOKS:
         cells = nbformat.read(ci_report / f"{nb}.ipynb", as_version=4).cells
@@ -213,6 +218,7 @@ def test_executed_notebooks_have_no_errors(ci_report):
         assert len(injected) == 1 and ('profile = "ci"' in source or 'dataset = "digits"' in source)
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_summary_metrics_are_meaningful(ci_report):
     summary = _json(ci_report / "metrics" / "summary.json")
     assert summary["dataset"] == "digits" and summary["forget_classes"] == [0] and summary["seed"] == 0
@@ -230,6 +236,7 @@ def test_summary_metrics_are_meaningful(ci_report):
     assert 0 <= mnemonic["attacks"]["entropy-LR"]["value"] <= 1
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_summary_lists_every_method_with_every_attack_and_gap(ci_report):
     """Issue acceptance: every registered method, A_R, E_F, every attack and the gap."""
     from mnemonic_mu.algorithms.attacks import ATTACKS
@@ -255,6 +262,7 @@ def test_summary_lists_every_method_with_every_attack_and_gap(ci_report):
     assert m["mnemonic_calibrated"]["E_F"] >= 95 and m["neggrad"]["E_F"] > m["original"]["E_F"]
 
 
+@pytest.mark.slow  # the session's ci report: six notebooks executed
 def test_stage_metrics_are_consistent(ci_report):
     codes = _json(ci_report / "metrics" / "01_mnemonic_codes.json")
     rep = codes["replacement"]
@@ -300,6 +308,7 @@ def test_cli_reports_a_bad_parameter_in_one_line(capsys, tmp_path):
     assert main(["report", "--profile", "nope", "--reports-dir", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow  # starts a kernel and runs notebook 01 until it fails
 def test_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_path):
     with pytest.raises(NotebookFailed, match=r"01_mnemonic_codes\.ipynb failed in cell \d+.*DataError") as err:
         run_report(

@@ -15,9 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mnemonic_mu.io.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow  # two experiment processes, each training six models with two baselines
 
 SETTINGS = ["--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "finetune", "--seed", "3",
             "--split-seed", "1", "--forget", "2", "--device", "cpu"]

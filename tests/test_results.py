@@ -29,6 +29,7 @@ def test_committed_tables_are_what_the_committed_summaries_give():
         assert summary["methods"]["retrain"]["A_R_minus_retrain"]["mean"] == 0
 
 
+@pytest.mark.slow  # a sweep of two classes
 def test_summary_of_a_real_sweep_and_its_command(tmp_path):
     s = Settings(dataset="digits", epochs=3, lr=0.05, baselines=("mnemonic_paper",), probe_max_train=300,
                  cache_dir=str(tmp_path / "cache"))

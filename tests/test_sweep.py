@@ -1,4 +1,6 @@
-"""A tiny sweep end to end: rows for every method and reference, the summary, the tables, the CLI."""
+"""A tiny sweep end to end: rows for every method and reference, the summary, the tables, the CLI.
+
+The sweeps are slow tests; the checks of a plan and the band arithmetic on hand-made rows are fast."""
 
 from __future__ import annotations
 
@@ -16,15 +18,20 @@ METHODS = ("mnemonic_paper", "finetune", "ssd", "ours_with_data")
 ROWS = {"mnemonic", *METHODS, *S.REFERENCES}
 
 
+def _tiny_settings(tmp) -> Settings:
+    return Settings(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"), baselines=METHODS,
+                    probe_max_train=300)
+
+
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    s = Settings(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"), baselines=METHODS,
-                 probe_max_train=300)
+    s = _tiny_settings(tmp)
     result = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=str(tmp / "out"))
     return s, result
 
 
+@pytest.mark.slow  # the tiny sweep: two classes, four baselines, band retrains
 def test_rows_and_summary(tiny_sweep):
     s, result = tiny_sweep
     names = {r["method"] for r in result["rows"]}
@@ -46,6 +53,7 @@ def test_rows_and_summary(tiny_sweep):
     assert all(t["kind"] in ("original", "no_codes", "retrain") for t in result["trained"])
 
 
+@pytest.mark.slow  # the tiny sweep
 def test_tables_and_files(tiny_sweep, tmp_path):
     s, result = tiny_sweep
     js, md = S.write_sweep(result, tmp_path)
@@ -66,6 +74,7 @@ def test_bad_config():
         S.check_plan(Settings(), classes=(1, 1), seeds=(0,), jobs=1)
 
 
+@pytest.mark.slow  # a sweep in two processes, then its models again
 def test_cli_sweep_parallel(tmp_path, capsys):
     rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper",
                "--classes", "3", "--seeds", "0", "1", "--jobs", "2", "--probe-max-train", "300",
@@ -100,6 +109,7 @@ def test_cli_sweep_parallel(tmp_path, capsys):
     assert main(["sweep", "--baselines", "nope"]) == 2
 
 
+@pytest.mark.slow  # the tiny sweep, then again from disk
 def test_resume_reuses_rows(tiny_sweep):
     s, result = tiny_sweep
     folder = S.sweep_folder(s, (0, 1), (0,), result["folder"])
@@ -113,6 +123,7 @@ def test_resume_reuses_rows(tiny_sweep):
     assert again["summary"]["ssd"]["A_R"]["mean"] == pytest.approx(result["summary"]["ssd"]["A_R"]["mean"])
 
 
+@pytest.mark.slow  # the tiny sweep, then three more passes
 def test_algorithm_version_bump_recomputes_only_the_affected_rows(tiny_sweep, monkeypatch):
     """Rows are keyed by the code that made them: bump finetune's version and only its rows are redone."""
     from mnemonic_mu import pipeline
@@ -140,17 +151,23 @@ def test_algorithm_version_bump_recomputes_only_the_affected_rows(tiny_sweep, mo
     assert sorted(calls) == sorted(list(METHODS) * 2)
 
 
+@pytest.mark.slow  # the tiny sweep
 def test_sweep_key(tiny_sweep):
     s, result = tiny_sweep
     assert Settings(**result["settings"]) == s
+    assert result["key"] == S.sweep_key(s, (0, 1), (0,))
+
+
+def test_sweep_key_ignores_what_cannot_change_a_row(tmp_path):
+    s = _tiny_settings(tmp_path)
     key = S.sweep_key(s, (0, 1), (0,))
-    assert result["key"] == key
     # single-class requests only: the multi-class mode must not invalidate finished rows
     assert S.sweep_key(s.replace(multi="joint"), (0, 1), (0,)) == key
     assert S.sweep_key(s.replace(epochs=s.epochs + 1), (0, 1), (0,)) != key
     assert S.sweep_key(s.replace(threads=2, device="cpu"), (0, 1), (0,)) == key
 
 
+@pytest.mark.slow  # executes notebook 07 twice
 def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
     """notebooks/07_comparison.ipynb through papermill on a tiny sweep: it writes the
     metrics of every method, and a second execution loads the sweep instead of rerunning it."""
@@ -184,6 +201,7 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
         assert (tmp_path / "out" / f"07_comparison_{fig}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # two sweeps of one class
 def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
     """attacks=() scores accuracies only (a steps-only sweep of a large dataset); the default is
     every attack of the suite, and an unknown name or a report without them is refused."""
