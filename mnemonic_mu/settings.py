@@ -30,7 +30,15 @@ from pathlib import Path
 import yaml
 
 from .algorithms.attacks import ATTACKS
+from .algorithms.forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID
 from .errors import ConfigError, DeviceError
+
+
+def _registered_baselines() -> tuple[str, ...]:
+    """Every registered method but the references (:func:`~mnemonic_mu.algorithms.methods.baseline_names`)."""
+    from .algorithms.methods import baseline_names  # imported when asked: methods -> train imports this module
+
+    return baseline_names()
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,14 @@ class Settings:
     multi: str = "sequential"  # several classes, calibrated step: sequential (one step per class) | joint
     lambda1: float = 1e-3  # Eq. 5 gain cap (paper MNIST: 1e-3)
     lambda2: float = 10.0  # Eq. 5 largest change per layer (paper MNIST: 10)
-    lambda1_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the paper's lambda1 grid, scored on validation
-    lambda2_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)  # the paper's lambda2 grid, scored on validation
+    lambda1_grid: tuple[float, ...] = PAPER_LAMBDA1_GRID  # the paper's lambda1 grid, scored on validation
+    lambda2_grid: tuple[float, ...] = PAPER_LAMBDA2_GRID  # the paper's lambda2 grid, scored on validation
     tune_lambdas: bool = False  # use the validation-best (lambda1, lambda2) instead of the pair above
     # -- the Fisher study of notebook 03
     fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
     fisher_repeats: int = 3  # random draws per n
     # -- evaluation
-    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
+    baselines: tuple[str, ...] = field(default_factory=_registered_baselines)  # methods scored beside the mnemonic step (by default every method of the registry but retrain, the reference)
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
     attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
     band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
@@ -150,8 +158,9 @@ RUNTIME = (
 
 
 def default(name: str):
-    """The default of setting ``name`` (the one table above; ``attacks``: every attack of the registry,
-    :data:`~mnemonic_mu.algorithms.attacks.ATTACKS`, read when asked)."""
+    """The default of setting ``name`` (the one table above; ``attacks`` and ``baselines``: every attack
+    and every method but retrain of the registries, :data:`~mnemonic_mu.algorithms.attacks.ATTACKS` and
+    :data:`~mnemonic_mu.algorithms.methods.METHODS`, read when asked)."""
     f = _FIELDS[name]
     return f.default_factory() if callable(f.default_factory) else f.default
 
@@ -241,7 +250,7 @@ def _choose(name: str, value: str, choices) -> None:
 def _validate(s: Settings) -> None:
     from .algorithms.codes import CODE_DISTRIBUTIONS
     from .algorithms.forget import MULTI_MODES, STEPS
-    from .algorithms.methods import METHODS
+    from .algorithms.methods import METHODS, baseline_names
     from .algorithms.metrics import check_forget_classes
     from .algorithms.models import MODELS
     from .io.data import DATASETS
@@ -274,9 +283,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("fisher_samples and fisher_repeats must be positive")
     unknown = [b for b in s.baselines if b not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    if "retrain" in s.baselines:
-        raise ConfigError("retrain is always the reference row (trained once, cached); leave it out of baselines")
+        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(baseline_names())} (or none)")
+    references = [b for b in s.baselines if METHODS[b].reference]
+    if references:
+        raise ConfigError(f"{references[0]} is always the reference row (trained once, cached); leave it out of "
+                          "baselines")
     unknown = [a for a in s.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")

@@ -32,8 +32,8 @@ def request_data(tiny_dataset):
 def test_registry_complete():
     for name in ("mnemonic_tuned", "retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd",
                  "fisher_forgetting", "ours_with_data"):
-        assert name in M.METHODS and M.METHODS[name].__doc__
-    assert M.INPUT_MODEL["ours_with_data"] == "no_codes"
+        assert name in M.METHODS and M.METHODS[name].description and M.METHODS[name].function.__doc__
+    assert M.METHODS["ours_with_data"].input_model == "no_codes"
 
 
 @pytest.mark.parametrize("name", list(M.METHODS))

@@ -65,6 +65,11 @@ from .metrics import check_forget_classes
 VERSION = 2  # bump when a change to this module changes the step's numbers
 
 STEPS = ("paper", "calibrated")
+# The paper's (lambda1, lambda2) grids (Yamashita et al. searched them on the test split; the kit
+# scores them on validation): the default of the settings lambda1_grid / lambda2_grid and the grid
+# of the methods that search them (algorithms/methods.py).
+PAPER_LAMBDA1_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+PAPER_LAMBDA2_GRID = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 MULTI_MODES = ("sequential", "joint")
 
 
@@ -611,6 +616,8 @@ __all__ = [
     "Calibration",
     "ForgetRecord",
     "MULTI_MODES",
+    "PAPER_LAMBDA1_GRID",
+    "PAPER_LAMBDA2_GRID",
     "STEPS",
     "check_codes_fit",
     "check_model_finite",
