@@ -86,3 +86,28 @@ def test_linear_fisher_matches_reference(tiny_trained, tiny_dataset):
         torch.testing.assert_close(fast[n], ref[n], rtol=1e-4, atol=1e-10)
     with pytest.raises(ConfigError):
         F.sample_fisher(model, x[:0], y[:0])
+
+
+
+def test_a_fixed_lambda_variant_is_the_row_mnemonics_step(tiny_trained):
+    """One path: the baselines mnemonic_calibrated / mnemonic_paper (default settings) and the row
+    ``mnemonic`` (pipeline.forget_step) with the same step and lambdas give the same weights, to the bit."""
+    from mnemonic_mu import pipeline
+    from mnemonic_mu.settings import Settings
+
+    model, codes = tiny_trained
+    moved = []
+    for name, step in (("mnemonic_calibrated", "calibrated"), ("mnemonic_paper", "paper")):
+        entry = M.METHODS[name]
+        s = Settings(step=step, lambda1=entry.fixed["lambda1"], lambda2=entry.fixed["lambda2"])
+        for forget_classes in ([0], [1], [2], [3], [1, 3]):
+            row = pipeline.forget_step(s, model, codes, forget_classes, repeats=1)
+            result = M.unlearn(name, model, codes, forget_classes, None)
+            assert result.chosen == {"lambda1": s.lambda1, "lambda2": s.lambda2, "step": step}
+            assert result.info["sign"] == row.record.sign and result.info["scale"] == row.record.scale
+            new, ref = dict(result.model.named_parameters()), dict(row.model.named_parameters())
+            assert set(new) == set(ref)
+            for n, p in ref.items():
+                assert torch.equal(new[n], p), f"{name} and the row mnemonic differ at {n} ({forget_classes})"
+            moved.append(any(not torch.equal(p, model.get_parameter(n)) for n, p in ref.items()))
+    assert any(moved)  # not only unchanged models compared

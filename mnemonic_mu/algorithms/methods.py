@@ -46,7 +46,8 @@ def mnemonic(
 
     eta = f_F / f_R from the code Fisher (Eq. 6-7), per-layer alpha_l (Eq. 5), the
     sign chosen on the codes.  With ``lambda1`` and ``lambda2`` given, no data is
-    touched; otherwise
+    touched, and the step is the one the pipeline's row ``mnemonic`` takes (the same call of
+    :func:`~mnemonic_mu.algorithms.forget.forget`, so the same weights to the bit); otherwise
     (lambda1, lambda2) are chosen over ``lambda1_grid`` x ``lambda2_grid`` by ``A_R + E_F`` on
     the validation split (the per-class code Fishers are computed once; the search costs forward
     passes only and counts in the time).  ``calibration`` sets the calibrated step's rules
@@ -54,16 +55,16 @@ def mnemonic(
     """
     with Timer() as t:
         forget_classes = check_forget_classes(forget_classes, len(codes))
-        fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
         search: list[dict] = []
         if lambda1 is not None and lambda2 is not None:
             new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, calibration=calibration,
-                                 per_class_fisher=fishers)
+                                 fisher_method="batched")
         else:
             data = need_data("mnemonic_tuned", data)
             if not lambda1_grid or not lambda2_grid:
                 raise ConfigError("mnemonic needs lambda1 and lambda2, or non-empty lambda1_grid and lambda2_grid "
                                   "to choose them from on the validation split")
+            fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
             best = None
             for l1 in lambda1_grid:
                 for l2 in lambda2_grid:
@@ -173,19 +174,19 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "mnemonic_paper", mnemonic, "nothing", "the paper's step (Eq. 5-7) with its MNIST lambdas fixed",
-            source=_PAPER, fixed={"step": "paper"} | _PAPER_LAMBDAS,
+            source=_PAPER, version=2, fixed={"step": "paper"} | _PAPER_LAMBDAS,
         ),
         Method(
             "mnemonic_calibrated", mnemonic, "nothing",
             "this kit's calibrated step (docs/calibration.md) with the paper's lambdas: the row `mnemonic` at "
             "the default settings",
-            source="this kit", version=2, fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
+            source="this kit", version=3, fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
         ),
         Method(
             "mnemonic_calibrated_v1", mnemonic, "nothing",
             "the calibrated step as it stood before the retain guard (`Calibration.v1()`: every parameter on one "
             "scale, margin 2), kept to compare against",
-            source="this kit",
+            source="this kit", version=2,
             fixed={"step": "calibrated"} | _PAPER_LAMBDAS | {"calibration": Calibration.v1()},
         ),
         Method(
