@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -111,3 +113,58 @@ def test_a_fixed_lambda_variant_is_the_row_mnemonics_step(tiny_trained):
                 assert torch.equal(new[n], p), f"{name} and the row mnemonic differ at {n} ({forget_classes})"
             moved.append(any(not torch.equal(p, model.get_parameter(n)) for n, p in ref.items()))
     assert any(moved)  # not only unchanged models compared
+
+
+# What each level of SEES does not read: the parts of UnlearnData (and of its dataset) a method of
+# that level must give the same model without.
+UNSEEN = {
+    "nothing": {"forget", "retain", "val"},
+    "validation split": {"forget", "retain"},
+    "forget samples": {"retain"},
+    "retain samples": {"forget"},
+    "forget and retain samples": set(),
+}
+
+
+def _blind(data: M.UnlearnData, unseen: set, forget_classes) -> M.UnlearnData:
+    """``data`` with the inputs of every part in ``unseen`` replaced by noise and their labels shuffled
+    (the dataset's copies too; its train labels stay, so retrain still excludes the same samples)."""
+    gen = torch.Generator().manual_seed(123)
+
+    def noise(x):
+        return torch.rand(x.shape, generator=gen) * 3 - 1
+
+    def shuffled(y):
+        return y[torch.randperm(len(y), generator=gen)]
+
+    changes: dict = {}
+    ds = data.dataset
+    x_train = ds.x_train.clone()
+    forget_rows = torch.isin(ds.y_train, torch.tensor(forget_classes))
+    for part, rows in (("forget", forget_rows), ("retain", ~forget_rows)):
+        if part in unseen:
+            x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
+            changes |= {f"x_{part}": noise(x), f"y_{part}": shuffled(y)}
+            x_train[rows] = noise(x_train[rows])
+    ds_changes = {"x_train": x_train}
+    if "val" in unseen:
+        changes |= {"x_val": noise(data.x_val), "y_val": shuffled(data.y_val)}
+        ds_changes |= {"x_val": changes["x_val"], "y_val": changes["y_val"]}
+    return dataclasses.replace(data, **changes, dataset=dataclasses.replace(ds, **ds_changes))
+
+
+@pytest.mark.parametrize("name", list(M.METHODS))
+def test_a_method_sees_what_its_entry_says(name, tiny_trained, request_data):
+    """The registry's ``sees`` is true: hiding what a method does not see (noise instead of samples)
+    leaves its model the same to the bit."""
+    model, codes = tiny_trained
+    entry = M.METHODS[name]
+    assert entry.sees in M.SEES and UNSEEN.keys() == M.SEES.keys()
+    unseen = UNSEEN[entry.sees]
+    blind = _blind(request_data, unseen, [0])
+    assert not torch.equal(blind.dataset.x_train, request_data.dataset.x_train) or not unseen
+    seen = M.unlearn(name, model, codes, [0], request_data, seed=0, **FAST.get(name, {}))
+    hidden = M.unlearn(name, model, codes, [0], blind, seed=0, **FAST.get(name, {}))
+    for (n, p), q in zip(seen.model.named_parameters(), hidden.model.parameters()):
+        assert torch.equal(p, q), f"{name} read data it does not see ({entry.sees}): {n} differs"
+    assert seen.chosen == hidden.chosen

@@ -118,7 +118,8 @@ class Method:
     ``version`` keys the results its code made (bump it when a change alters its numbers: the
     sweep and the report recompute that method's rows, :mod:`mnemonic_mu.io.store`).
     ``reference``: a reference row of every request rather than a method to compare (retrain:
-    trained once and cached), so not among the default baselines.
+    trained once and cached), so not among the default baselines.  ``backward_passes``: what the
+    backward passes its result counts are, in words.
     """
 
     name: str
@@ -132,6 +133,7 @@ class Method:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
     reference: bool = False
+    backward_passes: str = ""
 
     def __post_init__(self) -> None:
         if self.sees not in SEES:
@@ -169,18 +171,21 @@ METHODS: dict[str, Method] = {
         Method(
             "mnemonic_tuned", mnemonic, "validation split",
             "the paper's step with (lambda1, lambda2) chosen by validation A_R + E_F over the settings' grids",
-            source=_PAPER + " (there tuned on the test split)", grid=_PAPER_GRID, fixed={"step": "paper"},
+            source=_PAPER + "; there tuned on the test split", grid=_PAPER_GRID, fixed={"step": "paper"},
             settings=("lambda1_grid", "lambda2_grid"),
+            backward_passes="|C| (one per class code)",
         ),
         Method(
             "mnemonic_paper", mnemonic, "nothing", "the paper's step (Eq. 5-7) with its MNIST lambdas fixed",
             source=_PAPER, version=2, fixed={"step": "paper"} | _PAPER_LAMBDAS,
+            backward_passes="|C|",
         ),
         Method(
             "mnemonic_calibrated", mnemonic, "nothing",
             "this kit's calibrated step (docs/calibration.md) with the paper's lambdas: the row `mnemonic` at "
             "the default settings",
             source="this kit", version=3, fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
+            backward_passes="|C|",
         ),
         Method(
             "mnemonic_calibrated_v1", mnemonic, "nothing",
@@ -188,29 +193,34 @@ METHODS: dict[str, Method] = {
             "scale, margin 2), kept to compare against",
             source="this kit", version=2,
             fixed={"step": "calibrated"} | _PAPER_LAMBDAS | {"calibration": Calibration.v1()},
+            backward_passes="|C|",
         ),
         Method(
             "ours_with_data", ours_with_data, "forget and retain samples",
             "the paper's ablation: the same step with per-sample Fishers of forget and retain samples (at most "
             "10,000 each) on the model trained without codes; (lambda1, lambda2, sign) by validation A_R + E_F",
-            source=_PAPER + " (ablation)", input_model="no_codes", grid=_PAPER_GRID,
+            source=_PAPER + ", its ablation", input_model="no_codes", grid=_PAPER_GRID,
+            backward_passes="one per sample drawn",
         ),
         Method(
             "retrain", retrain, "retain samples",
             "train from scratch on the retain samples with the original's recipe: the gold standard (the sweep "
             "takes it from the model cache)",
             source=f"e.g. {_GOLATKAR}", reference=True,
+            backward_passes="epochs x retain samples",
         ),
         Method(
             "finetune", finetune, "retain samples",
             "fine-tune on the retain samples; forgetting by catastrophic forgetting; chosen by validation A_R + E_F",
             source=_GOLATKAR, grid={"lrs": (0.01, 0.05), "epochs": 5},
+            backward_passes="one per sample per epoch",
         ),
         Method(
             "neggrad", neggrad, "forget samples",
             "gradient ascent on the forget samples; chosen by the selection rule (`Selection`)",
             source=f"{_GOLATKAR}; Kurmanji et al., NeurIPS 2023", version=3,
             grid={"lrs": (1e-3, 1e-2, 5e-2, 1e-1), "epochs": 5},
+            backward_passes="one per sample per epoch",
         ),
         Method(
             "neggrad_plus", neggrad, "forget and retain samples",
@@ -219,13 +229,15 @@ METHODS: dict[str, Method] = {
             "chosen by the selection rule",
             source="Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023", version=3,
             grid={"retain_weights": (0.95, 0.9, 0.99), "lrs": (1e-2, 5e-2), "epochs": 10},
+            backward_passes="one per sample per epoch",
         ),
         Method(
             "random_label", random_label, "forget and retain samples",
             "fine-tune on the forget samples relabelled with a random remaining class, each batch paired with "
             "retain samples; chosen by validation A_R + E_F",
-            source="Graves, Nagisetty, Ganesh, AAAI 2021 (SalUn's RL, Fan et al., ICLR 2024)",
+            source="Graves, Nagisetty, Ganesh, AAAI 2021; the RL of SalUn, Fan et al., ICLR 2024",
             grid={"lrs": (0.01, 0.05), "epochs": 5},
+            backward_passes="one per sample per epoch",
         ),
         Method(
             "ssd", ssd, "forget and retain samples",
@@ -233,12 +245,14 @@ METHODS: dict[str, Method] = {
             "to all training samples; chosen by the selection rule",
             source="Foster, Schoepf, Brintrup, AAAI 2024", version=3,
             grid={"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)},
+            backward_passes="one per sample (in mini-batches of 64)",
         ),
         Method(
             "fisher_forgetting", fisher_forgetting, "retain samples",
             "Gaussian noise scaled by the inverse Fisher of the retain samples, the forget classes' output rows "
             "reset; chosen by the selection rule",
             source=_GOLATKAR, version=3, grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
+            backward_passes="K (classes) per retain sample",
         ),
     )
 }
@@ -305,8 +319,8 @@ def _arguments(m: Method) -> str:
     fixed = [f"`{k}`={_show(v)}" for k, v in m.fixed.items()]
     grid = [f"`{k}` 1..{v}" if isinstance(v, int) and not isinstance(v, bool)
             else f"`{k}` {{{', '.join(_show(x) for x in v)}}}" for k, v in m.grid.items()]
-    over = [f"`{k}` from the settings" for k in m.settings]
-    return "; ".join(filter(None, (", ".join(fixed), " x ".join(grid), ", ".join(over)))) or "-"
+    own = "its settings " + ", ".join(f"`{k}`" for k in m.settings) if m.settings else ""
+    return "; ".join(filter(None, (", ".join(fixed), " x ".join(grid), own))) or "-"
 
 
 def _cell(text: str) -> str:
@@ -318,14 +332,17 @@ _TABLE_COLUMNS: dict[str, Callable[[Method], str]] = {
     "sees": lambda m: m.sees,
     "starts from": lambda m: m.input_model,
     "arguments (fixed; grid chosen on validation; settings)": _arguments,
+    "backward passes": lambda m: m.backward_passes or "-",
     "version": lambda m: str(m.version),
-    "what it does": lambda m: m.description + (f" ({m.source})" if m.source else ""),
+    "what it does": lambda m: m.description,
+    "source": lambda m: m.source or "-",
 }
 
 
 def markdown_table(columns: Iterable[str] = tuple(_TABLE_COLUMNS)) -> str:
     """The registry as a markdown table, one row per method: ``columns`` of :data:`_TABLE_COLUMNS`.
-    docs/baselines.md holds all of them between :data:`TABLE_START` and :data:`TABLE_END`."""
+    docs/baselines.md holds all of them, then :func:`sees_table`, between :data:`TABLE_START` and
+    :data:`TABLE_END`; notebook 07 shows it."""
     columns = list(columns)
     unknown = [c for c in columns if c not in _TABLE_COLUMNS]
     if unknown:
@@ -335,5 +352,13 @@ def markdown_table(columns: Iterable[str] = tuple(_TABLE_COLUMNS)) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sees_table() -> str:
+    """:data:`SEES` as a markdown table, from the least to the most (docs/baselines.md, below
+    :func:`markdown_table`)."""
+    lines = ["| sees | what the method reads |", "|---|---|"]
+    lines += [f"| {name} | {_cell(what)} |" for name, what in SEES.items()]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["INPUT_MODELS", "METHODS", "SEES", "TABLE_END", "TABLE_START", "Method", "MethodResult", "UnlearnData",
-           "baseline_names", "get_method", "markdown_table", "mnemonic", "row_sees", "unlearn"]
+           "baseline_names", "get_method", "markdown_table", "mnemonic", "row_sees", "sees_table", "unlearn"]
