@@ -176,11 +176,13 @@ def fisher(model_name: str, method: str):
 def ssd_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     from mnemonic_mu.algorithms.baselines import ssd
     from mnemonic_mu.algorithms.method_api import UnlearnData
+    from mnemonic_mu.algorithms.methods import METHODS
 
     cfg, dataset, ck = paper_mlp(dataset_name)
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
-    out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data), **_reps(quick, (1, 3), (1, 1)))
-    res = ssd(ck.model, ck.codes, FORGET, data)
+    grid = METHODS["ssd"].grid  # the registry's grid, as the sweep runs it
+    out = timed(lambda: ssd(ck.model, ck.codes, FORGET, data, **grid), **_reps(quick, (1, 3), (1, 1)))
+    res = ssd(ck.model, ck.codes, FORGET, data, **grid)
     return out | {
         "what": "baselines.ssd (data Fisher on forget + all train data, alpha chosen on validation), "
                 f"{dataset_name} MLP",
@@ -197,11 +199,12 @@ def ssd_mlp_generic(quick: bool) -> dict:
     """
     from mnemonic_mu.algorithms import baselines, fisher
     from mnemonic_mu.algorithms.method_api import UnlearnData
+    from mnemonic_mu.algorithms.methods import METHODS
 
     cfg, dataset, ck = paper_mlp()
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     fisher.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
-    out = timed(lambda: baselines.ssd(ck.model, ck.codes, FORGET, data), warmup=0, reps=1)
+    out = timed(lambda: baselines.ssd(ck.model, ck.codes, FORGET, data, **METHODS["ssd"].grid), warmup=0, reps=1)
     return out | {"what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), "
                           "mnist5k MLP"}
 

@@ -7,10 +7,11 @@ are partial overrides of it.  Library functions that take one of these choices a
 argument (``forget(step=None)``, ``generate_codes(dist=None)``, ``TrainConfig``) fall back to
 :func:`default`, so the kit has one table of defaults.
 
-This module imports nothing of the package: the algorithms read it.  One default is not
+This module imports nothing of the package: the algorithms read it.  Two defaults are not
 written here: ``attacks`` is every attack of the registry
-(:data:`~mnemonic_mu.algorithms.attacks.ATTACKS`), which :class:`~mnemonic_mu.settings.Settings`
-fills in; its comment is here with the others.
+(:data:`~mnemonic_mu.algorithms.attacks.ATTACKS`) and ``baselines`` every method of the registry
+but the references (:func:`~mnemonic_mu.algorithms.methods.baseline_names`), which
+:class:`~mnemonic_mu.settings.Settings` fills in; their comments are here with the others.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Defaults:
     fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
     fisher_repeats: int = 3  # random draws per n
     # -- evaluation
-    baselines: tuple[str, ...] = ("mnemonic_tuned", "mnemonic_paper", "mnemonic_calibrated", "mnemonic_calibrated_v1", "ours_with_data", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd", "fisher_forgetting")  # methods scored beside the mnemonic step
+    baselines: tuple[str, ...] = ()  # methods scored beside the mnemonic step (by default every method of the registry but retrain, the reference)
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
     attacks: tuple[str, ...] = ()  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
     band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band
@@ -74,12 +75,12 @@ class Defaults:
 RUNTIME = (
     "data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream",
 )  # the settings that never change a number (left out of the cache keys)
-FILLED_BY_SETTINGS = ("attacks",)  # defaults that depend on a registry above this module
+FILLED_BY_SETTINGS = ("attacks", "baselines")  # defaults that depend on a registry above this module
 
 
 def default(name: str):
-    """The default of setting ``name`` in the table above (``attacks``: ask
-    :meth:`mnemonic_mu.settings.Settings.default`, which knows the attack registry)."""
+    """The default of setting ``name`` in the table above (``attacks``, ``baselines``: ask
+    :meth:`mnemonic_mu.settings.Settings.default`, which knows the registries)."""
     if name in FILLED_BY_SETTINGS:
         raise KeyError(f"the default of {name!r} is set by mnemonic_mu.settings.Settings; use Settings.default")
     f = _FIELDS[name]

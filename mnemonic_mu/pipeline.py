@@ -27,7 +27,7 @@ from .algorithms.dataset import Dataset
 from .algorithms.fisher import Fisher, code_fisher
 from .algorithms.forget import Calibration, ForgetRecord, forget
 from .algorithms.indistinguishability import divergence_from_retrain
-from .algorithms.methods import INPUT_MODEL, MethodResult, UnlearnData, unlearn
+from .algorithms.methods import MethodResult, UnlearnData, get_method, unlearn
 from .algorithms.metrics import (
     check_forget_classes,
     evaluate,
@@ -37,6 +37,7 @@ from .algorithms.metrics import (
     tug_of_war_from_rows,
 )
 from .bands import request_band
+from .errors import ConfigError
 from .io import store
 from .io.artifacts import file_lock
 from .io.checkpoint import Checkpoint
@@ -276,16 +277,22 @@ def band_row(s: Settings, ck: Checkpoint, retrain_model: torch.nn.Module, datase
 def run_method(
     name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint], data: UnlearnData | None = None
 ) -> MethodResult:
-    """Registered method ``name`` on the request of ``s``, from the trained model it expects.
+    """Registered method ``name`` on the request of ``s``, from the trained model it expects
+    (its entry's ``input_model``), with the settings its entry names as its own.
 
-    Data-based methods see retain / forget training data and the validation split,
-    never the test split; the mnemonic variants see only the model and its codes.
+    Data-based methods see retain / forget training data and the validation split (what each
+    sees: its entry's ``sees``), never the test split; the mnemonic variants see only the model
+    and its codes.
     """
+    entry = get_method(name)
+    missing = [k for k in entry.settings if k not in Settings.names()]
+    if missing:
+        raise ConfigError(f"method {name!r} takes the setting {missing[0]!r}, which Settings does not have")
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     data = data or UnlearnData.from_dataset(dataset, forget_classes, s.train_config())
-    start = models[INPUT_MODEL[name]]
-    grids = {"lambda1_grid": s.lambda1_grid, "lambda2_grid": s.lambda2_grid} if name == "mnemonic_tuned" else {}
-    return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed, **grids)
+    start = models[entry.input_model]
+    own = {k: getattr(s, k) for k in entry.settings}
+    return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed, **own)
 
 
 def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint],
@@ -298,7 +305,8 @@ def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Che
 
 def method_row(result: MethodResult, name: str) -> dict:
     return {"seconds": result.seconds, "backward_passes": result.backward_passes, "chosen": result.chosen,
-            "input_model": INPUT_MODEL[name], "info": {k: v for k, v in result.info.items() if k != "warnings"},
+            "input_model": get_method(name).input_model,
+            "info": {k: v for k, v in result.info.items() if k != "warnings"},
             "warnings": list(result.info.get("warnings", []))}
 
 
@@ -450,7 +458,7 @@ def method_score(s: Settings, name: str, data: UnlearnData | None = None) -> dic
     :func:`cached_row`."""
     def compute():
         dataset, device = _task_setup(s)
-        roles = tuple(dict.fromkeys(("original", "retrain", INPUT_MODEL[name])))
+        roles = tuple(dict.fromkeys(("original", "retrain", get_method(name).input_model)))
         models = {role: ck for role, (ck, _) in train_models(s, dataset, roles, device).items()}
         return score_method(name, s, dataset, models, data)
 
@@ -525,7 +533,7 @@ def row_task(s: Settings, kind: str, name, model: torch.nn.Module | None = None)
             raise ValueError("a 'step' row needs the step's model")
         return score(model, retrain_model, dataset, s)
     if kind == "method":
-        roles = tuple(dict.fromkeys(("original", "retrain", INPUT_MODEL[name])))
+        roles = tuple(dict.fromkeys(("original", "retrain", get_method(name).input_model)))
         models = {role: ck for role, (ck, _) in train_models(s, dataset, roles, device).items()}
         return score_method(name, s, dataset, models)
     raise ValueError(f"unknown row kind {kind!r}")

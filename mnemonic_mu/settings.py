@@ -25,7 +25,7 @@ from pathlib import Path
 from .algorithms.attacks import ATTACKS
 from .algorithms.codes import CODE_DISTRIBUTIONS
 from .algorithms.forget import MULTI_MODES, STEPS
-from .algorithms.methods import METHODS
+from .algorithms.methods import METHODS, baseline_names
 from .algorithms.metrics import check_forget_classes
 from .algorithms.models import MODELS
 from .algorithms.train import TrainConfig, check_recipe
@@ -43,6 +43,8 @@ class Settings(Defaults):
 
     # the one default the table cannot write (it sits below the registry): every attack of the registry
     attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))
+    # and every method of the registry but the references
+    baselines: tuple[str, ...] = field(default_factory=baseline_names)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -199,9 +201,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("fisher_samples and fisher_repeats must be positive")
     unknown = [b for b in s.baselines if b not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    if "retrain" in s.baselines:
-        raise ConfigError("retrain is always the reference row (trained once, cached); leave it out of baselines")
+        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(baseline_names())} (or none)")
+    references = [b for b in s.baselines if METHODS[b].reference]
+    if references:
+        raise ConfigError(f"{references[0]} is always the reference row (trained once, cached); leave it out of "
+                          "baselines")
     unknown = [a for a in s.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")

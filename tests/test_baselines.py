@@ -12,6 +12,7 @@ from torch import nn
 
 from mnemonic_mu.algorithms import baselines as B
 from mnemonic_mu.algorithms.method_api import UnlearnData
+from mnemonic_mu.algorithms.methods import METHODS
 from mnemonic_mu.algorithms.models import build_model
 from mnemonic_mu.errors import ConfigError
 
@@ -202,7 +203,7 @@ def test_ssd_importances_are_squared_minibatch_gradients():
 
 def test_ssd_grid_starts_at_the_reference_defaults():
     m = TwoLinear()
-    result = B.ssd(m, None, [0], data(X[Y != 0], Y[Y != 0], X[Y == 0], Y[Y == 0]))
+    result = B.ssd(m, None, [0], data(X[Y != 0], Y[Y != 0], X[Y == 0], Y[Y == 0]), **METHODS["ssd"].grid)
     assert (result.search[0]["alpha"], result.search[0]["lambda"]) == (10.0, 1.0)
     assert len(result.search) == 5 * 4 and result.info["selection"] in B.Selection.TIERS.values()
 

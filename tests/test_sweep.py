@@ -4,6 +4,7 @@ The sweeps are slow tests; the checks of a plan and the band arithmetic on hand-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -135,7 +136,8 @@ def test_algorithm_version_bump_recomputes_only_the_affected_rows(tiny_sweep, mo
     monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))
     S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])
     assert calls == []  # nothing changed: every row reused
-    monkeypatch.setitem(methods.VERSIONS, "finetune", methods.VERSIONS["finetune"] + 1)
+    bumped = dataclasses.replace(methods.METHODS["finetune"], version=methods.METHODS["finetune"].version + 1)
+    monkeypatch.setitem(methods.METHODS, "finetune", bumped)
     again = S.run_sweep(s, classes=(0, 1), seeds=(0,), out_dir=result["folder"])
     assert calls == ["finetune", "finetune"]  # one request per class, finetune alone
     # the recomputed rows carry the same numbers (the code did not really change) ...

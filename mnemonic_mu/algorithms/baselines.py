@@ -1,5 +1,7 @@
 """The data-based baselines the mnemonic step is compared with, behind the one signature of
-:mod:`mnemonic_mu.algorithms.method_api`.  Each docstring cites the method's source."""
+:mod:`mnemonic_mu.algorithms.method_api`.  Each docstring cites the method's source.  The grids
+they search are arguments without a default: each method's values live in its registry entry
+(:data:`mnemonic_mu.algorithms.methods.METHODS`), which passes them."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..defaults import default
 from ..errors import ConfigError
 from .dataset import make_augment
 from .fisher import Fisher, minibatch_fisher, sample_fisher, trainable
@@ -24,19 +25,16 @@ from .models import MODELS, build_model
 from .train import train_model
 
 
-def _lambda_grids():
-    return default("lambda1_grid"), default("lambda2_grid")
-
-
 def ours_with_data(
     model: nn.Module,
     codes: torch.Tensor | None,
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
+    *,
+    lambda1_grid: Sequence[float],
+    lambda2_grid: Sequence[float],
     max_samples: int | None = 10_000,
-    lambda1_grid: Sequence[float] | None = None,
-    lambda2_grid: Sequence[float] | None = None,
     chunk_size: int = 64,
 ) -> MethodResult:
     """The paper's ablation (Yamashita et al., ACML 2024): the same one-shot step,
@@ -50,8 +48,6 @@ def ours_with_data(
     the validation split.  ``codes`` is ignored.  One backward pass per sample.
     """
     data = need_data("ours_with_data", data)
-    grids = _lambda_grids()
-    lambda1_grid, lambda2_grid = lambda1_grid or grids[0], lambda2_grid or grids[1]
     with Timer() as t:
         forget_classes = check_forget_classes(forget_classes, data.num_classes)
         check_model_finite(model)
@@ -267,8 +263,9 @@ def finetune(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    lrs: Sequence[float] = (0.01, 0.05),
-    epochs: int = 5,
+    *,
+    lrs: Sequence[float],
+    epochs: int,
     batch_size: int = 128,
 ) -> MethodResult:
     """Fine-tune on the retain data only, a few epochs (the "Fine-tune" baseline of
@@ -297,8 +294,9 @@ def neggrad(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    lrs: Sequence[float] = (1e-3, 1e-2, 5e-2, 1e-1),
-    epochs: int = 5,
+    *,
+    lrs: Sequence[float],
+    epochs: int,
     batch_size: int = 128,
     retain_weights: Sequence[float] = (0.0,),
     selection: Selection = Selection(),
@@ -357,8 +355,9 @@ def random_label(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    lrs: Sequence[float] = (0.01, 0.05),
-    epochs: int = 5,
+    *,
+    lrs: Sequence[float],
+    epochs: int,
     batch_size: int = 128,
 ) -> MethodResult:
     """Random labels (Graves, Nagisetty, Ganesh, "Amnesiac Machine Learning", AAAI 2021;
@@ -416,8 +415,9 @@ def ssd(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    alphas: Sequence[float] = (10.0, 1.0, 3.0, 30.0, 100.0),
-    lambdas: Sequence[float] = (1.0, 0.1, 0.5, 5.0),
+    *,
+    alphas: Sequence[float],
+    lambdas: Sequence[float],
     batch_size: int = 64,
     selection: Selection = Selection(),
 ) -> MethodResult:
@@ -609,7 +609,8 @@ def fisher_forgetting(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    alphas: Sequence[float] = (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5),
+    *,
+    alphas: Sequence[float],
     max_samples: int | None = None,
     chunk_size: int = 64,
     selection: Selection = Selection(),

@@ -66,6 +66,11 @@ from .metrics import check_forget_classes
 VERSION = 2  # bump when a change to this module changes the step's numbers
 
 STEPS = ("paper", "calibrated")
+# The paper's (lambda1, lambda2) grids (Yamashita et al. searched them on the test split; the kit
+# scores them on validation): written once, as the defaults of the settings lambda1_grid /
+# lambda2_grid (mnemonic_mu/defaults.py); the grid of the methods that search them (algorithms/methods.py).
+PAPER_LAMBDA1_GRID: tuple[float, ...] = default("lambda1_grid")
+PAPER_LAMBDA2_GRID: tuple[float, ...] = default("lambda2_grid")
 MULTI_MODES = ("sequential", "joint")
 
 
@@ -610,6 +615,8 @@ __all__ = [
     "Calibration",
     "ForgetRecord",
     "MULTI_MODES",
+    "PAPER_LAMBDA1_GRID",
+    "PAPER_LAMBDA2_GRID",
     "STEPS",
     "check_codes_fit",
     "check_model_finite",

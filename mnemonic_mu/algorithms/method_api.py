@@ -4,15 +4,18 @@ Every method is called the same way::
 
     result = METHODS[name](model, codes, forget_classes, data, seed=0, **settings)
 
+(an entry of :data:`~mnemonic_mu.algorithms.methods.METHODS` calls its function with its fixed
+arguments and grid, then ``settings``).
+
 * ``model`` - the trained model to unlearn (left untouched; the result holds a
   new one).  ``ours_with_data`` expects the model trained *without* codes
-  (``methods.INPUT_MODEL`` says which trained model each method takes).
+  (each entry's ``input_model`` says which trained model the method takes).
 * ``codes`` - the model's mnemonic codes (used by the mnemonic methods only).
 * ``forget_classes`` - the request C_F.
 * ``data`` - an :class:`UnlearnData` (retain / forget train data, the
   validation split, the training recipe); ``None`` is accepted only by the
   data-free ``mnemonic_paper`` and ``mnemonic_calibrated``.
-* ``settings`` - the method's own options (defaults in each signature).
+* ``settings`` - the method's own options (its grid and fixed arguments come from its registry entry).
 
 Each returns a :class:`MethodResult`: the new model, its wall time (the whole
 call, hyperparameter search included, measured with ``time.perf_counter``),

@@ -1,24 +1,29 @@
 """The registry of unlearning methods: the mnemonic step and its variants beside the baselines.
 
-One signature for all (:mod:`mnemonic_mu.algorithms.method_api`), one registry
-(:data:`METHODS`, a dict), each variant a small diff from its base method
-(:func:`_variant`).  :data:`INPUT_MODEL` names the trained model each method
-starts from; :data:`VERSIONS` keys the results each method's code made.
+A method is one :class:`Method` entry of :data:`METHODS`: its function (the one signature of
+:mod:`~mnemonic_mu.algorithms.method_api`), what it sees of the data (one of :data:`SEES`), the
+trained model it starts from, the version of its code (in the keys of its cached results), the
+grid it searches on the validation split, the settings it takes from
+:class:`~mnemonic_mu.settings.Settings`, its source and a one-line description.  A variant is
+the same function with other ``fixed`` arguments or another grid.  The settings' default and
+validator, the CLI help, the sweep, the results tables, the report pages and docs/baselines.md
+(:func:`markdown_table`) read the registry.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Iterable, Sequence
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..defaults import default
 from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
-from .forget import Calibration, forget
+from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
 
@@ -32,8 +37,8 @@ def mnemonic(
     step: str | None = None,
     lambda1: float | None = None,
     lambda2: float | None = None,
-    lambda1_grid: Sequence[float] | None = None,
-    lambda2_grid: Sequence[float] | None = None,
+    lambda1_grid: Sequence[float] = (),
+    lambda2_grid: Sequence[float] = (),
     calibration: Calibration | None = None,
 ) -> MethodResult:
     """One-shot forgetting with mnemonic codes (Yamashita, Yamada, Shibata, "One-Shot Machine
@@ -41,22 +46,25 @@ def mnemonic(
 
     eta = f_F / f_R from the code Fisher (Eq. 6-7), per-layer alpha_l (Eq. 5), the
     sign chosen on the codes.  With ``lambda1`` and ``lambda2`` given, no data is
-    touched; otherwise (lambda1, lambda2) are chosen over the paper's grid by
-    ``A_R + E_F`` on the validation split (the code Fisher is computed once; the
-    search costs forward passes only and counts in the time).  ``calibration`` sets the
-    calibrated step's rules (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`).
+    touched, and the step is the one the pipeline's row ``mnemonic`` takes (the same call of
+    :func:`~mnemonic_mu.algorithms.forget.forget`, so the same weights to the bit); otherwise
+    (lambda1, lambda2) are chosen over ``lambda1_grid`` x ``lambda2_grid`` by ``A_R + E_F`` on
+    the validation split (the per-class code Fishers are computed once; the search costs forward
+    passes only and counts in the time).  ``calibration`` sets the calibrated step's rules
+    (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`).
     """
-    lambda1_grid = lambda1_grid or default("lambda1_grid")
-    lambda2_grid = lambda2_grid or default("lambda2_grid")
     with Timer() as t:
         forget_classes = check_forget_classes(forget_classes, len(codes))
-        fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
         search: list[dict] = []
         if lambda1 is not None and lambda2 is not None:
             new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, calibration=calibration,
-                                 per_class_fisher=fishers)
+                                 fisher_method="batched")
         else:
             data = need_data("mnemonic_tuned", data)
+            if not lambda1_grid or not lambda2_grid:
+                raise ConfigError("mnemonic needs lambda1 and lambda2, or non-empty lambda1_grid and lambda2_grid "
+                                  "to choose them from on the validation split")
+            fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
             best = None
             for l1 in lambda1_grid:
                 for l2 in lambda2_grid:
@@ -80,79 +88,196 @@ def mnemonic(
 
 
 # --------------------------------------------------------------------------
-# Registry
+# The registry
 
 MethodFn = Callable[..., MethodResult]
 
+# What a method sees of the request's data, from the least to the most; the test split is never
+# among it.  A method with a grid also reads the validation split to choose among the grid.
+SEES: dict[str, str] = {
+    "nothing": "the model and its codes only: no sample of any split",
+    "validation split": "the model, its codes and the validation split (to choose its hyperparameters); "
+                        "no training sample",
+    "forget samples": "the forget classes' training samples",
+    "retain samples": "the remaining classes' training samples",
+    "forget and retain samples": "training samples of the forget classes and of the remaining classes",
+}
+INPUT_MODELS = ("original", "no_codes")  # the trained models a method can start from (pipeline.ROLES but retrain)
 
-def _variant(base: MethodFn, doc: str, **preset) -> MethodFn:
-    """``base`` with some settings preset: a variant is a small diff from its base method."""
-    fn = functools.partial(base, **preset)
-    fn.__doc__ = doc
-    fn.__name__ = f"{base.__name__}[{', '.join(f'{k}={v}' for k, v in preset.items())}]"  # type: ignore[attr-defined]
-    return fn
+
+@dataclass(frozen=True)
+class Method:
+    """One unlearning method, whole: an entry of :data:`METHODS`.
+
+    ``function`` has the one signature of :mod:`~mnemonic_mu.algorithms.method_api` and is called
+    with ``fixed`` (the arguments that make a variant: the step, fixed lambdas), ``grid`` (the
+    values it searches, choosing on the validation split; a whole number ``n`` there, such as
+    ``epochs``, offers every value 1..n) and, from a request's settings, the
+    :class:`~mnemonic_mu.settings.Settings` fields named in ``settings`` (they override the
+    grid).  ``sees`` is one of :data:`SEES`; ``input_model`` one of :data:`INPUT_MODELS`;
+    ``version`` keys the results its code made (bump it when a change alters its numbers: the
+    sweep and the report recompute that method's rows, :mod:`mnemonic_mu.io.store`).
+    ``reference``: a reference row of every request rather than a method to compare (retrain:
+    trained once and cached), so not among the default baselines.  ``backward_passes``: what the
+    backward passes its result counts are, in words.
+    """
+
+    name: str
+    function: MethodFn
+    sees: str
+    description: str
+    source: str = ""
+    input_model: str = "original"
+    version: int = 1
+    grid: Mapping[str, Any] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    settings: tuple[str, ...] = ()
+    reference: bool = False
+    backward_passes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sees not in SEES:
+            raise ConfigError(f"method {self.name!r}: sees must be one of {', '.join(SEES)}, got {self.sees!r}")
+        if self.input_model not in INPUT_MODELS:
+            raise ConfigError(f"method {self.name!r}: input_model must be one of {', '.join(INPUT_MODELS)}, "
+                              f"got {self.input_model!r}")
+        params = inspect.signature(self.function).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = [k for k in (*self.fixed, *self.grid, *self.settings) if k not in params]
+            if unknown:
+                raise ConfigError(f"method {self.name!r}: its function takes no argument {unknown[0]!r}")
+        both = set(self.fixed) & set(self.grid)
+        if both:
+            raise ConfigError(f"method {self.name!r}: {sorted(both)[0]!r} is both fixed and a grid")
+
+    def arguments(self, **options) -> dict[str, Any]:
+        """The keyword arguments of its function: ``fixed``, then ``grid``, then ``options``."""
+        return dict(self.fixed) | dict(self.grid) | options
+
+    def __call__(self, model: nn.Module, codes: torch.Tensor | None, forget_classes: Iterable[int],
+                 data: UnlearnData | None = None, seed: int = 0, **options) -> MethodResult:
+        """Run the method: its function with :meth:`arguments` (``options`` override the entry's)."""
+        return self.function(model, codes, forget_classes, data, seed=seed, **self.arguments(**options))
 
 
-METHODS: dict[str, MethodFn] = {
-    "mnemonic_tuned": _variant(
-        mnemonic,
-        "mnemonic with (lambda1, lambda2) chosen on the validation split over the paper's grid (paper step).",
-        step="paper",
-    ),
-    "mnemonic_paper": _variant(
-        mnemonic,
-        "mnemonic with the paper's step and MNIST lambdas (1e-3, 10) fixed: codes only, no data at all.",
-        step="paper",
-        lambda1=1e-3,
-        lambda2=10.0,
-    ),
-    "mnemonic_calibrated": _variant(
-        mnemonic,
-        "mnemonic with this kit's calibrated step (codes only, see forget.py), paper lambdas fixed.",
-        step="calibrated",
-        lambda1=1e-3,
-        lambda2=10.0,
-    ),
-    "mnemonic_calibrated_v1": _variant(
-        mnemonic,
-        "mnemonic with the calibrated step as it stood before the retain guard (Calibration.v1(): every "
-        "parameter on one scale, margin 2), paper lambdas fixed: kept to compare against.",
-        step="calibrated",
-        lambda1=1e-3,
-        lambda2=10.0,
-        calibration=Calibration.v1(),
-    ),
-    "ours_with_data": ours_with_data,
-    "retrain": retrain,
-    "finetune": finetune,
-    "neggrad": neggrad,
-    "neggrad_plus": _variant(
-        neggrad,
-        "NegGrad+ (Kurmanji et al., NeurIPS 2023): neggrad with retain weights beta in (0.95, 0.9, 0.99) "
-        "(descend on retain data too), lr in (0.01, 0.05), up to 10 epochs over the retain data; their "
-        "code's beta 0.95, lr 0.01, 10 epochs come first in the grid.",
-        retain_weights=(0.95, 0.9, 0.99),
-        lrs=(1e-2, 5e-2),
-        epochs=10,
-    ),
-    "random_label": random_label,
-    "ssd": ssd,
-    "fisher_forgetting": fisher_forgetting,
+_PAPER_LAMBDAS = {"lambda1": 1e-3, "lambda2": 10.0}  # the paper's MNIST lambdas
+_PAPER_GRID = {"lambda1_grid": PAPER_LAMBDA1_GRID, "lambda2_grid": PAPER_LAMBDA2_GRID}
+_PAPER = "Yamashita, Yamada, Shibata, ACML 2024"
+_GOLATKAR = "Golatkar, Achille, Soatto, CVPR 2020"
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "mnemonic_tuned", mnemonic, "validation split",
+            "the paper's step with (lambda1, lambda2) chosen by validation A_R + E_F over the settings' grids",
+            source=_PAPER + "; there tuned on the test split", grid=_PAPER_GRID, fixed={"step": "paper"},
+            settings=("lambda1_grid", "lambda2_grid"),
+            backward_passes="|C| (one per class code)",
+        ),
+        Method(
+            "mnemonic_paper", mnemonic, "nothing", "the paper's step (Eq. 5-7) with its MNIST lambdas fixed",
+            source=_PAPER, version=2, fixed={"step": "paper"} | _PAPER_LAMBDAS,
+            backward_passes="|C|",
+        ),
+        Method(
+            "mnemonic_calibrated", mnemonic, "nothing",
+            "this kit's calibrated step (docs/calibration.md) with the paper's lambdas: the row `mnemonic` at "
+            "the default settings",
+            source="this kit", version=3, fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
+            backward_passes="|C|",
+        ),
+        Method(
+            "mnemonic_calibrated_v1", mnemonic, "nothing",
+            "the calibrated step as it stood before the retain guard (`Calibration.v1()`: every parameter on one "
+            "scale, margin 2), kept to compare against",
+            source="this kit", version=2,
+            fixed={"step": "calibrated"} | _PAPER_LAMBDAS | {"calibration": Calibration.v1()},
+            backward_passes="|C|",
+        ),
+        Method(
+            "ours_with_data", ours_with_data, "forget and retain samples",
+            "the paper's ablation: the same step with per-sample Fishers of forget and retain samples (at most "
+            "10,000 each) on the model trained without codes; (lambda1, lambda2, sign) by validation A_R + E_F",
+            source=_PAPER + ", its ablation", input_model="no_codes", grid=_PAPER_GRID,
+            backward_passes="one per sample drawn",
+        ),
+        Method(
+            "retrain", retrain, "retain samples",
+            "train from scratch on the retain samples with the original's recipe: the gold standard (the sweep "
+            "takes it from the model cache)",
+            source=f"e.g. {_GOLATKAR}", reference=True,
+            backward_passes="epochs x retain samples",
+        ),
+        Method(
+            "finetune", finetune, "retain samples",
+            "fine-tune on the retain samples; forgetting by catastrophic forgetting; chosen by validation A_R + E_F",
+            source=_GOLATKAR, grid={"lrs": (0.01, 0.05), "epochs": 5},
+            backward_passes="one per sample per epoch",
+        ),
+        Method(
+            "neggrad", neggrad, "forget samples",
+            "gradient ascent on the forget samples; chosen by the selection rule (`Selection`)",
+            source=f"{_GOLATKAR}; Kurmanji et al., NeurIPS 2023", version=3,
+            grid={"lrs": (1e-3, 1e-2, 5e-2, 1e-1), "epochs": 5},
+            backward_passes="one per sample per epoch",
+        ),
+        Method(
+            "neggrad_plus", neggrad, "forget and retain samples",
+            "NegGrad+: each step descends beta x CE on a retain batch and ascends (1 - beta) x CE on a forget "
+            "batch, an epoch one pass over the retain data (their code's beta 0.95, lr 0.01, 10 epochs first); "
+            "chosen by the selection rule",
+            source="Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023", version=3,
+            grid={"retain_weights": (0.95, 0.9, 0.99), "lrs": (1e-2, 5e-2), "epochs": 10},
+            backward_passes="one per sample per epoch",
+        ),
+        Method(
+            "random_label", random_label, "forget and retain samples",
+            "fine-tune on the forget samples relabelled with a random remaining class, each batch paired with "
+            "retain samples; chosen by validation A_R + E_F",
+            source="Graves, Nagisetty, Ganesh, AAAI 2021; the RL of SalUn, Fan et al., ICLR 2024",
+            grid={"lrs": (0.01, 0.05), "epochs": 5},
+            backward_passes="one per sample per epoch",
+        ),
+        Method(
+            "ssd", ssd, "forget and retain samples",
+            "Selective Synaptic Dampening: shrink the parameters far more important to the forget samples than "
+            "to all training samples; chosen by the selection rule",
+            source="Foster, Schoepf, Brintrup, AAAI 2024", version=3,
+            grid={"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)},
+            backward_passes="one per sample (in mini-batches of 64)",
+        ),
+        Method(
+            "fisher_forgetting", fisher_forgetting, "retain samples",
+            "Gaussian noise scaled by the inverse Fisher of the retain samples, the forget classes' output rows "
+            "reset; chosen by the selection rule",
+            source=_GOLATKAR, version=3, grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
+            backward_passes="K (classes) per retain sample",
+        ),
+    )
 }
 
-# Which trained model each method starts from ("original" = trained with codes).
-INPUT_MODEL: dict[str, str] = {name: "original" for name in METHODS} | {"ours_with_data": "no_codes"}
-# The version of each method's code: bump one when a change alters its numbers, and the
-# sweep and the report recompute that method's rows (mnemonic_mu.io.store).
-VERSIONS: dict[str, int] = {name: 1 for name in METHODS} | {
-    "mnemonic_calibrated": 2,
-    # 2: the reference implementations' estimators and defaults, the Selection rule (baselines.py);
-    # 3: Selection's collapse_ratio 0.5 -> 0.95 (chosen on validation: benchmarks/validation_studies.py)
-    "fisher_forgetting": 3,
-    "ssd": 3,
-    "neggrad": 3,
-    "neggrad_plus": 3,
-}
+
+def get_method(name: str) -> Method:
+    """The entry of registered method ``name``, or one clear ConfigError naming the others."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def baseline_names() -> tuple[str, ...]:
+    """The registered methods that are compared with the step (every one but the references), in
+    registry order: the default of the setting ``baselines``."""
+    return tuple(name for name, m in METHODS.items() if not m.reference)
+
+
+def row_sees(row: str) -> str:
+    """What the results row ``row`` saw of the data: a registered method's :attr:`Method.sees`;
+    ``mnemonic`` (the kit's step at the request's settings) "nothing"; "-" for the trained models
+    ``original`` and ``no_codes`` (not unlearned) and for a name the registry does not hold."""
+    if row in METHODS:
+        return METHODS[row].sees
+    return "nothing" if row == "mnemonic" else "-"
 
 
 def unlearn(
@@ -162,17 +287,78 @@ def unlearn(
     forget_classes: Iterable[int],
     data: UnlearnData | None = None,
     seed: int = 0,
-    **settings,
+    **options,
 ) -> MethodResult:
-    """Run registered method ``name``; checks that the input model is left untouched."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    """Run registered method ``name`` (``options`` override its entry's arguments); checks that the
+    input model is left untouched."""
+    entry = get_method(name)
     before = {n: p.detach().clone() for n, p in model.state_dict().items()}
-    result = METHODS[name](model, codes, forget_classes, data, seed=seed, **settings)
+    result = entry(model, codes, forget_classes, data, seed=seed, **options)
     for n, p in model.state_dict().items():
         if not torch.equal(p, before[n]):
             raise RuntimeError(f"method {name!r} modified its input model ({n}); this is a bug")
     return result
 
 
-__all__ = ["INPUT_MODEL", "METHODS", "MethodResult", "UnlearnData", "VERSIONS", "mnemonic", "unlearn"]
+# --------------------------------------------------------------------------
+# The registry as a table (docs/baselines.md)
+
+TABLE_START, TABLE_END = "<!-- methods:start -->", "<!-- methods:end -->"  # docs/baselines.md's generated table
+
+
+def _show(value: Any) -> str:
+    """A fixed argument's value in words: a dataclass by the fields that differ from its defaults."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changed = [f"{f.name}={getattr(value, f.name)!r}" for f in dataclasses.fields(value)
+                   if f.default is not dataclasses.MISSING and getattr(value, f.name) != f.default]
+        return f"{type(value).__name__}({', '.join(changed)})"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _arguments(m: Method) -> str:
+    fixed = [f"`{k}`={_show(v)}" for k, v in m.fixed.items()]
+    grid = [f"`{k}` 1..{v}" if isinstance(v, int) and not isinstance(v, bool)
+            else f"`{k}` {{{', '.join(_show(x) for x in v)}}}" for k, v in m.grid.items()]
+    own = "its settings " + ", ".join(f"`{k}`" for k in m.settings) if m.settings else ""
+    return "; ".join(filter(None, (", ".join(fixed), " x ".join(grid), own))) or "-"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe would end the cell
+
+
+_TABLE_COLUMNS: dict[str, Callable[[Method], str]] = {
+    "method": lambda m: f"`{m.name}`",
+    "sees": lambda m: m.sees,
+    "starts from": lambda m: m.input_model,
+    "arguments (fixed; grid chosen on validation; settings)": _arguments,
+    "backward passes": lambda m: m.backward_passes or "-",
+    "version": lambda m: str(m.version),
+    "what it does": lambda m: m.description,
+    "source": lambda m: m.source or "-",
+}
+
+
+def markdown_table(columns: Iterable[str] = tuple(_TABLE_COLUMNS)) -> str:
+    """The registry as a markdown table, one row per method: ``columns`` of :data:`_TABLE_COLUMNS`.
+    docs/baselines.md holds all of them, then :func:`sees_table`, between :data:`TABLE_START` and
+    :data:`TABLE_END`; notebook 07 shows it."""
+    columns = list(columns)
+    unknown = [c for c in columns if c not in _TABLE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"unknown column {unknown[0]!r}; choose from {', '.join(_TABLE_COLUMNS)}")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(_TABLE_COLUMNS[c](m)) for c in columns) + " |" for m in METHODS.values()]
+    return "\n".join(lines) + "\n"
+
+
+def sees_table() -> str:
+    """:data:`SEES` as a markdown table, from the least to the most (docs/baselines.md, below
+    :func:`markdown_table`)."""
+    lines = ["| sees | what the method reads |", "|---|---|"]
+    lines += [f"| {name} | {_cell(what)} |" for name, what in SEES.items()]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["INPUT_MODELS", "METHODS", "SEES", "TABLE_END", "TABLE_START", "Method", "MethodResult", "UnlearnData",
+           "baseline_names", "get_method", "markdown_table", "mnemonic", "row_sees", "sees_table", "unlearn"]

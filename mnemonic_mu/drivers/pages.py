@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import bands
 from ..algorithms.attacks import ATTACKS, distance_attacks
+from ..algorithms.methods import row_sees
 from ..defaults import RUNTIME
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
@@ -298,8 +299,8 @@ def run_page_context(
     table = []
     for name, row in rows:
         secs = row.get("forget_seconds", row.get("train_seconds", row.get("seconds")))
-        table.append({"name": name, "css": css.get(name, ""), "cells": [_fmt(row.get(c)) for c in SUMMARY_COLUMNS],
-                      "seconds": _fmt(secs)})
+        table.append({"name": name, "css": css.get(name, ""), "sees": row_sees(name),
+                      "cells": [_fmt(row.get(c)) for c in SUMMARY_COLUMNS], "seconds": _fmt(secs)})
     attack_names: list[str] = []
     legend: dict[str, str] = {}
     for _, row in rows:

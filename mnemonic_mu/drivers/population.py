@@ -17,8 +17,8 @@ laptop scale::
 2. **Unlearning.**  Every original is unlearned by every method: ``mnemonic``
    (the settings' own step, :func:`mnemonic_mu.pipeline.forget_step`) and the
    registered methods (:func:`mnemonic_mu.pipeline.run_method`, each from the
-   model :data:`~mnemonic_mu.algorithms.methods.INPUT_MODEL` names, with that
-   seed's settings).  The untouched original is always scored too, as the
+   model its entry of :data:`~mnemonic_mu.algorithms.methods.METHODS` names as its
+   ``input_model``, with that seed's settings).  The untouched original is always scored too, as the
    method ``original`` (no unlearning): it shows where "not forgotten at all"
    lies on the scale.
 3. **Confidences.**  Each model's logit-scaled confidence
@@ -59,7 +59,7 @@ import torch
 from .. import pipeline
 from ..algorithms import indistinguishability as I
 from ..algorithms.dataset import Dataset
-from ..algorithms.methods import INPUT_MODEL, METHODS, UnlearnData
+from ..algorithms.methods import METHODS, UnlearnData, baseline_names
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
@@ -102,7 +102,7 @@ def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     if "retrain" in methods:
         raise ConfigError("retrain is the reference population (N retrain models are always trained); "
                           "leave it out of --methods")
-    allowed = (ORIGINAL, STEP) + tuple(m for m in METHODS if m != "retrain")
+    allowed = (ORIGINAL, STEP) + baseline_names()
     unknown = [m for m in methods if m not in allowed]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(allowed)}")
@@ -152,7 +152,7 @@ def forget_examples(dataset: Dataset, forget_classes: Iterable[int]) -> tuple[to
 
 def roles_for(methods: Iterable[str]) -> tuple[str, ...]:
     """The trained models the methods start from, plus the original and retrain."""
-    need = {ORIGINAL, "retrain"} | {INPUT_MODEL[m] for m in methods if m in INPUT_MODEL}
+    need = {ORIGINAL, "retrain"} | {METHODS[m].input_model for m in methods if m in METHODS}
     return tuple(r for r in pipeline.ROLES if r in need)
 
 
@@ -354,7 +354,7 @@ def run_population(
     rows = {}
     for name in methods:
         rows[name] = {
-            "input_model": INPUT_MODEL.get(name, ORIGINAL),
+            "input_model": METHODS[name].input_model if name in METHODS else ORIGINAL,
             "confidence": _summary(pop["confidences"][name]),
             "accuracy": {k: _mean_std(a[k] for a in pop["accuracy"][name]) for k in pop["accuracy"][name][0]},
             "seconds_per_model": _mean_std(pop["seconds"][name]),

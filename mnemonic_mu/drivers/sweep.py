@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import bands, pipeline
 from ..algorithms.attacks import ATTACKS, distance_attacks
-from ..algorithms.methods import UnlearnData
+from ..algorithms.methods import SEES, UnlearnData, row_sees
 from ..algorithms.metrics import MIA_ATTACK, check_forget_classes, mean_t_interval
 from ..algorithms.train import TrainConfig
 from ..bands import metric_values
@@ -381,8 +381,8 @@ def markdown_tables(result: dict) -> str:
     summary, cfg = result["summary"], result["settings"]
     order = [m for m in REFERENCES if m in summary] + [m for m in summary if m not in REFERENCES]
     columns = [c for c in _columns() if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
-    head = "| method | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
-    sep = "|" + "---|" * (len(columns) + 2)
+    head = "| method | sees | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
+    sep = "|" + "---|" * (len(columns) + 3)
     lines = [f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
              f"(dataset {cfg['dataset']}, model {cfg['model']}, {cfg['epochs']} epochs, codes {cfg['code_dist']}, "
              f"step {cfg['step']}):", "",
@@ -394,7 +394,8 @@ def markdown_tables(result: dict) -> str:
             e = summary[m]
             name = f"*{m}*" if e["reference"] else m
             cells = [cell(e[k], d) for k, _, d in columns]
-            out.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes'][passes], 0)} |")
+            out.append(f"| {name} | {row_sees(m)} | " + " | ".join(cells)
+                       + f" | {_fmt(e['backward_passes'][passes], 0)} |")
         return out
 
     lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
@@ -402,6 +403,9 @@ def markdown_tables(result: dict) -> str:
     lines += ["", f"Worst class (class: its mean over seeds; lowest A_R / E_F, highest {highest}, "
               "other attacks farthest from retrain's value):", "", head, sep]
     lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
+    lines += ["", "Sees: what the method reads of the request's data (the registry's, "
+              "mnemonic_mu/algorithms/methods.py): " + "; ".join(f"*{k}*, {v}" for k, v in SEES.items())
+              + "; a method with a grid also reads the validation split, none the test split."]
     lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
               "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
               f"{MIA_ATTACK} x 100, lower is better."]

@@ -3,8 +3,8 @@
 A key is a short hash of (the settings that change the artifact, the
 versions of the code that computes it, the upstream key).  The versions are
 the package version plus the explicit ``VERSION`` of each algorithm module
-involved (``algorithms/train.py``, ``forget.py`` ...) and, for a method, its
-entry in ``algorithms.methods.VERSIONS``: bump one when a change alters its
+involved (``algorithms/train.py``, ``forget.py`` ...) and, for a method, the
+``version`` of its entry in ``algorithms.methods.METHODS``: bump one when a change alters its
 numbers, and every artifact it made is recomputed rather than silently reused.
 Every artifact records its key, and every folder is written atomically with a
 sha256 manifest (:mod:`mnemonic_mu.io.artifacts`).
@@ -63,7 +63,7 @@ def versions(*components: str) -> dict[str, str | int]:
     """``{"package": ..., component: VERSION ...}`` of the named components (``method:NAME`` too)."""
     out: dict[str, str | int] = {"package": __version__}
     for c in components:
-        out[c] = methods.VERSIONS[c.split(":", 1)[1]] if c.startswith("method:") else COMPONENTS[c].VERSION
+        out[c] = methods.get_method(c.split(":", 1)[1]).version if c.startswith("method:") else COMPONENTS[c].VERSION
     return out
 
 
