@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# ruff (lint, the notebooks included) and mypy (the package), as configured in pyproject.toml;
+# ruff (lint and format check, the notebooks included) and mypy (the package), as configured in pyproject.toml;
 # CI runs it before the tests (.ci/run), pre-commit runs ruff on each commit (CONTRIBUTING.md)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 # rewrites files in place: ruff's import order and fixes, then ruff format (the notebooks too)

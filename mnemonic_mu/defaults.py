@@ -26,6 +26,8 @@ class Defaults:
     """Every setting of a run and its default (the ``laptop`` profile); build
     :class:`~mnemonic_mu.settings.Settings`, which validates them, never this table."""
 
+    # one line per setting, never wrapped: comments() reads each setting's comment from its line
+    # fmt: off
     # -- data
     dataset: str = "mnist5k"  # a dataset of the registry (`mnemonic-mu datasets`, docs/protocol.md#datasets)
     data_root: str = "data"  # folder of the datasets that read files (torchvision's layout)
@@ -70,6 +72,7 @@ class Defaults:
     use_cache: bool = True  # reuse a cached model or result with the same key
     run_dir: str = "reports/notebooks"  # figures/ and metrics/ of a notebook run
     compute_upstream: bool = True  # a notebook computes a missing earlier stage (and says so in one line); false: stop and name the notebook to run first
+    # fmt: on
 
 
 RUNTIME = (

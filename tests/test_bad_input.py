@@ -329,6 +329,8 @@ def cli(*extra: str) -> tuple[str, ...]:
 
 EVIL = "__import__('os').system('touch PWNED')"
 
+# the table: one case per line, read down (never wrapped)
+# fmt: off
 CASES: list[Case] = [
     # 1. forget set
     Case("1-class-outside-lib", ConfigError, "outside this dataset's classes 0..3", lambda e: forget(e.model, e.codes, [4], step="paper")),
@@ -517,6 +519,7 @@ REPORT_CASES: list[Case] = [
          argv=report("-p", "dataset=" + EVIL), check=marker_absent),
 ]
 CASES += REPORT_CASES
+# fmt: on
 
 
 # --------------------------------------------------------------------------
