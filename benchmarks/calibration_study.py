@@ -100,15 +100,17 @@ def _setting_job(args) -> dict:
             row = {"seed": seed, "class": c, "stand_in_A_R": stand_in, "steps": {}}
             runs = [(n, "calibrated", calibration(f)) for n, f in cands.items()] + [("paper", "paper", None)]
             for cand, step, cal in runs:
-                new, rec = forget(model, codes, [c], s.lambda1, s.lambda2, step=step, calibration=cal,
-                                  per_class_fisher=per_class)
+                new, rec = forget(
+                    model, codes, [c], s.lambda1, s.lambda2, step=step, calibration=cal, per_class_fisher=per_class
+                )
                 new.eval()
                 with torch.no_grad():
                     pred = new(x_val).argmax(1)
                 row["steps"][cand] = {
                     "E_F": 100.0 * float((pred[~remaining] != c).float().mean()),
                     "dA": 100.0 * float((pred[remaining] == y_val[remaining]).float().mean()) - stand_in,
-                    "scale": float(rec.scale), "warned": bool(rec.warnings),
+                    "scale": float(rec.scale),
+                    "warned": bool(rec.warnings),
                 }
             rows.append(row)
     return {"name": name, "profile": profile, "overrides": overrides, "seeds": list(seeds), "rows": rows}
@@ -130,11 +132,18 @@ def summarise(rows: list[dict], cand: str) -> dict:
 
 def choose(results: list[dict]) -> str:
     """The rule of the module doc, over the calibrated candidates (not v1, not the paper step)."""
+
     def total(cand):
         parts = [summarise(r["rows"], cand) for r in results]
         fields = candidates()[cand]
-        return (sum(p["good"] for p in parts), -sum(p["silent"] for p in parts), min(p["dA_worst"] for p in parts),
-                fields.get("hidden_cap", 0.0), -fields.get("margin", 0.0))
+        return (
+            sum(p["good"] for p in parts),
+            -sum(p["silent"] for p in parts),
+            min(p["dA_worst"] for p in parts),
+            fields.get("hidden_cap", 0.0),
+            -fields.get("margin", 0.0),
+        )
+
     return max((c for c in candidates() if c != "v1"), key=total)
 
 
@@ -157,14 +166,23 @@ def markdown(doc: dict) -> str:
     for r in doc["settings"]:
         for cand in show:
             p = r["summary"][cand]
-            lines.append(f"| {r['name']} | {cand} | {p['forgotten']}/{p['n']} | {p['good']} | {p['silent']} | "
-                         f"{p['warned']} | {p['dA_mean']:+.2f} | {p['dA_worst']:+.2f} |")
-    lines += ["", "Every candidate, summed over the settings:", "",
-              "| candidate | good | silent | worst request |", "|---|---|---|---|"]
+            lines.append(
+                f"| {r['name']} | {cand} | {p['forgotten']}/{p['n']} | {p['good']} | {p['silent']} | "
+                f"{p['warned']} | {p['dA_mean']:+.2f} | {p['dA_worst']:+.2f} |"
+            )
+    lines += [
+        "",
+        "Every candidate, summed over the settings:",
+        "",
+        "| candidate | good | silent | worst request |",
+        "|---|---|---|---|",
+    ]
     for cand in list(doc["candidates"]) + ["paper"]:
         parts = [r["summary"][cand] for r in doc["settings"]]
-        lines.append(f"| {cand} | {sum(p['good'] for p in parts)}/{sum(p['n'] for p in parts)} | "
-                     f"{sum(p['silent'] for p in parts)} | {min(p['dA_worst'] for p in parts):+.2f} |")
+        lines.append(
+            f"| {cand} | {sum(p['good'] for p in parts)}/{sum(p['n'] for p in parts)} | "
+            f"{sum(p['silent'] for p in parts)} | {min(p['dA_worst'] for p in parts):+.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -193,7 +211,7 @@ def main(argv=None) -> int:
         "minutes": (time.perf_counter() - start) / 60,
         "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), {args.jobs} job(s) x 1 thread",
         "rule": "most good requests, then fewest silent, then best worst-request A_R - stand-in; "
-            "on a tie the larger hidden_cap, then the smaller margin",
+        "on a tie the larger hidden_cap, then the smaller margin",
         "candidates": candidates(),
         "chosen": choose(results),
         "settings": results,

@@ -52,8 +52,13 @@ def paper_mlp(dataset_name: str = "mnist5k"):
     data, or with ``"mnist"`` on full MNIST under ``MNEMONIC_MU_MNIST_ROOT`` (the
     paper's scale; trained once, about 8 min on 2 cores, then cached):
     (cfg, dataset, checkpoint)."""
-    cfg = Settings(dataset=dataset_name, data_root=MNIST_ROOT if dataset_name == "mnist" else str(ROOT / "data"),
-                   model="mlp", epochs=MLP_EPOCHS, cache_dir=str(ROOT / "data/cache"))
+    cfg = Settings(
+        dataset=dataset_name,
+        data_root=MNIST_ROOT if dataset_name == "mnist" else str(ROOT / "data"),
+        model="mlp",
+        epochs=MLP_EPOCHS,
+        cache_dir=str(ROOT / "data/cache"),
+    )
     dataset = load_dataset(dataset_name, cfg.data_path, split_seed=cfg.split_seed)
     ck, _ = train_or_load(cfg, dataset, cfg.train_config(), torch.device("cpu"))
     return cfg, dataset, ck
@@ -86,8 +91,9 @@ def _forget_item(model, codes, method: str, rep: dict, sync=None, step: str = "p
 
     out = timed(run, **rep, sync=sync)
     _, record = run()
-    out.update(fisher_method=method, step=step, sign=record.sign, scale=record.scale,
-               backward_passes=record.backward_passes)
+    out.update(
+        fisher_method=method, step=step, sign=record.sign, scale=record.scale, backward_passes=record.backward_passes
+    )
     return out
 
 
@@ -95,8 +101,9 @@ def forget_mlp(method: str, step: str = "paper", dataset_name: str = "mnist5k"):
     def item(quick: bool) -> dict:
         _, _, ck = paper_mlp(dataset_name)
         out = _forget_item(ck.model, ck.codes, method, _reps(quick, (3, 30), (2, 10)), step=step)
-        return out | {"what": f"forget class 0, {dataset_name} MLP 784-1000-10 (200 epochs), {step} step, "
-                              f"Fisher '{method}'"}
+        return out | {
+            "what": f"forget class 0, {dataset_name} MLP 784-1000-10 (200 epochs), {step} step, Fisher '{method}'"
+        }
 
     return item
 
@@ -116,8 +123,10 @@ def matmul_rate(quick: bool) -> dict:
     """The attainable fp32 rate of this machine: a 2048 x 2048 matmul (2 * 2048^3 FLOP)."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     out = timed(lambda: a @ b, **_reps(quick, (2, 10), (1, 3)))
-    return out | {"what": "fp32 2048x2048 matmul: the machine's attainable GFLOP/s",
-                  "gflops_achieved": round(2 * 2048**3 / 1e9 / out["median_s"], 1)}
+    return out | {
+        "what": "fp32 2048x2048 matmul: the machine's attainable GFLOP/s",
+        "gflops_achieved": round(2 * 2048**3 / 1e9 / out["median_s"], 1),
+    }
 
 
 def forget_resnet18(method: str):
@@ -127,8 +136,11 @@ def forget_resnet18(method: str):
         # the arithmetic the step needs, and the rate it ran at: a floor for this CPU
         gflop = _gflop(lambda: forget(model, codes, FORGET, 1e-3, 10.0, fisher_method=method))
         gflop_timed = gflop - _gflop(lambda: model(codes)) - _gflop(lambda: model(codes[:1]))  # untimed checks
-        return out | {"what": f"forget class 0, ResNet-18 CIFAR stem, 10 codes 3x32x32, Fisher '{method}'",
-                      "gflop": round(gflop_timed, 2), "gflops_achieved": round(gflop_timed / out["median_s"], 1)}
+        return out | {
+            "what": f"forget class 0, ResNet-18 CIFAR stem, 10 codes 3x32x32, Fisher '{method}'",
+            "gflop": round(gflop_timed, 2),
+            "gflops_achieved": round(gflop_timed / out["median_s"], 1),
+        }
 
     return item
 
@@ -185,7 +197,7 @@ def ssd_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
     res = ssd(ck.model, ck.codes, FORGET, data, **grid)
     return out | {
         "what": "baselines.ssd (data Fisher on forget + all train data, alpha chosen on validation), "
-                f"{dataset_name} MLP",
+        f"{dataset_name} MLP",
         "backward_passes": res.backward_passes,
         "chosen": res.chosen,
     }
@@ -205,8 +217,9 @@ def ssd_mlp_generic(quick: bool) -> dict:
     data = UnlearnData.from_dataset(dataset, FORGET, cfg.train_config())
     fisher.linear_fisher = lambda *a, **k: None  # force the generic path (this child process only)
     out = timed(lambda: baselines.ssd(ck.model, ck.codes, FORGET, data, **METHODS["ssd"].grid), warmup=0, reps=1)
-    return out | {"what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), "
-                          "mnist5k MLP"}
+    return out | {
+        "what": "baselines.ssd with the generic vmap per-sample Fisher (as for non-Linear models), mnist5k MLP"
+    }
 
 
 def ssd_fisher_mlp(quick: bool) -> dict:
@@ -224,8 +237,10 @@ def ssd_fisher_mlp(quick: bool) -> dict:
         sample_fisher(ck.model, x_all, y_all)
 
     out = timed(run, **_reps(quick, (1, 5), (1, 2)))
-    return out | {"what": "SSD's data Fishers only (fisher.sample_fisher on forget and all train data)",
-                  "backward_passes": len(data.y_forget) + len(y_all)}
+    return out | {
+        "what": "SSD's data Fishers only (fisher.sample_fisher on forget and all train data)",
+        "backward_passes": len(data.y_forget) + len(y_all),
+    }
 
 
 def retrain_mlp(quick: bool, dataset_name: str = "mnist5k") -> dict:
@@ -336,10 +351,16 @@ def epochs(quick: bool) -> dict:
     out = {"variants": {}, "load_before": load_before, "load_after": load_average(), "n": len(labels)}
     for k in runs:
         out["variants"][k] = {
-            "median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
-            "cpu_median_s": statistics.median(cpu[k]), "reps": reps, "warmup": warmup,
-            "load_before": load_before, "load_after": out["load_after"],
-            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
+            "median_s": statistics.median(wall[k]),
+            "min_s": min(wall[k]),
+            "max_s": max(wall[k]),
+            "cpu_median_s": statistics.median(cpu[k]),
+            "reps": reps,
+            "warmup": warmup,
+            "load_before": load_before,
+            "load_after": out["load_after"],
+            "rss_before_mb": round(rss_before, 1),
+            "peak_rss_mb": round(peak, 1),
             "peak_extra_mb": round(max(0.0, peak - rss_before), 1),
             "what": whats[k] + " (interleaved with the other epoch variants; memory shared)",
         }
@@ -408,31 +429,49 @@ def ensemble(quick: bool) -> dict:
 
     # arithmetic floor: FLOPs of all 12 trainings at the machine's fp32 matmul rate
     one_epoch = [(c, replace(cfg, epochs=1)) for c, cfg in members]
-    per_epoch = [_gflop(lambda c=c, cfg=cfg: train_model(build_model("mlp", ds.input_shape, 10, seed=cfg.seed),
-                                                         ds, c, cfg))
-                 for c, cfg in (one_epoch[0], one_epoch[half])]
+    per_epoch = [
+        _gflop(lambda c=c, cfg=cfg: train_model(build_model("mlp", ds.input_shape, 10, seed=cfg.seed), ds, c, cfg))
+        for c, cfg in (one_epoch[0], one_epoch[half])
+    ]
     gflop = ENSEMBLE_EPOCHS * half * sum(per_epoch)
     gflop_ensemble = ENSEMBLE_EPOCHS * _gflop(lambda: train_ensemble("mlp", ds, one_epoch))
     rate = matmul_rate(quick)["gflops_achieved"]
-    floor = {"gflop": round(gflop, 1), "gflop_ensemble": round(gflop_ensemble, 1),
-             "gflops_matmul": rate, "floor_s": gflop / rate}
-    what = (f"{ENSEMBLE_K} MLPs 784-1000-10 on mnist5k ({half} seeds + their class-0 retrain references), "
-            f"{ENSEMBLE_EPOCHS} epochs, batch 128, t_mix 0.1")
-    whats = {"ensemble_mlp12": f"mnemonic_mu.algorithms.ensemble.train_ensemble, {what} "
-                               "(interleaved with the sequential runs)",
-             "sequential_mlp12": f"{ENSEMBLE_K} sequential train_model runs, {what} (interleaved with the ensemble)"}
+    floor = {
+        "gflop": round(gflop, 1),
+        "gflop_ensemble": round(gflop_ensemble, 1),
+        "gflops_matmul": rate,
+        "floor_s": gflop / rate,
+    }
+    what = (
+        f"{ENSEMBLE_K} MLPs 784-1000-10 on mnist5k ({half} seeds + their class-0 retrain references), "
+        f"{ENSEMBLE_EPOCHS} epochs, batch 128, t_mix 0.1"
+    )
+    whats = {
+        "ensemble_mlp12": f"mnemonic_mu.algorithms.ensemble.train_ensemble, {what} "
+        "(interleaved with the sequential runs)",
+        "sequential_mlp12": f"{ENSEMBLE_K} sequential train_model runs, {what} (interleaved with the ensemble)",
+    }
     out = {"variants": {}, "load_before": load_before, "load_after": load_after}
     for k in runs:
         out["variants"][k] = {
-            "median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
-            "cpu_median_s": statistics.median(cpu[k]), "reps": reps, "warmup": 1,
-            "load_before": load_before, "load_after": load_after,
-            "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
-            "peak_extra_mb": round(max(0.0, peak - rss_before), 1), "what": whats[k], **floor,
+            "median_s": statistics.median(wall[k]),
+            "min_s": min(wall[k]),
+            "max_s": max(wall[k]),
+            "cpu_median_s": statistics.median(cpu[k]),
+            "reps": reps,
+            "warmup": 1,
+            "load_before": load_before,
+            "load_after": load_after,
+            "rss_before_mb": round(rss_before, 1),
+            "peak_rss_mb": round(peak, 1),
+            "peak_extra_mb": round(max(0.0, peak - rss_before), 1),
+            "what": whats[k],
+            **floor,
         }
     out["paired_ratios"] = {
         "ensemble_vs_sequential": statistics.median(
-            s / e for s, e in zip(wall["sequential_mlp12"], wall["ensemble_mlp12"]))
+            s / e for s, e in zip(wall["sequential_mlp12"], wall["ensemble_mlp12"])
+        )
     }
     return out
 
@@ -471,14 +510,22 @@ def distributed(quick: bool) -> dict:
     rss_before = rss_mb()
     load_before = load_average()
     out: dict = {"variants": {}, "paired_ratios": {}}
-    what = (f"mnemonic-mu sweep on a Dask LocalCluster, mnist5k MLP {DIST_EPOCHS} epochs, classes 0 1, seeds 0 1, "
-            "baseline mnemonic_paper, probe_max_train 300, cold cache")
+    what = (
+        f"mnemonic-mu sweep on a Dask LocalCluster, mnist5k MLP {DIST_EPOCHS} epochs, classes 0 1, seeds 0 1, "
+        "baseline mnemonic_paper, probe_max_train 300, cold cache"
+    )
     runs: dict[int, list[dict]] = {1: [], 2: []}
     order = [1, 2] if quick else [1, 2, 2, 1]
     for workers in order:
         cache = Path(tempfile.mkdtemp(prefix="bench-dist-"))
-        s = Settings(dataset="mnist5k", epochs=DIST_EPOCHS, threads=1, baselines=("mnemonic_paper",),
-                     probe_max_train=300, cache_dir=str(cache / "cache"))
+        s = Settings(
+            dataset="mnist5k",
+            epochs=DIST_EPOCHS,
+            threads=1,
+            baselines=("mnemonic_paper",),
+            probe_max_train=300,
+            cache_dir=str(cache / "cache"),
+        )
         t0 = time.perf_counter()
         ex = DaskExecutor(workers, progress=False, worker_resources={})
         start_s = time.perf_counter() - t0
@@ -490,22 +537,36 @@ def distributed(quick: bool) -> dict:
         finally:
             ex.close()
             shutil.rmtree(cache, ignore_errors=True)
-        runs[workers].append({"wall": wall, "cpu": cpu, "start": start_s, "timing": result["timing"],
-                              "worker_peak": worker_peak, "load": load_average()})
+        runs[workers].append(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "start": start_s,
+                "timing": result["timing"],
+                "worker_peak": worker_peak,
+                "load": load_average(),
+            }
+        )
     for workers, rs in runs.items():
         walls = [r["wall"] for r in rs]
         name = f"dask_sweep_{workers}worker{'s' if workers > 1 else ''}"
         out["variants"][name] = {
-            "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "cpu_median_s": statistics.median(r["cpu"] for r in rs), "reps": len(rs), "warmup": 0,
-            "cluster_start_s": [round(r["start"], 2) for r in rs], "timing": [r["timing"] for r in rs],
+            "median_s": statistics.median(walls),
+            "min_s": min(walls),
+            "max_s": max(walls),
+            "cpu_median_s": statistics.median(r["cpu"] for r in rs),
+            "reps": len(rs),
+            "warmup": 0,
+            "cluster_start_s": [round(r["start"], 2) for r in rs],
+            "timing": [r["timing"] for r in rs],
             "load_after_each": [r["load"] for r in rs],
             "worker_peak_rss_mb": round(max(r["worker_peak"] for r in rs), 1),
             "what": f"{what}, {workers} worker{'s' if workers > 1 else ''} (client CPU time in cpu_median_s; "
             "peak RSS of the client process; worker_peak_rss_mb: the largest worker's)",
         }
     out["paired_ratios"]["dask_2_vs_1_workers_speedup"] = statistics.median(
-        a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2]))
+        a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2])
+    )
 
     # (b) per-task cost: 1,000 trivial tasks
     reps = 2 if quick else 3
@@ -525,21 +586,35 @@ def distributed(quick: bool) -> dict:
             ex.client.gather(ex.client.map(abs, range(DIST_TRIVIAL), pure=False))
             bare.append(time.perf_counter() - t0)
     peak = peak_rss_mb()
-    for name, times, how in (("loop_trivial_1000", loop, "a plain Python loop"),
-                             ("dask_executor_trivial_1000", dask_map, "DaskExecutor.map (futures, as_completed, "
-                              "gather, timings) on a LocalCluster of 2 workers"),
-                             ("dask_bare_trivial_1000", bare, "bare client.map + client.gather on the same cluster")):
+    for name, times, how in (
+        ("loop_trivial_1000", loop, "a plain Python loop"),
+        (
+            "dask_executor_trivial_1000",
+            dask_map,
+            "DaskExecutor.map (futures, as_completed, gather, timings) on a LocalCluster of 2 workers",
+        ),
+        ("dask_bare_trivial_1000", bare, "bare client.map + client.gather on the same cluster"),
+    ):
         out["variants"][name] = {
-            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "reps": reps,
-            "warmup": 1, "what": f"{DIST_TRIVIAL} trivial tasks (abs) through {how}",
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "max_s": max(times),
+            "reps": reps,
+            "warmup": 1,
+            "what": f"{DIST_TRIVIAL} trivial tasks (abs) through {how}",
         }
     for k in ("dask_executor_trivial_1000", "dask_bare_trivial_1000"):  # Dask's time per task beyond the loop's
         v = out["variants"][k]
         v["overhead_ms_per_task"] = 1e3 * (v["median_s"] - statistics.median(loop)) / DIST_TRIVIAL
     load_after = load_average()
     for v in out["variants"].values():
-        v |= {"load_before": load_before, "load_after": load_after, "rss_before_mb": round(rss_before, 1),
-              "peak_rss_mb": round(peak, 1), "peak_extra_mb": round(max(0.0, peak - rss_before), 1)}
+        v |= {
+            "load_before": load_before,
+            "load_after": load_after,
+            "rss_before_mb": round(rss_before, 1),
+            "peak_rss_mb": round(peak, 1),
+            "peak_extra_mb": round(max(0.0, peak - rss_before), 1),
+        }
     return out
 
 
@@ -565,9 +640,16 @@ def laptop_report(quick: bool) -> dict:
 
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     out = {
-        "median_s": seconds, "min_s": seconds, "max_s": seconds, "reps": 1, "warmup": 0,
-        "load_before": load_before, "load_after": load_average(),
-        "peak_rss_mb": round(child_peak, 1), "peak_extra_mb": round(child_peak, 1), "rss_before_mb": 0.0,
+        "median_s": seconds,
+        "min_s": seconds,
+        "max_s": seconds,
+        "reps": 1,
+        "warmup": 0,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "peak_rss_mb": round(child_peak, 1),
+        "peak_extra_mb": round(child_peak, 1),
+        "rss_before_mb": 0.0,
         "what": "mnemonic-mu report --profile laptop, cold model cache, "
         f"OMP_NUM_THREADS={torch.get_num_threads()} (peak = largest child process)",
         "command": " ".join(cmd),
@@ -620,19 +702,37 @@ def first_touch(quick: bool) -> dict:
             for name in runs:
                 cache = work / f"cache-{name}-{rep}"
                 if name == "quickstart":
-                    cmd = _kit_command("experiment", "--forget", "0", "--cache-dir", str(cache), "--out",
-                                       str(work / f"quickstart-{rep}.json"))
+                    cmd = _kit_command(
+                        "experiment",
+                        "--forget",
+                        "0",
+                        "--cache-dir",
+                        str(cache),
+                        "--out",
+                        str(work / f"quickstart-{rep}.json"),
+                    )
                 else:
-                    cmd = _kit_command("report", "--profile", "laptop", "--reports-dir", str(work / f"reports-{rep}"),
-                                       "-p", f"cache_dir={cache}")
+                    cmd = _kit_command(
+                        "report",
+                        "--profile",
+                        "laptop",
+                        "--reports-dir",
+                        str(work / f"reports-{rep}"),
+                        "-p",
+                        f"cache_dir={cache}",
+                    )
                 load_before = load_average()
                 cpu_before = _children_cpu_seconds()
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 seconds = time.perf_counter() - start
-                run = {"seconds": round(seconds, 1), "returncode": proc.returncode, "load_before": load_before,
-                       "load_after": load_average(),
-                       "cpu_seconds": round(_children_cpu_seconds() - cpu_before, 1)}
+                run = {
+                    "seconds": round(seconds, 1),
+                    "returncode": proc.returncode,
+                    "load_before": load_before,
+                    "load_after": load_average(),
+                    "cpu_seconds": round(_children_cpu_seconds() - cpu_before, 1),
+                }
                 if proc.returncode != 0:
                     run["error"] = (proc.stderr or proc.stdout)[-800:]
                 elif name == "report":
@@ -652,9 +752,15 @@ def first_touch(quick: bool) -> dict:
     for name, rs in runs.items():
         secs = sorted(r["seconds"] for r in rs)
         variants[f"first_touch_{name}"] = {
-            "median_s": secs[len(secs) // 2], "min_s": secs[0], "max_s": secs[-1], "reps": len(secs), "runs": rs,
-            "what": ("mnemonic-mu experiment --forget 0" if name == "quickstart"
-                     else "mnemonic-mu report --profile laptop") + ", each run from an empty cache",
+            "median_s": secs[len(secs) // 2],
+            "min_s": secs[0],
+            "max_s": secs[-1],
+            "reps": len(secs),
+            "runs": rs,
+            "what": (
+                "mnemonic-mu experiment --forget 0" if name == "quickstart" else "mnemonic-mu report --profile laptop"
+            )
+            + ", each run from an empty cache",
         }
     variants["first_touch_report"]["work_parts"] = work_parts
     return {"variants": variants}
@@ -702,8 +808,13 @@ def precision(quick: bool) -> dict:
         train_model(model, dataset, codes, cfg, device=device)
         seconds = time.perf_counter() - start
         variants[f"resnet18_{name}"] = {
-            "median_s": seconds / epochs, "min_s": seconds / epochs, "reps": 1, "epochs": epochs, "device": device,
-            "peak_rss_mb": round(peak_rss_mb(), 1), "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
+            "median_s": seconds / epochs,
+            "min_s": seconds / epochs,
+            "reps": 1,
+            "epochs": epochs,
+            "device": device,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
             "test_accuracy": accuracy(model, *dataset.split("test")),
             "what": f"ResNet-18 on digits, {epochs} epochs, {name}: seconds per epoch and test accuracy (%)",
         }
@@ -722,8 +833,16 @@ def _scoring_request():
     from mnemonic_mu import pipeline
     from mnemonic_mu.algorithms.methods import UnlearnData
 
-    s = Settings(dataset="mnist", data_root=MNIST_ROOT, epochs=SCORING_EPOCHS, forget_classes=tuple(FORGET), seed=0,
-                 baselines=SCORING_BASELINES, cache_dir=str(ROOT / "data/cache"), threads=torch.get_num_threads())
+    s = Settings(
+        dataset="mnist",
+        data_root=MNIST_ROOT,
+        epochs=SCORING_EPOCHS,
+        forget_classes=tuple(FORGET),
+        seed=0,
+        baselines=SCORING_BASELINES,
+        cache_dir=str(ROOT / "data/cache"),
+        threads=torch.get_num_threads(),
+    )
     cpu = torch.device("cpu")
     dataset = pipeline.load_data(s)
     models = {role: ck for role, (ck, _) in pipeline.train_models(s, dataset, device=cpu).items()}
@@ -738,8 +857,10 @@ def _scoring_request():
         if hasattr(pipeline, "train_band"):
             band = {b: ck for b, (ck, _) in pipeline.train_band(s, dataset, cpu).items()}
         else:
-            band = {b: pipeline.train_models(s.replace(seed=b, band_seeds=()), dataset, ("retrain",), cpu)["retrain"][0]
-                    for b in band_seeds}
+            band = {
+                b: pipeline.train_models(s.replace(seed=b, band_seeds=()), dataset, ("retrain",), cpu)["retrain"][0]
+                for b in band_seeds
+            }
         rows |= {f"band_{b}": ck.model for b, ck in band.items()}
     return s, dataset, models["retrain"].model, rows
 
@@ -790,43 +911,78 @@ def scoring_mnist(quick: bool) -> dict:
         for role in ("original", "retrain"):
             m = rows[role]
             clock(f"{role}: evaluate", lambda: evaluate(m, dataset, s.forget_classes))
-            clock(f"{role}: statistics",
-                  lambda: (A.sample_statistics(m, x_tr, y_tr), A.sample_statistics(m, x_te, y_te)))
-            clock(f"{role}: run_attacks", lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed,
-                                                                 probe_max_train=s.probe_max_train))
+            clock(
+                f"{role}: statistics", lambda: (A.sample_statistics(m, x_tr, y_tr), A.sample_statistics(m, x_te, y_te))
+            )
+            clock(
+                f"{role}: run_attacks",
+                lambda: A.run_attacks(
+                    m, retrain, dataset, s.forget_classes, seed=s.seed, probe_max_train=s.probe_max_train
+                ),
+            )
             for name in A.ATTACKS:
-                clock(f"{role}: attack {name}",
-                      lambda: A.run_attacks(m, retrain, dataset, s.forget_classes, seed=s.seed, attacks=[name],
-                                            probe_max_train=s.probe_max_train))
+                clock(
+                    f"{role}: attack {name}",
+                    lambda: A.run_attacks(
+                        m,
+                        retrain,
+                        dataset,
+                        s.forget_classes,
+                        seed=s.seed,
+                        attacks=[name],
+                        probe_max_train=s.probe_max_train,
+                    ),
+                )
     med = {k: statistics.median(v) for k, v in wall.items()}
     scale = s.epochs / epochs
     training = med["train_model"] * scale
     request = sum(med[f"score {row}"] for row in rows)
-    common = {"reps": reps, "warmup": 0, "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-              "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1)}
+    common = {
+        "reps": reps,
+        "warmup": 0,
+        "rss_before_mb": round(rss_before, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_extra_mb": round(max(0.0, peak_rss_mb() - rss_before), 1),
+    }
     variants = {}
     for k, v in wall.items():
         f = scale if k == "train_model" else 1.0
         variants[f"scoring_{k.replace(': ', '_').replace(' ', '_')}"] = common | {
-            "median_s": med[k] * f, "min_s": min(v) * f, "max_s": max(v) * f,
-            "what": (f"train_model, one model of the recipe ({s.epochs} epochs, codes"
-                     + (f"; {epochs} measured, time scaled x{scale:g}" if scale != 1 else "") + ")")
-            if k == "train_model" else f"{k}, full MNIST request (forget class 0, seed 0), MLP 784-1000-10",
+            "median_s": med[k] * f,
+            "min_s": min(v) * f,
+            "max_s": max(v) * f,
+            "what": (
+                f"train_model, one model of the recipe ({s.epochs} epochs, codes"
+                + (f"; {epochs} measured, time scaled x{scale:g}" if scale != 1 else "")
+                + ")"
+            )
+            if k == "train_model"
+            else f"{k}, full MNIST request (forget class 0, seed 0), MLP 784-1000-10",
         }
     variants["scoring_train_model"]["extrapolated"] = scale != 1
     variants["scoring_request"] = common | {
-        "median_s": request, "min_s": sum(min(wall[f"score {r}"]) for r in rows),
-        "max_s": sum(max(wall[f"score {r}"]) for r in rows), "rows": list(rows), "n_rows": len(rows),
-        "band_seeds": list(getattr(s, "band_seeds", ()) or ()), "attacks_version": A.VERSION,
-        "svc_max_per_side": A.SVC_MAX_PER_SIDE, "n_train": len(y_tr), "n_test": len(y_te),
-        "load_before": load_before, "load_after": load_average(),
+        "median_s": request,
+        "min_s": sum(min(wall[f"score {r}"]) for r in rows),
+        "max_s": sum(max(wall[f"score {r}"]) for r in rows),
+        "rows": list(rows),
+        "n_rows": len(rows),
+        "band_seeds": list(getattr(s, "band_seeds", ()) or ()),
+        "attacks_version": A.VERSION,
+        "svc_max_per_side": A.SVC_MAX_PER_SIDE,
+        "n_train": len(y_tr),
+        "n_test": len(y_te),
+        "load_before": load_before,
+        "load_after": load_average(),
         "what": f"pipeline.score of every row of the request ({len(rows)} rows), sum of the rows' medians",
     }
     row_s = [med[f"score {r}"] for r in rows]
-    return {"variants": variants, "paired_ratios": {
-        "scoring_request_vs_training_one_model": request / training,
-        "scoring_row_median_vs_training_one_model": statistics.median(row_s) / training,
-    }}
+    return {
+        "variants": variants,
+        "paired_ratios": {
+            "scoring_request_vs_training_one_model": request / training,
+            "scoring_row_median_vs_training_one_model": statistics.median(row_s) / training,
+        },
+    }
 
 
 SVC_STUDY_SIZES = (500, 1000, 2000, 3000, 5000)  # candidate per-side caps of the confidence-SVC
@@ -842,8 +998,12 @@ def _request_models(s: Settings) -> tuple[Dataset, dict]:
     trained = pipeline.train_models(s, dataset, device=torch.device("cpu"))
     original = trained["original"][0]
     unlearned = pipeline.forget_step(s, original.model, original.codes, s.forget_classes, repeats=1)
-    return dataset, {"original": original.model, "no_codes": trained["no_codes"][0].model,
-                     "unlearned": unlearned.model, "retrain": trained["retrain"][0].model}
+    return dataset, {
+        "original": original.model,
+        "no_codes": trained["no_codes"][0].model,
+        "unlearned": unlearned.model,
+        "retrain": trained["retrain"][0].model,
+    }
 
 
 def svc_subsample(quick: bool) -> dict:
@@ -865,15 +1025,22 @@ def svc_subsample(quick: bool) -> dict:
 
     seeds = SVC_STUDY_SEEDS[:2] if quick else SVC_STUDY_SEEDS
     out: dict = {"sizes": list(SVC_STUDY_SIZES), "seeds": list(seeds), "kit_cap": SVC_MAX_PER_SIDE, "datasets": {}}
-    for name, extra in (("mnist5k", {"data_root": str(ROOT / "data")}),
-                        ("mnist", {"data_root": MNIST_ROOT, "epochs": 20})):
+    for name, extra in (
+        ("mnist5k", {"data_root": str(ROOT / "data")}),
+        ("mnist", {"data_root": MNIST_ROOT, "epochs": 20}),
+    ):
         s = Settings(dataset=name, forget_classes=tuple(FORGET), seed=0, cache_dir=str(ROOT / "data/cache"), **extra)
         dataset, models = _request_models(s)
         x_tr, y_tr = dataset.split("train")
         x_te, y_te = dataset.split("test")
         f_tr = torch.isin(y_tr, torch.tensor(FORGET)).numpy()
-        d = out["datasets"][name] = {"epochs": s.epochs, "n_retain": int((~f_tr).sum()), "n_test": len(y_te),
-                                     "n_forget": int(f_tr.sum()), "models": {}}
+        d = out["datasets"][name] = {
+            "epochs": s.epochs,
+            "n_retain": int((~f_tr).sum()),
+            "n_test": len(y_te),
+            "n_forget": int(f_tr.sum()),
+            "models": {},
+        }
         for role, model in models.items():
             conf_tr = sample_statistics(model, x_tr, y_tr)["confidence"]
             conf_te = sample_statistics(model, x_te, y_te)["confidence"]
@@ -886,9 +1053,14 @@ def svc_subsample(quick: bool) -> dict:
 
             full = [run(0, k) for k in seeds]
             ref = [v for v, _ in full]
-            m = d["models"][role] = {"no_cap": {"values": ref, "mean": float(np.mean(ref)),
-                                                "spread": float(np.std(ref)),
-                                                "fit_s": statistics.median(t for _, t in full)}}
+            m = d["models"][role] = {
+                "no_cap": {
+                    "values": ref,
+                    "mean": float(np.mean(ref)),
+                    "spread": float(np.std(ref)),
+                    "fit_s": statistics.median(t for _, t in full),
+                }
+            }
             for variant in ("rescaled", "plain"):
                 caps = m[variant] = {}
                 for n in SVC_STUDY_SIZES:
@@ -897,12 +1069,22 @@ def svc_subsample(quick: bool) -> dict:
                     sub = [run(n, k, variant == "rescaled") for k in seeds]
                     vals = [v for v, _ in sub]
                     diff = [abs(v - f) for v, f in zip(vals, ref)]
-                    caps[str(n)] = {"values": vals, "spread": float(np.std(vals)),
-                                    "mean_abs_diff": float(np.mean(diff)),
-                                    "max_abs_diff": float(np.max(diff)), "bias": float(np.mean(vals) - np.mean(ref)),
-                                    "fit_s": statistics.median(t for _, t in sub)}
-            print(name, role, "no cap", np.round(ref, 4), {v: {n: round(c["mean_abs_diff"], 4) for n, c in m[v].items()}
-                                                          for v in ("rescaled", "plain")}, flush=True)
+                    caps[str(n)] = {
+                        "values": vals,
+                        "spread": float(np.std(vals)),
+                        "mean_abs_diff": float(np.mean(diff)),
+                        "max_abs_diff": float(np.max(diff)),
+                        "bias": float(np.mean(vals) - np.mean(ref)),
+                        "fit_s": statistics.median(t for _, t in sub),
+                    }
+            print(
+                name,
+                role,
+                "no cap",
+                np.round(ref, 4),
+                {v: {n: round(c["mean_abs_diff"], 4) for n, c in m[v].items()} for v in ("rescaled", "plain")},
+                flush=True,
+            )
     return out
 
 
@@ -941,8 +1123,10 @@ PAPER_ITEMS = {
     "retrain_mlp_mnist": lambda quick: retrain_mlp(quick, "mnist"),
 }
 # studies: run only when named (``run.py --only NAME``); their output is not a timing
-STUDY_ITEMS = {"svc_subsample": svc_subsample,  # the confidence-SVC's per-side cap vs no cap
-               "first_touch": first_touch}  # the quick start and `make report` from an empty cache, 3 times each
+STUDY_ITEMS = {
+    "svc_subsample": svc_subsample,  # the confidence-SVC's per-side cap vs no cap
+    "first_touch": first_touch,
+}  # the quick start and `make report` from an empty cache, 3 times each
 
 
 # --------------------------------------------------------------------------
@@ -959,10 +1143,12 @@ SCORING_SOURCES = {
 
 def _hw(report: dict) -> str:
     hw = report["hardware"]
-    return (f"{hw['cpu_model']}, {hw['usable_cpus']} usable of {hw['logical_cpus']} logical CPUs, "
-            f"{hw['memory_gb']} GiB, "
-            f"torch {hw['torch']}, {hw['torch_threads']} torch thread(s), load average {report['load']['start'][0]} "
-            f"at start and {report['load']['end'][0]} at end")
+    return (
+        f"{hw['cpu_model']}, {hw['usable_cpus']} usable of {hw['logical_cpus']} logical CPUs, "
+        f"{hw['memory_gb']} GiB, "
+        f"torch {hw['torch']}, {hw['torch_threads']} torch thread(s), load average {report['load']['start'][0]} "
+        f"at start and {report['load']['end'][0]} at end"
+    )
 
 
 def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> str:
@@ -1008,10 +1194,15 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
         "|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     old = (before or {}).get("items", {})
-    parts = [("evaluate", "evaluate", "scoring_evaluate"), ("statistics", "statistics", None),
-             ("all five attacks (`run_attacks`)", "run_attacks", None)]
-    parts += [(name, f"attack_{name.replace(' ', '_')}", f"scoring_attack_{name.replace(' ', '_')}")
-              for name in ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")]
+    parts = [
+        ("evaluate", "evaluate", "scoring_evaluate"),
+        ("statistics", "statistics", None),
+        ("all five attacks (`run_attacks`)", "run_attacks", None),
+    ]
+    parts += [
+        (name, f"attack_{name.replace(' ', '_')}", f"scoring_attack_{name.replace(' ', '_')}")
+        for name in ("entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe")
+    ]
     for label, key, old_key in parts:
         cells = []
         for role in ("original", "retrain"):
@@ -1022,9 +1213,12 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
             cells.append(f"{old[old_key]['median_s']:.2f}" if old_key in old else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if before:
-        lines += ["", f"The last column is `{before['settings']['command']}` ({before['settings']['date']}; "
-                  f"{_hw(before)}; `docs/results/bench/scoring-attacks-v1.json`): the item then timed each attack "
-                  "alone in the same way, on models trained one epoch."]
+        lines += [
+            "",
+            f"The last column is `{before['settings']['command']}` ({before['settings']['date']}; "
+            f"{_hw(before)}; `docs/results/bench/scoring-attacks-v1.json`): the item then timed each attack "
+            "alone in the same way, on models trained one epoch.",
+        ]
     if study:
         st = study["items"]["svc_subsample"]
         cap = str(st["kit_cap"])
@@ -1048,31 +1242,59 @@ def scoring_section(scoring: dict, before: dict | None, study: dict | None) -> s
                 nc, k = m["no_cap"], m["rescaled"].get(cap)
 
                 def by(v, m=m):
-                    return (", ".join(f"{int(n):,}: {c['mean_abs_diff']:.4f}" for n, c in m[v].items())
-                            or "cap above n_test")
+                    return (
+                        ", ".join(f"{int(n):,}: {c['mean_abs_diff']:.4f}" for n, c in m[v].items())
+                        or "cap above n_test"
+                    )
 
-                kit = (f"{k['mean_abs_diff']:.4f} | {k['spread']:.4f} | {k['bias']:+.4f} | {k['fit_s']:.2f}" if k
-                       else "= uncapped | | | ")
-                lines.append(f"| {name} ({d['epochs']} ep., n_test {d['n_test']:,}) | {role} | {nc['mean']:.4f} | "
-                             f"{nc['spread']:.4f} | {nc['fit_s']:.2f} | {kit} | {by('rescaled')} | {by('plain')} |")
-        spreads = [(m["no_cap"]["spread"], name, role) for name, d in st["datasets"].items()
-                   for role, m in d["models"].items()]
-        capped = [(m["rescaled"][cap]["mean_abs_diff"], name, role) for name, d in st["datasets"].items()
-                  for role, m in d["models"].items() if cap in m["rescaled"]]
+                kit = (
+                    f"{k['mean_abs_diff']:.4f} | {k['spread']:.4f} | {k['bias']:+.4f} | {k['fit_s']:.2f}"
+                    if k
+                    else "= uncapped | | | "
+                )
+                lines.append(
+                    f"| {name} ({d['epochs']} ep., n_test {d['n_test']:,}) | {role} | {nc['mean']:.4f} | "
+                    f"{nc['spread']:.4f} | {nc['fit_s']:.2f} | {kit} | {by('rescaled')} | {by('plain')} |"
+                )
+        spreads = [
+            (m["no_cap"]["spread"], name, role) for name, d in st["datasets"].items() for role, m in d["models"].items()
+        ]
+        capped = [
+            (m["rescaled"][cap]["mean_abs_diff"], name, role)
+            for name, d in st["datasets"].items()
+            for role, m in d["models"].items()
+            if cap in m["rescaled"]
+        ]
         top, worst = max(spreads), max(capped) if capped else None
         mn = st["datasets"].get("mnist", {}).get("models", {})
-        fits = {n: statistics.mean(m["rescaled"][n]["fit_s"] for m in mn.values() if n in m["rescaled"])
-                for n in map(str, st["sizes"]) if mn and all(n in m["rescaled"] for m in mn.values())}
+        fits = {
+            n: statistics.mean(m["rescaled"][n]["fit_s"] for m in mn.values() if n in m["rescaled"])
+            for n in map(str, st["sizes"])
+            if mn and all(n in m["rescaled"] for m in mn.values())
+        }
         if cap in fits:
-            lines += ["", "Cost of the other caps, projected from this request's scoring: the request plus its "
-                      f"{req['n_rows']} rows times the difference in fit seconds (full MNIST, mean over the models "
-                      "above) from the kit's cap: " + ", ".join(
-                          f"{int(n):,}: {(req['median_s'] + req['n_rows'] * (f - fits[cap])) / train['median_s']:.2f}"
-                          for n, f in fits.items()) + " of training one model."]
-        lines += ["", f"Largest seed-to-seed spread of the uncapped recipe: {top[0]:.4f} ({top[1]} {top[2]}). "
-                  + (f"Largest mean |capped - uncapped| at the kit's cap: {worst[0]:.4f} ({worst[1]} {worst[2]}), "
-                     f"{100 * worst[0]:.2f} points of MIA-efficacy, {20 * worst[0]:.2f} points of `gap` "
-                     "(one of its five terms)." if worst else "")]
+            lines += [
+                "",
+                "Cost of the other caps, projected from this request's scoring: the request plus its "
+                f"{req['n_rows']} rows times the difference in fit seconds (full MNIST, mean over the models "
+                "above) from the kit's cap: "
+                + ", ".join(
+                    f"{int(n):,}: {(req['median_s'] + req['n_rows'] * (f - fits[cap])) / train['median_s']:.2f}"
+                    for n, f in fits.items()
+                )
+                + " of training one model.",
+            ]
+        lines += [
+            "",
+            f"Largest seed-to-seed spread of the uncapped recipe: {top[0]:.4f} ({top[1]} {top[2]}). "
+            + (
+                f"Largest mean |capped - uncapped| at the kit's cap: {worst[0]:.4f} ({worst[1]} {worst[2]}), "
+                f"{100 * worst[0]:.2f} points of MIA-efficacy, {20 * worst[0]:.2f} points of `gap` "
+                "(one of its five terms)."
+                if worst
+                else ""
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -1103,29 +1325,40 @@ def first_touch_section(report: dict) -> str:
         f"| `make report` (`mnemonic-mu report --profile laptop`) | {rep['median_s']:.0f} | {runs(rep)} | "
         f"{FIRST_TOUCH_TARGETS['report']} | {'yes' if rep['median_s'] <= FIRST_TOUCH_TARGETS['report'] else 'no'} |",
     ]
-    cpu = {name: sorted(r["cpu_seconds"] for r in it["runs"] if "cpu_seconds" in r)
-           for name, it in (("quickstart", quick), ("report", rep))}
+    cpu = {
+        name: sorted(r["cpu_seconds"] for r in it["runs"] if "cpu_seconds" in r)
+        for name, it in (("quickstart", quick), ("report", rep))
+    }
     if all(cpu.values()):
         cores = report["hardware"]["usable_cpus"]
         median = {name: v[len(v) // 2] for name, v in cpu.items()}
-        lines += ["", "CPU work per run (user + system seconds of the command, its worker processes and its "
-                  f"notebook kernels, median): quick start {median['quickstart']:.0f} CPU-s, `make report` "
-                  f"{median['report']:.0f} CPU-s. On {cores} cores no schedule finishes sooner than the CPU work "
-                  f"divided by {cores}: {median['quickstart'] / cores:.0f} s and {median['report'] / cores:.0f} s."]
+        lines += [
+            "",
+            "CPU work per run (user + system seconds of the command, its worker processes and its "
+            f"notebook kernels, median): quick start {median['quickstart']:.0f} CPU-s, `make report` "
+            f"{median['report']:.0f} CPU-s. On {cores} cores no schedule finishes sooner than the CPU work "
+            f"divided by {cores}: {median['quickstart'] / cores:.0f} s and {median['report'] / cores:.0f} s.",
+        ]
     parts = rep.get("work_parts")
     if parts:
         total = {group: sum(v.values()) for group, v in parts.items()}
         slowest = max(parts["baselines"], key=parts["baselines"].get)
-        lines += ["", "Where that work goes: the report's models, rows and baselines done one at a time in one "
-                  f"process take {sum(total.values()):.0f} s: training the {len(parts['models'])} models "
-                  f"{total['models']:.0f} s, scoring the {len(parts['rows'])} reference rows {total['rows']:.0f} s, "
-                  f"the {len(parts['baselines'])} baselines {total['baselines']:.0f} s (the slowest, {slowest}, "
-                  f"{parts['baselines'][slowest]:.0f} s). The rest is the six notebooks' own cells, kernels and "
-                  "HTML."]
+        lines += [
+            "",
+            "Where that work goes: the report's models, rows and baselines done one at a time in one "
+            f"process take {sum(total.values()):.0f} s: training the {len(parts['models'])} models "
+            f"{total['models']:.0f} s, scoring the {len(parts['rows'])} reference rows {total['rows']:.0f} s, "
+            f"the {len(parts['baselines'])} baselines {total['baselines']:.0f} s (the slowest, {slowest}, "
+            f"{parts['baselines'][slowest]:.0f} s). The rest is the six notebooks' own cells, kernels and "
+            "HTML.",
+        ]
     if notebooks:
-        lines += ["", "The report's first run, seconds per notebook (03 runs beside 04; the models, the references' "
-                  "rows and the baselines are computed ahead in worker processes meanwhile, so a notebook's time "
-                  "includes waiting for them): " + ", ".join(f"{k} {v:.0f}" for k, v in notebooks.items()) + "."]
+        lines += [
+            "",
+            "The report's first run, seconds per notebook (03 runs beside 04; the models, the references' "
+            "rows and the baselines are computed ahead in worker processes meanwhile, so a notebook's time "
+            "includes waiting for them): " + ", ".join(f"{k} {v:.0f}" for k, v in notebooks.items()) + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -1152,16 +1385,19 @@ def readme_quickstart(result: dict, report: dict) -> str:
     from mnemonic_mu.drivers.cli import experiment_lines
 
     hw, quick = report["hardware"], report["items"]["first_touch_quickstart"]
-    return "\n".join([
-        f"What it printed (`docs/results/experiments/quickstart.json`); from an empty cache it takes "
-        f"{quick['median_s']:.0f} s (median of {quick['reps']}) on {hw['usable_cpus']} CPU cores ({hw['cpu_model']}), "
-        "most of it training the six models ([docs/performance.md](docs/performance.md#the-first-ten-minutes-the-"
-        "quick-start-and-make-report-from-an-empty-cache)):",
-        "",
-        "```",
-        *experiment_lines(result),
-        "```",
-    ])
+    return "\n".join(
+        [
+            f"What it printed (`docs/results/experiments/quickstart.json`); from an empty cache it takes "
+            f"{quick['median_s']:.0f} s (median of {quick['reps']}) on {hw['usable_cpus']} CPU cores "
+            f"({hw['cpu_model']}), "
+            "most of it training the six models ([docs/performance.md](docs/performance.md#the-first-ten-minutes-the-"
+            "quick-start-and-make-report-from-an-empty-cache)):",
+            "",
+            "```",
+            *experiment_lines(result),
+            "```",
+        ]
+    )
 
 
 def write_first_touch_docs(path: Path = SCORING_DOCS, readme: Path = ROOT / "README.md") -> Path:
@@ -1181,6 +1417,7 @@ def write_scoring_docs(path: Path = SCORING_DOCS) -> Path:
     def load(p):
         return json.loads(p.read_text()) if p.exists() else None
 
-    body = scoring_section(load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]),
-                           load(SCORING_SOURCES["study"]))
+    body = scoring_section(
+        load(SCORING_SOURCES["scoring"]), load(SCORING_SOURCES["before"]), load(SCORING_SOURCES["study"])
+    )
     return _write_section(path, SCORING_MARKERS, body)

@@ -55,33 +55,57 @@ TARGETS = {
 
 
 def _parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="fewer repetitions, scaled retrain, no laptop report")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2") or 2),
-                   help="torch threads for every item (default: OMP_NUM_THREADS, else 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", "2") or 2),
+        help="torch threads for every item (default: OMP_NUM_THREADS, else 2)",
+    )
     p.add_argument("--out", default=str(ROOT / "reports" / "bench"), help="output folder (default reports/bench)")
     p.add_argument("--only", nargs="+", default=None, help="run only these items (names as in bench.json)")
     p.add_argument("--skip", nargs="+", default=[], help="skip these items")
     p.add_argument("--no-report", action="store_true", help="skip the end-to-end laptop report")
-    p.add_argument("--retrain-epochs", type=int, default=None,
-                   help="measure this many retrain epochs and scale to the recipe's 200 "
-                        "(default: all 200; 10 with --quick)")
-    p.add_argument("--omp-wait-policy", default="PASSIVE",
-                   help="OMP_WAIT_POLICY of the items (default PASSIVE: idle OpenMP threads sleep instead of "
-                   "spinning, which keeps shared cores usable; one item is always also run with ACTIVE)")
-    p.add_argument("--paper-scale", action="store_true",
-                   help="also time forgetting, SSD and retrain on full MNIST (the paper's scale; needs its IDX "
-                   "files under MNEMONIC_MU_MNIST_ROOT; the 200-epoch retrain takes about 8 min on 2 cores)")
-    p.add_argument("--paper-retrain-epochs", type=int, default=None,
-                   help="with --paper-scale: measure this many full-MNIST retrain epochs and scale to 200 "
-                   "(flagged 'extrapolated' in bench.json; default: all 200)")
-    p.add_argument("--write-scoring-docs", action="store_true",
-                   help="rewrite the generated scoring section of docs/performance.md from "
-                   "docs/results/bench/scoring.json and svc_subsample.json, then exit (runs nothing)")
-    p.add_argument("--write-first-touch-docs", action="store_true",
-                   help="rewrite the generated first-touch section of docs/performance.md from "
-                   "docs/results/bench/first_touch.json (made by --only first_touch), then exit")
+    p.add_argument(
+        "--retrain-epochs",
+        type=int,
+        default=None,
+        help="measure this many retrain epochs and scale to the recipe's 200 (default: all 200; 10 with --quick)",
+    )
+    p.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY of the items (default PASSIVE: idle OpenMP threads sleep instead of "
+        "spinning, which keeps shared cores usable; one item is always also run with ACTIVE)",
+    )
+    p.add_argument(
+        "--paper-scale",
+        action="store_true",
+        help="also time forgetting, SSD and retrain on full MNIST (the paper's scale; needs its IDX "
+        "files under MNEMONIC_MU_MNIST_ROOT; the 200-epoch retrain takes about 8 min on 2 cores)",
+    )
+    p.add_argument(
+        "--paper-retrain-epochs",
+        type=int,
+        default=None,
+        help="with --paper-scale: measure this many full-MNIST retrain epochs and scale to 200 "
+        "(flagged 'extrapolated' in bench.json; default: all 200)",
+    )
+    p.add_argument(
+        "--write-scoring-docs",
+        action="store_true",
+        help="rewrite the generated scoring section of docs/performance.md from "
+        "docs/results/bench/scoring.json and svc_subsample.json, then exit (runs nothing)",
+    )
+    p.add_argument(
+        "--write-first-touch-docs",
+        action="store_true",
+        help="rewrite the generated first-touch section of docs/performance.md from "
+        "docs/results/bench/first_touch.json (made by --only first_touch), then exit",
+    )
     p.add_argument("--item", default=None, help=argparse.SUPPRESS)  # child process: run one item
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -108,10 +132,21 @@ def _child(args) -> int:
 def _run_item(name: str, args) -> dict:
     result = Path(args.out) / f".{name}.json"
     result.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--item", name, "--result", str(result),
-           "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore",
-                        "OMP_WAIT_POLICY": "ACTIVE" if name.endswith("_spinwait") else args.omp_wait_policy}
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--item",
+        name,
+        "--result",
+        str(result),
+        "--threads",
+        str(args.threads),
+    ] + (["--quick"] if args.quick else [])
+    env = os.environ | {
+        "OMP_NUM_THREADS": str(args.threads),
+        "PYTHONWARNINGS": "ignore",
+        "OMP_WAIT_POLICY": "ACTIVE" if name.endswith("_spinwait") else args.omp_wait_policy,
+    }
     if args.retrain_epochs:
         env["MNEMONIC_MU_BENCH_RETRAIN_EPOCHS"] = str(args.retrain_epochs)
     if args.paper_retrain_epochs:
@@ -138,6 +173,7 @@ def _ratio(a, b):
 
 def summarise(items: dict) -> tuple[dict, dict]:
     """figures (ms / s / MiB) and ratios from the items of one run."""
+
     def ms(n):
         return _median(items, n, 1e3)
 
@@ -274,38 +310,57 @@ def markdown(report: dict) -> str:
     tg = report["targets"]
     for name, v in rat.items():
         t = tg.get(name)
-        lines.append(f"| {name} | {_fmt(v, 'x')} | {'>= ' + _fmt(t['target'], 'x') if t else ''} | "
-                     f"{'' if not t else ('yes' if t['met'] else 'no' if t['met'] is not None else 'n/a')} |")
+        lines.append(
+            f"| {name} | {_fmt(v, 'x')} | {'>= ' + _fmt(t['target'], 'x') if t else ''} | "
+            f"{'' if not t else ('yes' if t['met'] else 'no' if t['met'] is not None else 'n/a')} |"
+        )
     lines += ["", "| figure with a target | measured | target | met |", "|---|---|---|---|"]
     for name, t in tg.items():
         if name in fig:
-            lines.append(f"| {name} | {_fmt(t['measured'])} | <= {_fmt(t['target'])} | "
-                         f"{'yes' if t['met'] else 'no' if t['met'] is not None else 'n/a'} |")
+            lines.append(
+                f"| {name} | {_fmt(t['measured'])} | <= {_fmt(t['target'])} | "
+                f"{'yes' if t['met'] else 'no' if t['met'] is not None else 'n/a'} |"
+            )
     if fig.get("floor_ms_resnet18_cpu"):
-        lines += ["", f"ResNet-18 step arithmetic: {fig['gflop_resnet18_step']:.1f} GFLOP "
-                  "(code Fisher and two sign-test "
-                  f"forwards), run at {fig['gflops_resnet18_step']:.1f} GFLOP/s; this machine's fp32 matmul rate is "
-                  f"{fig['gflops_matmul_cpu']:.1f} GFLOP/s, so this arithmetic alone needs about "
-                  f"{fig['floor_ms_resnet18_cpu']:.0f} ms here in fp32 even at the matmul rate."]
+        lines += [
+            "",
+            f"ResNet-18 step arithmetic: {fig['gflop_resnet18_step']:.1f} GFLOP "
+            "(code Fisher and two sign-test "
+            f"forwards), run at {fig['gflops_resnet18_step']:.1f} GFLOP/s; this machine's fp32 matmul rate is "
+            f"{fig['gflops_matmul_cpu']:.1f} GFLOP/s, so this arithmetic alone needs about "
+            f"{fig['floor_ms_resnet18_cpu']:.0f} ms here in fp32 even at the matmul rate.",
+        ]
     if fig.get("floor_s_mlp12_cpu") and fig.get("ensemble_s_mlp12_cpu"):
-        lines += ["", "Ensemble training: 12 MLPs trained as one computation in "
-                  f"{fig['ensemble_s_mlp12_cpu']:.1f} s vs "
-                  f"{fig['sequential_s_mlp12_cpu']:.1f} s for 12 sequential train_model runs "
-                  f"(ratio {rat.get('ensemble_vs_sequential') or float('nan'):.2f}x). Their arithmetic, "
-                  f"{fig['gflop_mlp12_training']:.0f} GFLOP ({fig['gflop_mlp12_training_ensemble']:.0f} counted in "
-                  f"the ensemble), needs {fig['floor_s_mlp12_cpu']:.1f} s at this machine's fp32 matmul rate of "
-                  f"{fig['gflops_matmul_cpu_ensemble_item']:.1f} GFLOP/s."]
+        lines += [
+            "",
+            "Ensemble training: 12 MLPs trained as one computation in "
+            f"{fig['ensemble_s_mlp12_cpu']:.1f} s vs "
+            f"{fig['sequential_s_mlp12_cpu']:.1f} s for 12 sequential train_model runs "
+            f"(ratio {rat.get('ensemble_vs_sequential') or float('nan'):.2f}x). Their arithmetic, "
+            f"{fig['gflop_mlp12_training']:.0f} GFLOP ({fig['gflop_mlp12_training_ensemble']:.0f} counted in "
+            f"the ensemble), needs {fig['floor_s_mlp12_cpu']:.1f} s at this machine's fp32 matmul rate of "
+            f"{fig['gflops_matmul_cpu_ensemble_item']:.1f} GFLOP/s.",
+        ]
     if fig.get("dask_sweep_s_2workers") and fig.get("dask_sweep_s_1worker"):
-        lines += ["", "Distributed sweep (Dask LocalCluster, training-bound): "
-                  f"{fig['dask_sweep_s_1worker']:.1f} s on 1 "
-                  f"worker, {fig['dask_sweep_s_2workers']:.1f} s on 2 (speedup "
-                  f"{rat.get('dask_2_vs_1_workers_speedup') or float('nan'):.2f}x); Dask's cost per trivial task: "
-                  f"{fig.get('dask_overhead_ms_per_task') or float('nan'):.2f} ms through DaskExecutor.map, "
-                  f"{fig.get('dask_bare_overhead_ms_per_task') or float('nan'):.2f} ms through bare client.map."]
+        lines += [
+            "",
+            "Distributed sweep (Dask LocalCluster, training-bound): "
+            f"{fig['dask_sweep_s_1worker']:.1f} s on 1 "
+            f"worker, {fig['dask_sweep_s_2workers']:.1f} s on 2 (speedup "
+            f"{rat.get('dask_2_vs_1_workers_speedup') or float('nan'):.2f}x); Dask's cost per trivial task: "
+            f"{fig.get('dask_overhead_ms_per_task') or float('nan'):.2f} ms through DaskExecutor.map, "
+            f"{fig.get('dask_bare_overhead_ms_per_task') or float('nan'):.2f} ms through bare client.map.",
+        ]
     if "resnet18_fp32" in items and "test_accuracy" in items["resnet18_fp32"]:
-        lines += ["", "ResNet-18 on digits, test accuracy (%) / seconds per epoch: " + ", ".join(
-            f"{k.removeprefix('resnet18_')} {items[k]['test_accuracy']:.1f} / {items[k]['median_s']:.2f} s"
-            for k in ("resnet18_fp32", "resnet18_bf16", "resnet18_channels_last") if k in items)]
+        lines += [
+            "",
+            "ResNet-18 on digits, test accuracy (%) / seconds per epoch: "
+            + ", ".join(
+                f"{k.removeprefix('resnet18_')} {items[k]['test_accuracy']:.1f} / {items[k]['median_s']:.2f} s"
+                for k in ("resnet18_fp32", "resnet18_bf16", "resnet18_channels_last")
+                if k in items
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -365,8 +420,9 @@ def main(argv=None) -> int:
             print(", ".join(f"{k} {v['median_s']:.2f} s" for k, v in it["variants"].items()), flush=True)
             continue
         report["items"][name] = it
-        print(f"{it['median_s'] * 1e3:.1f} ms" if "median_s" in it else it.get("error") or it.get("skipped"),
-              flush=True)
+        print(
+            f"{it['median_s'] * 1e3:.1f} ms" if "median_s" in it else it.get("error") or it.get("skipped"), flush=True
+        )
     report["load"]["end"] = load_average()
     report["suite_seconds"] = round(time.perf_counter() - start, 1)
     report["figures"], report["ratios"] = summarise(report["items"])

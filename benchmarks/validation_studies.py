@@ -121,8 +121,9 @@ def halves(y_val, seed: int = HALF_SEED):
 def _half_scores(logits, y, in_a, forget_classes) -> dict:
     from mnemonic_mu.algorithms.metrics import forgetting_scores
 
-    out = {h: [_r(v) for v in forgetting_scores(logits[m], y[m], forget_classes)]
-           for h, m in (("a", in_a), ("b", ~in_a))}
+    out = {
+        h: [_r(v) for v in forgetting_scores(logits[m], y[m], forget_classes)] for h, m in (("a", in_a), ("b", ~in_a))
+    }
     return out | {"all": [_r(v) for v in forgetting_scores(logits, y, forget_classes)]}
 
 
@@ -151,9 +152,14 @@ def _selection_job(args) -> dict:
     in_a = halves(y_val)
     trained = pipeline.train_models(s, dataset, ("original", "retrain"))
     original, retrain = trained["original"][0], trained["retrain"][0]
-    row = {"setting": name, "seed": seed, "class": cls,
-           "original": _half_scores(predict_logits(original.model, x_val), y_val, in_a, [cls]),
-           "retrain": _half_scores(predict_logits(retrain.model, x_val), y_val, in_a, [cls]), "methods": {}}
+    row = {
+        "setting": name,
+        "seed": seed,
+        "class": cls,
+        "original": _half_scores(predict_logits(original.model, x_val), y_val, in_a, [cls]),
+        "retrain": _half_scores(predict_logits(retrain.model, x_val), y_val, in_a, [cls]),
+        "methods": {},
+    }
 
     class Recording(B._Chooser):
         """The method's own chooser, also scoring each candidate on both halves."""
@@ -172,8 +178,9 @@ def _selection_job(args) -> dict:
         keys = [k for k in offered[0] if k not in ("val_score", "val_A_R", "val_E_F", "tier", "halves", "dampened")]
         row["methods"][method] = {
             "params": keys,
-            "candidates": [[e[k] for k in keys] + [*e["halves"]["a"], *e["halves"]["b"], *e["halves"]["all"]]
-                           for e in offered],
+            "candidates": [
+                [e[k] for k in keys] + [*e["halves"]["a"], *e["halves"]["b"], *e["halves"]["all"]] for e in offered
+            ],
             "diverged": len(result.search) - len(offered),
             "chosen_by_method": result.chosen,
             "seconds": round(seconds, 2),
@@ -217,8 +224,11 @@ def apply_rule(rule: dict, scores: list[tuple[float, float]], a_r_original: floa
     z = [tuple(0.0 if math.isnan(v) else float(v) for v in s) for s in scores]
     if rule["floor"] == "sum":
         return max(range(len(z)), key=lambda i: (z[i][0] + z[i][1], -i))
-    floor = {"ratio": lambda: rule["value"] * a_r_original, "best": lambda: max(a for a, _ in z) - rule["value"],
-             "drop": lambda: a_r_original - rule["value"]}[rule["floor"]]()
+    floor = {
+        "ratio": lambda: rule["value"] * a_r_original,
+        "best": lambda: max(a for a, _ in z) - rule["value"],
+        "drop": lambda: a_r_original - rule["value"],
+    }[rule["floor"]]()
 
     def key(i):
         a, e = z[i]
@@ -244,8 +254,14 @@ def evaluate(rows: list[dict], rule: dict, method: str, choose_on: str) -> dict:
         forgotten += e_f >= FORGOTTEN
         collapsed += gap < -COLLAPSE
         good += e_f >= FORGOTTEN and gap >= -GOOD_DROP
-    return {"n": len(rows), "forgotten": forgotten, "collapsed": collapsed, "good": good,
-            "dA_mean": sum(d_a) / len(d_a), "dA_worst": min(d_a)}
+    return {
+        "n": len(rows),
+        "forgotten": forgotten,
+        "collapsed": collapsed,
+        "good": good,
+        "dA_mean": sum(d_a) / len(d_a),
+        "dA_worst": min(d_a),
+    }
 
 
 def summarise_selection(rows: list[dict]) -> dict:
@@ -255,18 +271,25 @@ def summarise_selection(rows: list[dict]) -> dict:
         out[rname] = {}
         for setting, _, _ in SETTINGS:
             part = [r for r in rows if r["setting"] == setting]
-            out[rname][setting] = {m: {f"{h}->{'b' if h == 'a' else 'a'}": evaluate(part, rule, m, h)
-                                       for h in ("a", "b")} for m in METHODS}
+            out[rname][setting] = {
+                m: {f"{h}->{'b' if h == 'a' else 'a'}": evaluate(part, rule, m, h) for h in ("a", "b")} for m in METHODS
+            }
     return out
 
 
 def _total(summary: dict, rname: str) -> dict:
-    parts = [d for per_setting in summary[rname].values() for per_method in per_setting.values()
-             for d in per_method.values()]
+    parts = [
+        d for per_setting in summary[rname].values() for per_method in per_setting.values() for d in per_method.values()
+    ]
     n = sum(p["n"] for p in parts)
-    return {"n": n, "forgotten": sum(p["forgotten"] for p in parts), "collapsed": sum(p["collapsed"] for p in parts),
-            "good": sum(p["good"] for p in parts),
-            "dA_mean": sum(p["dA_mean"] * p["n"] for p in parts) / n, "dA_worst": min(p["dA_worst"] for p in parts)}
+    return {
+        "n": n,
+        "forgotten": sum(p["forgotten"] for p in parts),
+        "collapsed": sum(p["collapsed"] for p in parts),
+        "good": sum(p["good"] for p in parts),
+        "dA_mean": sum(p["dA_mean"] * p["n"] for p in parts) / n,
+        "dA_worst": min(p["dA_worst"] for p in parts),
+    }
 
 
 def changed_choices(rows: list[dict], chosen: str, before: str = "ratio-0.5") -> dict:
@@ -277,8 +300,13 @@ def changed_choices(rows: list[dict], chosen: str, before: str = "ratio-0.5") ->
         part = [r for r in rows if r["setting"] == setting]
         out[setting] = {}
         for m in METHODS:
-            picks = [(apply_rule(rules()[before], _cands(r, m, "all"), r["original"]["all"][0]),
-                      apply_rule(rules()[chosen], _cands(r, m, "all"), r["original"]["all"][0])) for r in part]
+            picks = [
+                (
+                    apply_rule(rules()[before], _cands(r, m, "all"), r["original"]["all"][0]),
+                    apply_rule(rules()[chosen], _cands(r, m, "all"), r["original"]["all"][0]),
+                )
+                for r in part
+            ]
             out[setting][m] = [sum(a != b for a, b in picks), len(picks)]
     return out
 
@@ -316,13 +344,19 @@ def markdown_selection(doc: dict) -> str:
     for rname, rule in doc["rules"].items():
         t = _total(summary, rname)
         mark = " (chosen)" if rname == chosen else (" (before)" if rname == "ratio-0.5" else "")
-        lines.append(f"| {rname}{mark} | {_describe(rule)} | {t['collapsed']}/{t['n']} | {t['forgotten']} | "
-                     f"{t['good']} | {t['dA_mean']:+.2f} | {t['dA_worst']:+.2f} |")
-    lines += ["", f"Per setting and method, both directions summed: the rule before (ratio-0.5) and {chosen}; "
-              "*changed* = requests whose choice on the whole validation split (what the method sees) differs "
-              "between the two rules:", "",
-              "| setting | method | changed | rule | collapsed | forgotten | good | A_R - retrain, mean | worst |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {rname}{mark} | {_describe(rule)} | {t['collapsed']}/{t['n']} | {t['forgotten']} | "
+            f"{t['good']} | {t['dA_mean']:+.2f} | {t['dA_worst']:+.2f} |"
+        )
+    lines += [
+        "",
+        f"Per setting and method, both directions summed: the rule before (ratio-0.5) and {chosen}; "
+        "*changed* = requests whose choice on the whole validation split (what the method sees) differs "
+        "between the two rules:",
+        "",
+        "| setting | method | changed | rule | collapsed | forgotten | good | A_R - retrain, mean | worst |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for setting, _, _ in SETTINGS:
         for m in METHODS:
             k, n_req = doc["changed"][setting][m]
@@ -332,7 +366,8 @@ def markdown_selection(doc: dict) -> str:
                 lines.append(
                     f"| {setting} | {m} | {k}/{n_req} | {rname} | {sum(d['collapsed'] for d in ds)}/{n} | "
                     f"{sum(d['forgotten'] for d in ds)} | {sum(d['good'] for d in ds)} | "
-                    f"{sum(d['dA_mean'] * d['n'] for d in ds) / n:+.2f} | {min(d['dA_worst'] for d in ds):+.2f} |")
+                    f"{sum(d['dA_mean'] * d['n'] for d in ds) / n:+.2f} | {min(d['dA_worst'] for d in ds):+.2f} |"
+                )
     return "\n".join(lines)
 
 
@@ -340,8 +375,11 @@ def _describe(rule: dict) -> str:
     f, v = rule["floor"], rule.get("value")
     if f == "sum":
         return "none: A_R + E_F"
-    return {"ratio": f"A_R >= {v:g} x original's", "best": f"A_R >= best candidate's - {v:g}",
-            "drop": f"A_R >= original's - {v:g}"}[f]
+    return {
+        "ratio": f"A_R >= {v:g} x original's",
+        "best": f"A_R >= best candidate's - {v:g}",
+        "drop": f"A_R >= original's - {v:g}",
+    }[f]
 
 
 def run_selection(jobs: int) -> dict:
@@ -360,7 +398,9 @@ def run_selection(jobs: int) -> dict:
         "minutes": (time.perf_counter() - start) / 60,
         "machine": _machine(jobs),
         "half_seed": HALF_SEED,
-        "collapse": COLLAPSE, "forgotten": FORGOTTEN, "good_drop": GOOD_DROP,
+        "collapse": COLLAPSE,
+        "forgotten": FORGOTTEN,
+        "good_drop": GOOD_DROP,
         "criterion": "fewest collapsed, then most forgotten, then largest mean A_R - retrain; tie: earlier rule",
         # the rule the methods ran with (their "chosen_by_method", on the whole validation split); the
         # candidates, and so the study, do not depend on it
@@ -398,16 +438,36 @@ def _code_dist_job(args) -> list[dict]:
         retrain = pipeline.train_models(sc, dataset, ("retrain",))["retrain"][0]
         a_r_retrain = forgetting_scores(predict_logits(retrain.model, x_val), y_val, [c])[0]
         a_r_orig, e_f_orig = forgetting_scores(predict_logits(original.model, x_val), y_val, [c])
-        row = {"setting": name, "code_dist": dist, "seed": seed, "class": c, "retrain_A_R": _r(a_r_retrain),
-               "original_A_R": _r(a_r_orig), "original_E_F": _r(e_f_orig), "original_acc": _r(a_r_orig_all),
-               "steps": {}}
+        row = {
+            "setting": name,
+            "code_dist": dist,
+            "seed": seed,
+            "class": c,
+            "retrain_A_R": _r(a_r_retrain),
+            "original_A_R": _r(a_r_orig),
+            "original_E_F": _r(e_f_orig),
+            "original_acc": _r(a_r_orig_all),
+            "steps": {},
+        }
         for step in STEPS:
             with torch.no_grad():
-                new, rec = forget(original.model, original.codes, [c], s.lambda1, s.lambda2, step=step,
-                                  calibration=Calibration(multi=s.multi), per_class_fisher=per_class)
+                new, rec = forget(
+                    original.model,
+                    original.codes,
+                    [c],
+                    s.lambda1,
+                    s.lambda2,
+                    step=step,
+                    calibration=Calibration(multi=s.multi),
+                    per_class_fisher=per_class,
+                )
             a_r, e_f = forgetting_scores(predict_logits(new, x_val), y_val, [c])
-            row["steps"][step] = {"A_R": _r(a_r), "E_F": _r(e_f), "dA": _r(a_r - a_r_retrain),
-                                  "warned": bool(rec.warnings)}
+            row["steps"][step] = {
+                "A_R": _r(a_r),
+                "E_F": _r(e_f),
+                "dA": _r(a_r - a_r_retrain),
+                "warned": bool(rec.warnings),
+            }
         rows.append(row)
     return rows
 
@@ -419,8 +479,10 @@ def summarise_code_dist(rows: list[dict]) -> dict:
         out[setting] = {}
         for dist in DISTS:
             part = [r for r in rows if r["setting"] == setting and r["code_dist"] == dist]
-            out[setting][dist] = {"retrain_A_R_mean": sum(r["retrain_A_R"] for r in part) / len(part),
-                                  "original_acc_mean": sum(r["original_acc"] for r in part) / len(part)}
+            out[setting][dist] = {
+                "retrain_A_R_mean": sum(r["retrain_A_R"] for r in part) / len(part),
+                "original_acc_mean": sum(r["original_acc"] for r in part) / len(part),
+            }
             for step in STEPS:
                 v = [r["steps"][step] for r in part]
                 out[setting][dist][step] = {
@@ -452,8 +514,11 @@ def decide_code_dist(summary: dict) -> str:
 def markdown_code_dist(doc: dict) -> str:
     summary = doc["summary"]
     decision = doc["decision"]
-    verdict = ("**switch the default to `normal`** (the paper's N(0,1) codes)" if decision == "switch"
-               else "**keep `uniform`** (U[0,1) codes) as the default")
+    verdict = (
+        "**switch the default to `normal`** (the paper's N(0,1) codes)"
+        if decision == "switch"
+        else "**keep `uniform`** (U[0,1) codes) as the default"
+    )
     lines = [
         f"Made by `{doc['command']}` ({doc['minutes']:.1f} min on {doc['machine']}); source "
         "`docs/results/calibration/code_dist.json`. Validation split only; every class x seeds "
@@ -465,10 +530,16 @@ def markdown_code_dist(doc: dict) -> str:
         "has more good requests summed over the settings, or as many and a larger mean A_R - retrain): "
         f"{verdict}.",
         "",
-        "Summed over the settings: " + "; ".join(
-            f"{step} step, " + ", ".join(f"{dist} {g} good of {n} (A_R - retrain {d:+.2f})"
-                                        for dist, (g, n, d) in ((dist, _totals(summary, dist, step)) for dist in DISTS))
-            for step in STEPS) + ".",
+        "Summed over the settings: "
+        + "; ".join(
+            f"{step} step, "
+            + ", ".join(
+                f"{dist} {g} good of {n} (A_R - retrain {d:+.2f})"
+                for dist, (g, n, d) in ((dist, _totals(summary, dist, step)) for dist in DISTS)
+            )
+            for step in STEPS
+        )
+        + ".",
         "",
         "| setting | codes | step | forgotten | good | warned | A_R | E_F | A_R - retrain, mean | worst | "
         "retrain A_R | original accuracy |",
@@ -479,9 +550,11 @@ def markdown_code_dist(doc: dict) -> str:
             d = summary[setting][dist]
             for step in STEPS:
                 p = d[step]
-                lines.append(f"| {setting} | {dist} | {step} | {p['forgotten']}/{p['n']} | {p['good']} | "
-                             f"{p['warned']} | {p['A_R_mean']:.2f} | {p['E_F_mean']:.2f} | {p['dA_mean']:+.2f} | "
-                             f"{p['dA_worst']:+.2f} | {d['retrain_A_R_mean']:.2f} | {d['original_acc_mean']:.2f} |")
+                lines.append(
+                    f"| {setting} | {dist} | {step} | {p['forgotten']}/{p['n']} | {p['good']} | "
+                    f"{p['warned']} | {p['A_R_mean']:.2f} | {p['E_F_mean']:.2f} | {p['dA_mean']:+.2f} | "
+                    f"{p['dA_worst']:+.2f} | {d['retrain_A_R_mean']:.2f} | {d['original_acc_mean']:.2f} |"
+                )
     return "\n".join(lines)
 
 
@@ -497,9 +570,10 @@ def run_code_dist(jobs: int) -> dict:
         "command": COMMANDS["code_dist"],
         "minutes": (time.perf_counter() - start) / 60,
         "machine": _machine(jobs),
-        "forgotten": FORGOTTEN, "good_drop": GOOD_DROP,
+        "forgotten": FORGOTTEN,
+        "good_drop": GOOD_DROP,
         "criterion": "default step (calibrated): switch to normal only with more good requests summed over the "
-                     "settings, or as many and a larger mean A_R - retrain; else keep uniform",
+        "settings, or as many and a larger mean A_R - retrain; else keep uniform",
         "settings": [{"name": n, "overrides": ov, "seeds": list(seeds)} for n, ov, seeds in SETTINGS],
         "summary": summary,
         "decision": decide_code_dist(summary),
@@ -530,7 +604,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--render", action="store_true", help="only rewrite the docs' sections from the JSON files")
     args = p.parse_args(argv)
-    for study in (("selection", "code_dist") if args.study == "all" else (args.study,)):
+    for study in ("selection", "code_dist") if args.study == "all" else (args.study,):
         out, _, markdown, run = STUDIES[study]
         if args.render:
             write_doc(study, json.loads(out.read_text()))

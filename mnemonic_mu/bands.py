@@ -41,8 +41,10 @@ from .algorithms.attacks import ATTACKS, distance_attacks
 from .algorithms.indistinguishability import attack_signal
 from .algorithms.metrics import ACCURACY_METRICS
 
-RULE = ("band: min..max over the retrain references of the band seeds, each scored against the request's "
-        "retrain; inside: min <= value <= max (distances to retrain: value <= max; ToW: value >= min)")
+RULE = (
+    "band: min..max over the retrain references of the band seeds, each scored against the request's "
+    "retrain; inside: min <= value <= max (distances to retrain: value <= max; ToW: value >= min)"
+)
 DIVERGENCES = ("js_forget", "js_retain", "activation_forget", "activation_retain")
 AT_LEAST = ("tow",)  # 1 for the request's retrain by construction: only the band's lower edge counts
 
@@ -81,8 +83,13 @@ def band_stats(band_rows: Iterable[dict]) -> dict[str, dict]:
     for metric in band_metrics():
         xs = np.array([v[metric] for v in values if math.isfinite(v.get(metric, math.nan))], dtype=float)
         if xs.size:
-            out[metric] = {"mean": float(xs.mean()), "std": float(xs.std()), "min": float(xs.min()),
-                           "max": float(xs.max()), "n": int(xs.size)}
+            out[metric] = {
+                "mean": float(xs.mean()),
+                "std": float(xs.std()),
+                "min": float(xs.min()),
+                "max": float(xs.max()),
+                "n": int(xs.size),
+            }
     return out
 
 
@@ -118,8 +125,13 @@ def signal(original_rows: Iterable[dict], band_rows: Iterable[dict]) -> dict[str
         b = [v[attack] for v in ref if math.isfinite(v.get(attack, math.nan))]
         if a and b:
             res = attack_signal(a, b)
-            out[attack] = {"separates": res["separates"], "no_signal": not res["separates"], "gap": res["gap"],
-                           "original": res["original"], "retrain": res["retrain"]}
+            out[attack] = {
+                "separates": res["separates"],
+                "no_signal": not res["separates"],
+                "gap": res["gap"],
+                "original": res["original"],
+                "retrain": res["retrain"],
+            }
     return out
 
 
@@ -175,12 +187,35 @@ def aggregate(requests: list[tuple[dict, dict[str, dict], dict[int, dict]]]) -> 
     sig = {}
     for a in attacks:
         flags = {c: s[a]["separates"] for c, s in per_class.items() if a in s}
-        sig[a] = {"classes_with_signal": sum(flags.values()), "n_classes": len(flags),
-                  "no_signal": not any(flags.values()), "per_class": flags}
+        sig[a] = {
+            "classes_with_signal": sum(flags.values()),
+            "n_classes": len(flags),
+            "no_signal": not any(flags.values()),
+            "per_class": flags,
+        }
     r = min(n_band)  # every request of a sweep has the same band seeds
-    return {"rule": RULE, "n_band": r, "n_requests": len(requests), "inside": counts, "signal": sig,
-            "expected_inside": {m: expected_inside(m, r) for m in band_metrics()}}
+    return {
+        "rule": RULE,
+        "n_band": r,
+        "n_requests": len(requests),
+        "inside": counts,
+        "signal": sig,
+        "expected_inside": {m: expected_inside(m, r) for m in band_metrics()},
+    }
 
 
-__all__ = ["AT_LEAST", "DIVERGENCES", "RULE", "aggregate", "at_most_metrics", "band_metrics", "band_stats",
-           "expected_inside", "inside", "inside_flags", "metric_values", "request_band", "signal"]
+__all__ = [
+    "AT_LEAST",
+    "DIVERGENCES",
+    "RULE",
+    "aggregate",
+    "at_most_metrics",
+    "band_metrics",
+    "band_stats",
+    "expected_inside",
+    "inside",
+    "inside_flags",
+    "metric_values",
+    "request_band",
+    "signal",
+]

@@ -76,7 +76,15 @@ class Defaults:
 
 
 RUNTIME = (
-    "data_root", "download", "device", "threads", "workers", "cache_dir", "use_cache", "run_dir", "compute_upstream",
+    "data_root",
+    "download",
+    "device",
+    "threads",
+    "workers",
+    "cache_dir",
+    "use_cache",
+    "run_dir",
+    "compute_upstream",
 )  # the settings that never change a number (left out of the cache keys)
 FILLED_BY_SETTINGS = ("attacks", "baselines")  # defaults that depend on a registry above this module
 

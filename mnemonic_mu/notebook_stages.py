@@ -59,8 +59,19 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # The settings that change a stage's result (device, threads and paths do not) ...
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "01_mnemonic_codes": ("dataset", "split_seed", "code_dist", "seed", "t_mix", "batch_size"),
-    "02_training": ("model", "epochs", "lr", "momentum", "weight_decay", "cosine", "trainer", "precision",
-                    "channels_last", "forget_classes", "band_seeds"),
+    "02_training": (
+        "model",
+        "epochs",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "cosine",
+        "trainer",
+        "precision",
+        "channels_last",
+        "forget_classes",
+        "band_seeds",
+    ),
     "03_fisher": ("fisher_samples", "fisher_repeats", "lambda1", "lambda2"),
     "04_unlearning": ("lambda1", "lambda2", "step", "multi", "lambda1_grid", "lambda2_grid", "tune_lambdas"),
     "05_membership_evaluation": ("probe_max_train",),
@@ -104,8 +115,16 @@ def save_stage(s: Settings, stage: str, result: dict, device="cpu", seconds=None
         "upstream": {up: stage_key(s, up) for up in UPSTREAM[stage]},
         "config": s.to_dict(),
     }
-    return store.save_result(stage_dir(s, stage), stage, stage_key(s, stage), result, config,
-                             environment(torch.device(device)), seconds, write_payload)
+    return store.save_result(
+        stage_dir(s, stage),
+        stage,
+        stage_key(s, stage),
+        result,
+        config,
+        environment(torch.device(device)),
+        seconds,
+        write_payload,
+    )
 
 
 def load_stage(s: Settings, stage: str) -> store.Result:
@@ -113,8 +132,12 @@ def load_stage(s: Settings, stage: str) -> store.Result:
     folder = stage_dir(s, stage)
     if not folder.is_dir():
         if s.compute_upstream:
-            LOG.warning("stage %s has no result for these settings (key %s): computing it here, as "
-                        "notebooks/%s.ipynb would", stage, stage_key(s, stage), stage)
+            LOG.warning(
+                "stage %s has no result for these settings (key %s): computing it here, as notebooks/%s.ipynb would",
+                stage,
+                stage_key(s, stage),
+                stage,
+            )
             return COMPUTE[stage](s)
         raise StageOrderError(
             f"no result of stage {stage} for these settings (key {stage_key(s, stage)}): "
@@ -127,8 +150,9 @@ def load_stage(s: Settings, stage: str) -> store.Result:
 # 01: codes
 
 
-def measure_replacement(dataset: Dataset, codes, t_mix: float, batch_size: int, epochs: int = 10,
-                        seed: int = 0) -> dict:
+def measure_replacement(
+    dataset: Dataset, codes, t_mix: float, batch_size: int, epochs: int = 10, seed: int = 0
+) -> dict:
     """Share of training draws replaced by codes over ``epochs`` simulated epochs (Algorithm 1):
     the measured rate, its binomial standard error and the rate per class."""
     gen = torch.Generator().manual_seed(int(seed))
@@ -196,13 +220,18 @@ def compute_training(s: Settings, dataset: Dataset | None = None, progress: bool
             raise CheckpointError(f"the codes in {ck.folder} are not the codes of stage 01; delete it")
         checkpoints[role] = ck
         models[role] = pipeline.reference_row(ck, dataset) | {
-            "from_cache": cached, "history": ck.history, "metrics": brief(evaluate(ck.model, dataset, forget_classes)),
+            "from_cache": cached,
+            "history": ck.history,
+            "metrics": brief(evaluate(ck.model, dataset, forget_classes)),
         }
     band = {}
     for b, (ck, cached) in pipeline.train_band(s, dataset, device, progress).items():  # retrain's seed band
         checkpoints[band_role(b)] = ck
         band[band_role(b)] = pipeline.reference_row(ck, dataset) | {
-            "from_cache": cached, "band_seed": b, "metrics": brief(evaluate(ck.model, dataset, forget_classes))}
+            "from_cache": cached,
+            "band_seed": b,
+            "metrics": brief(evaluate(ck.model, dataset, forget_classes)),
+        }
     result = {"codes_key": codes_art.key, "forget_classes": list(forget_classes), "models": models, "band": band}
     art = save_stage(s, "02_training", result, device, time.perf_counter() - start)
     art.extras["checkpoints"] = checkpoints
@@ -278,8 +307,13 @@ def compute_fisher(s: Settings, dataset: Dataset | None = None, original: Checkp
     eta = fisher_ratio(f_forget, f_retain)
     alpha = layer_alphas(eta, s.lambda1, s.lambda2)
     layers = {
-        name: {"numel": e.numel(), "eta_max": float(e.max()), "eta_median": float(e.median()),
-               "alpha": alpha[name], "max_change": float((alpha[name] * e).max())}
+        name: {
+            "numel": e.numel(),
+            "eta_max": float(e.max()),
+            "eta_median": float(e.median()),
+            "alpha": alpha[name],
+            "max_change": float((alpha[name] * e).max()),
+        }
         for name, e in eta.items()
     }
     result = {
@@ -340,8 +374,13 @@ def compute_unlearning(s: Settings, dataset: Dataset | None = None, original: Ch
     }
 
     def write_model(tmp) -> None:
-        save_checkpoint(tmp / "model", done.model, original.codes,
-                        original.config | {"unlearned": True, "forget_classes": list(forget_classes)}, original.splits)
+        save_checkpoint(
+            tmp / "model",
+            done.model,
+            original.codes,
+            original.config | {"unlearned": True, "forget_classes": list(forget_classes)},
+            original.splits,
+        )
 
     art = save_stage(s, "04_unlearning", result, device, time.perf_counter() - start, write_model)
     art.extras.update(model=done.model, record=done.record, per_class=per_class)
@@ -387,19 +426,33 @@ def compute_membership(s: Settings, dataset: Dataset | None = None) -> store.Res
     groups = sample_groups(dataset, forget_classes)
     keep = ("loss", "entropy", "confidence")
     distributions = {
-        role: {group: {k: {"mean": float(v.mean()), "median": float(np.median(v))}
-                       for k, v in sample_statistics(models[role], *xy).items() if k in keep}
-               for group, xy in groups.items()}
+        role: {
+            group: {
+                k: {"mean": float(v.mean()), "median": float(np.median(v))}
+                for k, v in sample_statistics(models[role], *xy).items()
+                if k in keep
+            }
+            for group, xy in groups.items()
+        }
         for role in MEMBERSHIP_ROLES
     }
     # the references' and band references' rows are kept by the pipeline (a report computes them
     # ahead, in parallel: pipeline.prefetch); the step's model is this run's own
-    scores = {role: pipeline.score(models[role], models["retrain"], dataset, s) if role == "mnemonic"
-              else pipeline.reference_score(s, role) for role in MEMBERSHIP_ROLES}
+    scores = {
+        role: pipeline.score(models[role], models["retrain"], dataset, s)
+        if role == "mnemonic"
+        else pipeline.reference_score(s, role)
+        for role in MEMBERSHIP_ROLES
+    }
     attacks = {role: row["attacks"] for role, row in scores.items()}
     band_scores = {b: pipeline.reference_score(s, band_role(b)) for b in s.band_seeds}
-    result = {"forget_classes": list(forget_classes), "distributions": distributions, "attacks": attacks,
-              "scores": scores, "band_scores": band_scores}
+    result = {
+        "forget_classes": list(forget_classes),
+        "distributions": distributions,
+        "attacks": attacks,
+        "scores": scores,
+        "band_scores": band_scores,
+    }
     art = save_stage(s, "05_membership_evaluation", result, device, time.perf_counter() - start)
     art.extras["models"] = models
     return art
@@ -431,8 +484,10 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
         for name in s.baselines:
             rows[name] = pipeline.method_score(s, name, data)  # kept by the pipeline (see compute_membership)
     pipeline.add_gaps(rows)
-    band_rows = {int(b): dict(row) | dict(training.result["band"][band_role(int(b))])
-                 for b, row in membership.get("band_scores", {}).items()}
+    band_rows = {
+        int(b): dict(row) | dict(training.result["band"][band_role(int(b))])
+        for b, row in membership.get("band_scores", {}).items()
+    }
     for row in band_rows.values():
         row.pop("metrics", None)
     band = request_band(rows, pipeline.add_gaps(band_rows, rows["retrain"]))
@@ -441,8 +496,14 @@ def compute_report(s: Settings, dataset: Dataset | None = None) -> store.Result:
             if attack in (row.get("attacks") or {}):
                 row["attacks"][attack]["no_signal"] = sig["no_signal"]
     summary = {
-        "dataset": s.dataset, "model": s.model, "forget_classes": list(s.forget_classes), "seed": s.seed,
-        "units": "percent", "methods": rows, "band_rows": band_rows, "band": band,
+        "dataset": s.dataset,
+        "model": s.model,
+        "forget_classes": list(s.forget_classes),
+        "seed": s.seed,
+        "units": "percent",
+        "methods": rows,
+        "band_rows": band_rows,
+        "band": band,
     }
     return save_stage(s, "06_report", summary, device, time.perf_counter() - start)
 

@@ -32,12 +32,19 @@ def add_options(parser: argparse.ArgumentParser, names) -> None:
         listed = f": {', '.join(registered[name])}" if name in registered else ""
         help_ = f"{notes.get(name, '')}{listed} (default {_show(d)})"
         if isinstance(d, bool):
-            parser.add_argument(option(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_)
+            parser.add_argument(
+                option(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
         elif isinstance(d, tuple):
             flags = [option(name)] + (["--forget"] if name == "forget_classes" else [])  # the short name people type
-            parser.add_argument(*flags, dest=name, nargs="+", default=None, metavar="V",
-                                help=help_ + ("; 'none' for an empty list" if isinstance(d[0], str) else ""))
+            parser.add_argument(
+                *flags,
+                dest=name,
+                nargs="+",
+                default=None,
+                metavar="V",
+                help=help_ + ("; 'none' for an empty list" if isinstance(d[0], str) else ""),
+            )
         else:
             parser.add_argument(option(name), dest=name, default=None, metavar=type(d).__name__.upper(), help=help_)
 

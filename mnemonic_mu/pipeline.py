@@ -96,16 +96,18 @@ def band_request(s: Settings, band_seed: int) -> Settings:
     return s.replace(seed=int(band_seed), band_seeds=())
 
 
-def train_band_reference(s: Settings, dataset: Dataset, band_seed: int, device=None,
-                         progress: bool = False) -> tuple[Checkpoint, bool]:
+def train_band_reference(
+    s: Settings, dataset: Dataset, band_seed: int, device=None, progress: bool = False
+) -> tuple[Checkpoint, bool]:
     """``(checkpoint, from_cache)`` of the retrain reference of the request of ``s`` trained
     with seed ``band_seed`` (own initial weights, codes and batch order; cached like every
     model, so the requests of a sweep that forget the same class share it)."""
     return train_models(band_request(s, band_seed), dataset, ("retrain",), device, progress)["retrain"]
 
 
-def train_band(s: Settings, dataset: Dataset, device=None,
-               progress: bool = False) -> dict[int, tuple[Checkpoint, bool]]:
+def train_band(
+    s: Settings, dataset: Dataset, device=None, progress: bool = False
+) -> dict[int, tuple[Checkpoint, bool]]:
     """``{band seed: (checkpoint, from_cache)}``: :func:`train_band_reference` for each of ``s.band_seeds``."""
     device = device or setup(s)
     return {b: train_band_reference(s, dataset, b, device, progress) for b in s.band_seeds}
@@ -161,14 +163,21 @@ def lambda_sweep(
     (lambda1, lambda2) of the settings' grids; ``[i][j]`` is lambda1_grid[i], lambda2_grid[j]."""
     per_class = per_class or code_fishers(model, codes)
     x, y = dataset.split(split)
-    out: dict[str, Any] = {"split": split, "lambda1_grid": list(s.lambda1_grid), "lambda2_grid": list(s.lambda2_grid),
-                           "A_R": [], "E_F": [], "sign": []}
+    out: dict[str, Any] = {
+        "split": split,
+        "lambda1_grid": list(s.lambda1_grid),
+        "lambda2_grid": list(s.lambda2_grid),
+        "A_R": [],
+        "E_F": [],
+        "sign": [],
+    }
     cal = Calibration(multi=s.multi)
     for l1 in s.lambda1_grid:
         rows: tuple[list, list, list] = ([], [], [])
         for l2 in s.lambda2_grid:
-            new, rec = forget(model, codes, forget_classes, l1, l2, step=s.step, calibration=cal,
-                              per_class_fisher=per_class)
+            new, rec = forget(
+                model, codes, forget_classes, l1, l2, step=s.step, calibration=cal, per_class_fisher=per_class
+            )
             a_r, e_f = forgetting_scores(predict_logits(new, x), y, forget_classes)
             rows[0].append(a_r)
             rows[1].append(e_f)
@@ -197,9 +206,19 @@ def forget_every_class(
         for c in range(dataset.num_classes):
             new, rec = forget(model, codes, [c], lambda1, lambda2, step=step, calibration=Calibration())
             ev = evaluate(new, dataset, [c], splits=("test",))
-            rows.append({"step": step, "class": c, "A_R": ev["A_R"], "E_F": ev["E_F"], "sign": rec.sign,
-                         "sign_tie": rec.sign_tie, "scale": rec.scale, "forgotten": ev["E_F"] >= 99.0,
-                         "warnings": len(rec.warnings)})
+            rows.append(
+                {
+                    "step": step,
+                    "class": c,
+                    "A_R": ev["A_R"],
+                    "E_F": ev["E_F"],
+                    "sign": rec.sign,
+                    "sign_tie": rec.sign_tie,
+                    "scale": rec.scale,
+                    "forgotten": ev["E_F"] >= 99.0,
+                    "warnings": len(rec.warnings),
+                }
+            )
     return rows
 
 
@@ -217,8 +236,22 @@ def best_lambdas(sweep: dict) -> tuple[float, float, float]:
 
 def record_row(record: ForgetRecord, seconds: float) -> dict:
     """What a results row keeps of a :class:`ForgetRecord`."""
-    keep = ("step", "multi", "sign", "sign_tie", "scale", "lambda1", "lambda2", "backward_passes",
-            "forget_code_predicted", "retain_codes_kept", "warnings", "alpha", "parts", "guard")
+    keep = (
+        "step",
+        "multi",
+        "sign",
+        "sign_tie",
+        "scale",
+        "lambda1",
+        "lambda2",
+        "backward_passes",
+        "forget_code_predicted",
+        "retain_codes_kept",
+        "warnings",
+        "alpha",
+        "parts",
+        "guard",
+    )
     return {k: getattr(record, k) for k in keep} | {"seconds": seconds, "forget_seconds": seconds}
 
 
@@ -232,11 +265,13 @@ def score(model: torch.nn.Module, retrain_model: torch.nn.Module | None, dataset
     activation distance on forget-test and retain-test), for one model of the request of ``s``."""
     forget_classes = check_forget_classes(s.forget_classes, dataset.num_classes)
     row = evaluate(model, dataset, forget_classes)
-    attacks = run_attacks(model, retrain_model, dataset, forget_classes, seed=s.seed, attacks=s.attacks,
-                          probe_max_train=s.probe_max_train)
+    attacks = run_attacks(
+        model, retrain_model, dataset, forget_classes, seed=s.seed, attacks=s.attacks, probe_max_train=s.probe_max_train
+    )
     row["attacks"] = attacks
-    row["divergence"] = (divergence_from_retrain(model, retrain_model, dataset, forget_classes)
-                         if retrain_model else None)
+    row["divergence"] = (
+        divergence_from_retrain(model, retrain_model, dataset, forget_classes) if retrain_model else None
+    )
     return row
 
 
@@ -258,8 +293,9 @@ def add_gaps(rows: dict[Any, dict], ref: dict | None = None) -> dict[Any, dict]:
     return rows
 
 
-def score_band(s: Settings, band: dict[int, Checkpoint], retrain_model: torch.nn.Module, dataset: Dataset,
-               retrain_row: dict) -> dict[int, dict]:
+def score_band(
+    s: Settings, band: dict[int, Checkpoint], retrain_model: torch.nn.Module, dataset: Dataset, retrain_row: dict
+) -> dict[int, dict]:
     """``{band seed: row}``: each band reference scored like a method against the request's
     retrain (:func:`band_row`, gap and ToW against ``retrain_row``)."""
     return add_gaps({b: band_row(s, ck, retrain_model, dataset) for b, ck in band.items()}, retrain_row)
@@ -295,8 +331,9 @@ def run_method(
     return unlearn(name, start.model, start.codes, forget_classes, data, seed=s.seed, **own)
 
 
-def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint],
-                 data: UnlearnData | None = None) -> dict:
+def score_method(
+    name: str, s: Settings, dataset: Dataset, models: dict[str, Checkpoint], data: UnlearnData | None = None
+) -> dict:
     """Method ``name`` run on the request (:func:`run_method`) and its model scored against
     retrain (:func:`score`): one results row, the same for every driver."""
     result = run_method(name, s, dataset, models, data)
@@ -304,10 +341,14 @@ def score_method(name: str, s: Settings, dataset: Dataset, models: dict[str, Che
 
 
 def method_row(result: MethodResult, name: str) -> dict:
-    return {"seconds": result.seconds, "backward_passes": result.backward_passes, "chosen": result.chosen,
-            "input_model": get_method(name).input_model,
-            "info": {k: v for k, v in result.info.items() if k != "warnings"},
-            "warnings": list(result.info.get("warnings", []))}
+    return {
+        "seconds": result.seconds,
+        "backward_passes": result.backward_passes,
+        "chosen": result.chosen,
+        "input_model": get_method(name).input_model,
+        "info": {k: v for k, v in result.info.items() if k != "warnings"},
+        "warnings": list(result.info.get("warnings", [])),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -318,14 +359,18 @@ def reference_row(ck: Checkpoint, dataset: Dataset) -> dict:
     """What a results row keeps of a trained reference: its time, its cost, its key."""
     exclude = ck.config["train"]["exclude_classes"]
     kept = ~torch.isin(dataset.y_train, torch.tensor(exclude, dtype=dataset.y_train.dtype))
-    return {"seconds": float(ck.config["train_seconds"]),
-            "backward_passes": int(ck.config["train"]["epochs"]) * int(kept.sum()),
-            "checkpoint": str(ck.folder), "key": ck.config["key"], "exclude_classes": list(exclude),
-            "t_mix": ck.config["train"]["t_mix"], "replaced_fraction": ck.config["replaced_fraction"]}
+    return {
+        "seconds": float(ck.config["train_seconds"]),
+        "backward_passes": int(ck.config["train"]["epochs"]) * int(kept.sum()),
+        "checkpoint": str(ck.folder),
+        "key": ck.config["key"],
+        "exclude_classes": list(exclude),
+        "t_mix": ck.config["train"]["t_mix"],
+        "replaced_fraction": ck.config["replaced_fraction"],
+    }
 
 
-def run_request(s: Settings, progress: bool = False, roles: Iterable[str] = ROLES,
-                bar: bool | None = False) -> dict:
+def run_request(s: Settings, progress: bool = False, roles: Iterable[str] = ROLES, bar: bool | None = False) -> dict:
     """Every stage for the request of ``s``: train or load the models of ``roles`` (retrain
     and the original always), forget with ``s.step``, score it, the references and every
     method of ``s.baselines``.
@@ -374,8 +419,13 @@ def plan(s: Settings, dataset: Dataset, roles: Iterable[str] = ROLES) -> dict:
         band = band_request(s, b)
         models[f"band{b}"] = store.is_cached(band, dataset, recipes(band, forget_classes)["retrain"])
     n_rows = len(models) + 1 + len(s.baselines)
-    return {"models": models, "to_train": sum(not c for c in models.values()), "rows": n_rows,
-            "baselines": list(s.baselines), "workers": worker_count(s.workers, max(len(models), n_rows))}
+    return {
+        "models": models,
+        "to_train": sum(not c for c in models.values()),
+        "rows": n_rows,
+        "baselines": list(s.baselines),
+        "workers": worker_count(s.workers, max(len(models), n_rows)),
+    }
 
 
 def _sequential_rows(s: Settings, dataset: Dataset, roles, forget_classes, device, progress: bool, timing: dict):
@@ -390,8 +440,9 @@ def _sequential_rows(s: Settings, dataset: Dataset, roles, forget_classes, devic
         rows[role] = score(ck.model, retrain_model, dataset, s) | reference_row(ck, dataset) | {"from_cache": cached}
     original = models["original"]
     unlearned = forget_step(s, original.model, original.codes, forget_classes)
-    rows["mnemonic"] = (score(unlearned.model, retrain_model, dataset, s)
-                        | record_row(unlearned.record, unlearned.seconds))
+    rows["mnemonic"] = score(unlearned.model, retrain_model, dataset, s) | record_row(
+        unlearned.record, unlearned.seconds
+    )
     data = UnlearnData.from_dataset(dataset, forget_classes, s.train_config()) if s.baselines else None
     for name in s.baselines:
         rows[name] = score_method(name, s, dataset, models, data)
@@ -441,6 +492,7 @@ def cached_row(s: Settings, name: str, compute) -> dict:
 def reference_score(s: Settings, name: str) -> dict:
     """:func:`score` of reference ``name`` (a role, or ``band<seed>``) against retrain, cached by
     :func:`cached_row`; the models are read from the cache (trained first if missing)."""
+
     def compute():
         dataset, device = _task_setup(s)
         retrain_model = train_models(s, dataset, ("retrain",), device)["retrain"][0].model
@@ -456,6 +508,7 @@ def reference_score(s: Settings, name: str) -> dict:
 def method_score(s: Settings, name: str, data: UnlearnData | None = None) -> dict:
     """:func:`score_method` of registered method ``name`` on the request of ``s``, cached by
     :func:`cached_row`."""
+
     def compute():
         dataset, device = _task_setup(s)
         roles = tuple(dict.fromkeys(("original", "retrain", get_method(name).input_model)))
@@ -488,8 +541,11 @@ def prefetch(s: Settings, roles: Iterable[str] = ROLES, progress: bool | None = 
     (_, _, models), *scored = phases = prefetch_phases(s, roles)
     for label, fn, args in phases:
         parallel_map(fn, args, s.workers, label, progress)
-    return {"trained": len(models), "rows": sum(len(args) for _, _, args in scored),
-            "seconds": time.perf_counter() - start}
+    return {
+        "trained": len(models),
+        "rows": sum(len(args) for _, _, args in scored),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -539,8 +595,9 @@ def row_task(s: Settings, kind: str, name, model: torch.nn.Module | None = None)
     raise ValueError(f"unknown row kind {kind!r}")
 
 
-def parallel_rows(s: Settings, dataset: Dataset, roles=ROLES, progress: bool | None = False,
-                  timing: dict | None = None):
+def parallel_rows(
+    s: Settings, dataset: Dataset, roles=ROLES, progress: bool | None = False, timing: dict | None = None
+):
     """``(rows, band_rows)`` of :func:`run_request` computed by ``s.workers`` processes: first
     every model (each trained once into the cache, or found there), then every row and
     baseline, the longest first.  Each task runs one thread as in one process, so the numbers
@@ -606,4 +663,3 @@ __all__ = [
     "train_models",
     "train_task",
 ]
-

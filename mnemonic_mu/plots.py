@@ -105,5 +105,11 @@ def per_class_bars(ax, per_class: dict[str, list[float]], forget_classes) -> Non
 
 
 __all__ = [
-    "attack_table", "image_grid", "per_class_bars", "request_band_table", "savefig", "summary_table", "write_metrics",
+    "attack_table",
+    "image_grid",
+    "per_class_bars",
+    "request_band_table",
+    "savefig",
+    "summary_table",
+    "write_metrics",
 ]

@@ -24,8 +24,7 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
         if not torch.cuda.is_available():
             raise DeviceError(
-                f"device {name!r} was requested but this machine has no usable CUDA GPU; "
-                "use --device cpu (or auto)"
+                f"device {name!r} was requested but this machine has no usable CUDA GPU; use --device cpu (or auto)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
@@ -66,8 +65,9 @@ def worker_count(workers: int, tasks: int) -> int:
     return max(1, min(int(workers) or cores, int(tasks)))
 
 
-def parallel_map(fn: Callable, args: Sequence[tuple], workers: int = 1, desc: str | None = None,
-                 progress: bool | None = False) -> list:
+def parallel_map(
+    fn: Callable, args: Sequence[tuple], workers: int = 1, desc: str | None = None, progress: bool | None = False
+) -> list:
     """``[fn(*a) for a in args]``, in order, across ``workers`` processes (joblib's loky pool,
     whose processes are reused by the next call); in this process when one worker is enough.
 

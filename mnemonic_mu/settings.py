@@ -65,9 +65,16 @@ class Settings(Defaults):
     def train_config(self, exclude=(), t_mix: float | None = None) -> TrainConfig:
         """The :class:`~mnemonic_mu.algorithms.train.TrainConfig` of one model of this recipe."""
         return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-            weight_decay=self.weight_decay, t_mix=self.t_mix if t_mix is None else t_mix,
-            cosine=self.cosine, seed=self.seed, exclude_classes=tuple(exclude), precision=self.precision,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            t_mix=self.t_mix if t_mix is None else t_mix,
+            cosine=self.cosine,
+            seed=self.seed,
+            exclude_classes=tuple(exclude),
+            precision=self.precision,
             channels_last=self.channels_last,
         )
 
@@ -204,16 +211,19 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(baseline_names())} (or none)")
     references = [b for b in s.baselines if METHODS[b].reference]
     if references:
-        raise ConfigError(f"{references[0]} is always the reference row (trained once, cached); leave it out of "
-                          "baselines")
+        raise ConfigError(
+            f"{references[0]} is always the reference row (trained once, cached); leave it out of baselines"
+        )
     unknown = [a for a in s.attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} (or none)")
     if len(set(s.band_seeds)) != len(s.band_seeds) or any(not 0 <= b < 2**63 for b in s.band_seeds):
         raise ConfigError(f"band_seeds must be distinct integers in [0, 2**63), got {list(s.band_seeds)}")
     if s.seed in s.band_seeds:
-        raise ConfigError(f"band_seeds {list(s.band_seeds)} holds the request's own seed {s.seed}: the band is "
-                          "retrain's spread over other seeds; drop it from band_seeds or choose another seed")
+        raise ConfigError(
+            f"band_seeds {list(s.band_seeds)} holds the request's own seed {s.seed}: the band is "
+            "retrain's spread over other seeds; drop it from band_seeds or choose another seed"
+        )
     if s.probe_max_train < 10:
         raise ConfigError(f"probe_max_train must be at least 10, got {s.probe_max_train}")
     if s.threads < 0:

@@ -15,8 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # The processes a test starts (`python -m mnemonic_mu`, notebook kernels) import the package from
 # this checkout, ahead of wherever it is installed (a second worktree, an editable install elsewhere).
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
-                                                         os.environ.get("PYTHONPATH"))))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")))
+)
 
 from mnemonic_mu.algorithms.codes import generate_codes  # noqa: E402
 from mnemonic_mu.algorithms.models import build_model  # noqa: E402

@@ -129,17 +129,23 @@ def test_run_attacks_retrain_looks_like_non_member(attack_setting):
 
 def test_run_attacks_original_looks_like_member(attack_setting):
     ds, models = attack_setting
-    orig = A.run_attacks(models["original"], models["retrain"], ds, [0], seed=0,
-                         attacks=["entropy-LR", "confidence-SVC", "epsilon-vs-retrain"])
-    ret = A.run_attacks(models["retrain"], models["retrain"], ds, [0], seed=0,
-                        attacks=["entropy-LR", "confidence-SVC"])
+    orig = A.run_attacks(
+        models["original"],
+        models["retrain"],
+        ds,
+        [0],
+        seed=0,
+        attacks=["entropy-LR", "confidence-SVC", "epsilon-vs-retrain"],
+    )
+    ret = A.run_attacks(models["retrain"], models["retrain"], ds, [0], seed=0, attacks=["entropy-LR", "confidence-SVC"])
     assert orig["entropy-LR"]["value"] > ret["entropy-LR"]["value"] + 0.3
     assert orig["confidence-SVC"]["value"] < ret["confidence-SVC"]["value"] - 0.3
     assert orig["epsilon-vs-retrain"]["value"] > 1.0
     with pytest.raises(ConfigError):
         A.run_attacks(models["original"], None, ds, [0], attacks=["no-such-attack"])
-    assert np.isnan(A.run_attacks(models["original"], None, ds, [0], attacks=["epsilon-vs-retrain"])
-                    ["epsilon-vs-retrain"]["value"])
+    assert np.isnan(
+        A.run_attacks(models["original"], None, ds, [0], attacks=["epsilon-vs-retrain"])["epsilon-vs-retrain"]["value"]
+    )
 
 
 # --------------------------------------------------------------------------
@@ -211,9 +217,14 @@ def test_run_attacks_probe_embeds_only_its_draw(attack_setting):
     x_te, y_te = ds.split("test")
     f_te = y_te == 0
     for seed in (0, 3):
-        expected = A.linear_probe(A.penultimate_features(models["original"], x_tr), y_tr.numpy(),
-                                  A.penultimate_features(models["original"], x_te[f_te]), y_te[f_te].numpy(),
-                                  seed=seed, max_train=120)
+        expected = A.linear_probe(
+            A.penultimate_features(models["original"], x_tr),
+            y_tr.numpy(),
+            A.penultimate_features(models["original"], x_te[f_te]),
+            y_te[f_te].numpy(),
+            seed=seed,
+            max_train=120,
+        )
         out = A.run_attacks(models["original"], None, ds, [0], seed=seed, attacks=["linear probe"], probe_max_train=120)
         assert out["linear probe"]["value"] == expected
 
@@ -223,8 +234,10 @@ def test_version_and_cap_documented():
 
     assert A.VERSION >= 2  # VERSION 2: the capped confidence-SVC
     text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
-    assert f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE:,}".replace(",", "_") in text or \
-        f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE}" in text
+    assert (
+        f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE:,}".replace(",", "_") in text
+        or f"SVC_MAX_PER_SIDE = {A.SVC_MAX_PER_SIDE}" in text
+    )
 
 
 def test_performance_scoring_block_is_generated():
@@ -238,7 +251,8 @@ def test_performance_scoring_block_is_generated():
 
     src = {k: json.loads(p.read_text()) if p.exists() else None for k, p in SCORING_SOURCES.items()}
     assert src["scoring"] is not None and "scoring_request" in src["scoring"]["items"], (
-        "no scoring_mnist run committed: python benchmarks/run.py --only scoring_mnist --paper-scale --threads 1")
+        "no scoring_mnist run committed: python benchmarks/run.py --only scoring_mnist --paper-scale --threads 1"
+    )
     assert src["scoring"]["items"]["scoring_request"]["attacks_version"] == A.VERSION, "rerun scoring_mnist"
     start, end = SCORING_MARKERS
     block = f"{start}\n{scoring_section(src['scoring'], src['before'], src['study'])}\n{end}"

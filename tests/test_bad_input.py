@@ -237,7 +237,12 @@ def failing_download(exc: BaseException) -> Callable:
 
 def ck_config(env, **over) -> dict:
     ds = env.dataset
-    return {"model": "mlp", "input_shape": list(ds.input_shape), "num_classes": ds.num_classes, "dataset": ds.name} | over
+    return {
+        "model": "mlp",
+        "input_shape": list(ds.input_shape),
+        "num_classes": ds.num_classes,
+        "dataset": ds.name,
+    } | over
 
 
 def saved_checkpoint(env, **over) -> Path:
@@ -320,7 +325,19 @@ def file_in_the_way(env):
 
 # -- the table ---------------------------------------------------------------------
 
-BASE = ("experiment", "--dataset", "digits", "--epochs", "1", "--baselines", "none", "--cache-dir", "{tmp}/cache", "--out", "{tmp}/out.json")
+BASE = (
+    "experiment",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--baselines",
+    "none",
+    "--cache-dir",
+    "{tmp}/cache",
+    "--out",
+    "{tmp}/out.json",
+)
 
 
 def cli(*extra: str) -> tuple[str, ...]:
@@ -595,8 +612,12 @@ def test_bad_input_in_a_real_process(argv, match, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--cache-dir", str(tmp_path / "cache")]
     envvars = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "mnemonic_mu", *argv], cwd=tmp_path, env=envvars,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "mnemonic_mu", *argv],
+        cwd=tmp_path,
+        env=envvars,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -666,7 +687,10 @@ def test_package_never_executes_what_it_reads():
         if fn in ("eval", "exec", "compile", "pickle.load", "pickle.loads", "marshal.loads", "__import__"):
             problems.append(where)
         if fn in ("os.system", "subprocess.call", "subprocess.run", "subprocess.Popen", "subprocess.check_output"):
-            if any(k.arg == "shell" and getattr(k.value, "value", False) is True for k in call.keywords) or fn == "os.system":
+            if (
+                any(k.arg == "shell" and getattr(k.value, "value", False) is True for k in call.keywords)
+                or fn == "os.system"
+            ):
                 problems.append(where + " runs a shell")
     assert problems == [], problems
 

@@ -14,10 +14,19 @@ NAMES = {"entropy_LR": "entropy-LR", "linear_probe": "linear probe"}
 
 
 def _row(a_r, gap=0.0, tow=1.0, **attacks):
-    return {"A_R": a_r, "E_F": 100.0, "A_R_train": a_r, "E_F_train": 100.0, "gap": gap, "tow": tow,
-            "attacks": {NAMES[k]: {"value": v} for k, v in attacks.items()},
-            "divergence": {"forget": {"js": gap / 10, "activation_distance": gap / 5},
-                           "retain": {"js": gap / 20, "activation_distance": gap / 10}}}
+    return {
+        "A_R": a_r,
+        "E_F": 100.0,
+        "A_R_train": a_r,
+        "E_F_train": 100.0,
+        "gap": gap,
+        "tow": tow,
+        "attacks": {NAMES[k]: {"value": v} for k, v in attacks.items()},
+        "divergence": {
+            "forget": {"js": gap / 10, "activation_distance": gap / 5},
+            "retain": {"js": gap / 20, "activation_distance": gap / 10},
+        },
+    }
 
 
 def test_band_stats_and_the_inside_rule():
@@ -61,8 +70,16 @@ def test_one_request_scores_its_band_against_its_own_retrain(tmp_path):
     """On real data (digits): the band references are other seeds' retrains (other weights), each
     scored against the request's retrain, so their distances to it are positive; the request's own
     retrain is at distance 0, inside on every one-sided metric."""
-    s = Settings(dataset="digits", epochs=20, lr=0.05, baselines=(), attacks=("epsilon-vs-retrain",),
-                 band_seeds=(1000, 1001, 1002), cache_dir=str(tmp_path / "cache"), forget_classes=(2,))
+    s = Settings(
+        dataset="digits",
+        epochs=20,
+        lr=0.05,
+        baselines=(),
+        attacks=("epsilon-vs-retrain",),
+        band_seeds=(1000, 1001, 1002),
+        cache_dir=str(tmp_path / "cache"),
+        forget_classes=(2,),
+    )
     out = pipeline.run_request(s)
     band, rows = out["band_rows"], out["rows"]
     assert sorted(band) == [1000, 1001, 1002]

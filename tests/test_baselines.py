@@ -219,8 +219,9 @@ def test_neggrad_step_by_hand(beta):
     m = TwoLinear()
     x_r, y_r, x_f, y_f = X[Y != 0], Y[Y != 0], X[Y == 0], Y[Y == 0]
     lr, wd = 0.1, 5e-4
-    result = B.neggrad(m, None, [0], data(x_r, y_r, x_f, y_f), lrs=(lr,), epochs=1, batch_size=8,
-                       retain_weights=(beta,))
+    result = B.neggrad(
+        m, None, [0], data(x_r, y_r, x_f, y_f), lrs=(lr,), epochs=1, batch_size=8, retain_weights=(beta,)
+    )
     assert result.chosen == {"retain_weight": beta, "lr": lr, "epochs": 1}
     with torch.no_grad():
         g_r, g_f = mean_ce_grads_by_hand(m, x_r, y_r), mean_ce_grads_by_hand(m, x_f, y_f)

@@ -36,8 +36,13 @@ from test_report import shared_ci_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 800}
@@ -148,7 +153,7 @@ _COLLECT = r"""() => {
 def _relative(url: str, base: str) -> str | None:
     """The site path of ``url`` (no fragment), or None for a link that leaves the site."""
     url, _ = urldefrag(url)
-    return url[len(base):].split("?")[0] if url.startswith(base) else None
+    return url[len(base) :].split("?")[0] if url.startswith(base) else None
 
 
 @pytest.fixture(scope="module")

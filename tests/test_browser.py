@@ -25,8 +25,13 @@ from test_report import GRID_NAMES, shared_ci_report, shared_grid
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -109,16 +114,18 @@ def _check_layout(page) -> None:
     sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert sizes[0] <= sizes[1], f"the page scrolls sideways: {sizes[0]} px wide in a {sizes[1]} px window"
     assert page.evaluate(_OVERFLOWING) == []
-    images = page.evaluate("() => Array.from(document.images, "
-                           "i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    images = page.evaluate(
+        "() => Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+    )
     broken = [src for src, complete, width in images if not complete or width <= 0]
     assert not broken, f"images that did not load: {broken}"
 
 
 def _check_links(page, path: Path) -> int:
     """Every link of the page leads to a file that exists (or an element of the page); returns the count."""
-    hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), "
-                          "a => [a.getAttribute('href'), a.href])")
+    hrefs = page.evaluate(
+        "() => Array.from(document.querySelectorAll('a[href]'), a => [a.getAttribute('href'), a.href])"
+    )
     assert hrefs
     for raw, absolute in hrefs:
         url = urlparse(absolute)

@@ -68,11 +68,22 @@ def test_rebuild_cells_define_only_functions_and_constants():
     """A tagged cell runs anywhere: no notebook variable (cfg, data, the model) is read at its top level."""
     for source in (source for kind, source in rebuild_cells() if kind == "rebuild"):
         for stmt in ast.parse(source).body:
-            assert isinstance(stmt, (ast.FunctionDef, ast.Assign, ast.While, ast.Import, ast.ImportFrom, ast.Expr)), \
+            assert isinstance(stmt, (ast.FunctionDef, ast.Assign, ast.While, ast.Import, ast.ImportFrom, ast.Expr)), (
                 ast.unparse(stmt)[:80]
+            )
     ns = rebuild_namespace()
-    for name in ("code_fisher_by_hand", "eta_alpha", "moved", "held_rows", "gains", "views_of", "watch", "scan",
-                 "calibrate_one", "calibrated_step"):
+    for name in (
+        "code_fisher_by_hand",
+        "eta_alpha",
+        "moved",
+        "held_rows",
+        "gains",
+        "views_of",
+        "watch",
+        "scan",
+        "calibrate_one",
+        "calibrated_step",
+    ):
         assert callable(ns[name]), name
 
 
@@ -113,16 +124,23 @@ def test_the_notebook_cells_rebuild_the_default_step(tmp_path, capsys):
     with pytest.raises(AssertionError):
         largest_difference(other, forget(model, codes, [0], cfg.lambda1, cfg.lambda2, step="calibrated")[0])
     with capsys.disabled():
-        print(f"\nrebuild vs forget(step='calibrated'): class 0 {diff_plain:.1e}; "
-              f"class 4 at 8 epochs (guard) {diff_guard:.1e}")
+        print(
+            f"\nrebuild vs forget(step='calibrated'): class 0 {diff_plain:.1e}; "
+            f"class 4 at 8 epochs (guard) {diff_guard:.1e}"
+        )
 
 
 def test_the_constants_of_the_cells_are_the_librarys():
     """04 checks them in a cell too; here without a kernel, so a changed default fails fast."""
     ns = rebuild_namespace()
     cal = Calibration()
-    assert (ns["MARGIN"], ns["N_VIEWS"], ns["JITTER"], ns["VIEW_SEED"], ns["HIDDEN_CAP"]) == \
-        (cal.margin, cal.n_views, cal.jitter, cal.seed, cal.hidden_cap)
+    assert (ns["MARGIN"], ns["N_VIEWS"], ns["JITTER"], ns["VIEW_SEED"], ns["HIDDEN_CAP"]) == (
+        cal.margin,
+        cal.n_views,
+        cal.jitter,
+        cal.seed,
+        cal.hidden_cap,
+    )
     ladder = ns["LADDER"]
     assert ladder[0] == cal.min_scale and ladder[-1] <= cal.max_scale * (1 + 1e-9) < ladder[-1] * cal.growth
     assert all(b == a * cal.growth for a, b in zip(ladder, ladder[1:]))

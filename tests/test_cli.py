@@ -11,8 +11,24 @@ from mnemonic_mu.drivers.cli import main
 def _run(tmp_path, *extra):
     out = tmp_path / "result.json"
     argv = [
-        "experiment", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--forget", "3",
-        "--baselines", "none", "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--threads", "1", *extra,
+        "experiment",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--forget",
+        "3",
+        "--baselines",
+        "none",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *extra,
     ]
     assert main(argv) == 0
     return json.loads(out.read_text())
@@ -22,8 +38,22 @@ def _run(tmp_path, *extra):
 def test_experiment_writes_the_documented_json(tmp_path, capsys):
     res = _run(tmp_path)
     cfg = res["settings"]
-    for key in ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "t_mix", "code_dist",
-                "forget_classes", "seed", "lambda1", "lambda2", "device", "step"):
+    for key in (
+        "dataset",
+        "data_root",
+        "model",
+        "epochs",
+        "batch_size",
+        "lr",
+        "t_mix",
+        "code_dist",
+        "forget_classes",
+        "seed",
+        "lambda1",
+        "lambda2",
+        "device",
+        "step",
+    ):
         assert key in cfg
     assert cfg["forget_classes"] == [3] and cfg["dataset"] == "digits"
     rows = res["rows"]
@@ -92,13 +122,37 @@ def test_multi_class_mode_is_chosen_and_named(tmp_path, capsys, monkeypatch):
     assert seq["backward_passes"] == joint["backward_passes"] == 10
     assert "the step: calibrated sequential" in capsys.readouterr().out
     monkeypatch.chdir(tmp_path)  # the default output path is relative: reports/experiments/<name>.json
-    assert main(["experiment", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--forget", "1", "3",
-                 "--multi", "joint", "--baselines", "none", "--cache-dir", "cache", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "3",
+                "--lr",
+                "0.05",
+                "--forget",
+                "1",
+                "3",
+                "--multi",
+                "joint",
+                "--baselines",
+                "none",
+                "--cache-dir",
+                "cache",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "reports/experiments/digits_mlp_forget1-3_seed0_calibrated-joint.json").exists()
 
 
 def test_module_entry_point_and_bad_option():
-    proc = subprocess.run([sys.executable, "-m", "mnemonic_mu", "experiment", "--t-mix", "2"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnemonic_mu", "experiment", "--t-mix", "2"], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "t_mix" in proc.stderr and "Traceback" not in proc.stderr

@@ -42,8 +42,13 @@ def _assert_same(ensemble, sequential, n_val):
         for name, p in m.named_parameters():
             torch.testing.assert_close(p, ref[name], rtol=RTOL, atol=ATOL, msg=f"member {k}, {name}")
         assert r.history["epoch"] == r_ref.history["epoch"]
-        torch.testing.assert_close(torch.tensor(r.history["loss"]), torch.tensor(r_ref.history["loss"]),
-                                   rtol=RTOL, atol=ATOL, msg=f"member {k} loss")
+        torch.testing.assert_close(
+            torch.tensor(r.history["loss"]),
+            torch.tensor(r_ref.history["loss"]),
+            rtol=RTOL,
+            atol=ATOL,
+            msg=f"member {k} loss",
+        )
         # same NaN pattern (eval_every) and accuracies within one validation sample
         va, vb = torch.tensor(r.history["val_acc"]), torch.tensor(r_ref.history["val_acc"])
         assert torch.equal(va.isnan(), vb.isnan())
@@ -97,8 +102,11 @@ def test_chunking_gives_the_same_models(digits, three_mlps):
 def test_test_accuracy_equals_sequential_twin(digits):
     cfg = TrainConfig(epochs=15, batch_size=64, lr=0.05, t_mix=0.1, eval_every=5)
     codes = generate_codes(10, digits.input_shape, "normal", seed=0)
-    members = [(codes, replace(cfg, seed=0)), (codes, replace(cfg, seed=1)),
-               (codes, replace(cfg, seed=0, exclude_classes=(0,)))]
+    members = [
+        (codes, replace(cfg, seed=0)),
+        (codes, replace(cfg, seed=1)),
+        (codes, replace(cfg, seed=0, exclude_classes=(0,))),
+    ]
     ensemble = train_ensemble("mlp", digits, members)
     sequential = _sequential("mlp", digits, members)
     for (m, r), (m_ref, r_ref) in zip(ensemble, sequential):
@@ -179,8 +187,15 @@ def test_the_pipeline_and_the_sweep_train_a_requests_models_as_one(tmp_path):
     from mnemonic_mu.drivers import sweep
     from mnemonic_mu.settings import Settings
 
-    single = Settings(dataset="digits", epochs=3, lr=0.05, forget_classes=(3,), baselines=("mnemonic_paper",),
-                      probe_max_train=300, cache_dir=str(tmp_path / "single"))
+    single = Settings(
+        dataset="digits",
+        epochs=3,
+        lr=0.05,
+        forget_classes=(3,),
+        baselines=("mnemonic_paper",),
+        probe_max_train=300,
+        cache_dir=str(tmp_path / "single"),
+    )
     batched = single.replace(trainer="ensemble", cache_dir=str(tmp_path / "ensemble"))
     data = pipeline.load_data(single)
     one = pipeline.train_models(single, data)

@@ -31,14 +31,25 @@ ROWS = {"mnemonic", "mnemonic_paper", *S.REFERENCES}
 
 
 def tiny(cache: Path) -> Settings:
-    return Settings(dataset="digits", epochs=2, threads=1, cache_dir=str(cache), baselines=("mnemonic_paper",),
-                    probe_max_train=300)
+    return Settings(
+        dataset="digits", epochs=2, threads=1, cache_dir=str(cache), baselines=("mnemonic_paper",), probe_max_train=300
+    )
 
 
 def numbers(rows: list[dict]) -> list[tuple]:
     """What must not depend on where a row was computed (repr: NaN equals NaN, floats compare exactly)."""
-    return sorted((r["method"], r["seed"], r["forget_class"], repr(r["A_R"]), repr(r["E_F"]), repr(r["gap"]),
-                   tuple((k, repr(a["value"])) for k, a in sorted(r["attacks"].items()))) for r in rows)
+    return sorted(
+        (
+            r["method"],
+            r["seed"],
+            r["forget_class"],
+            repr(r["A_R"]),
+            repr(r["E_F"]),
+            repr(r["gap"]),
+            tuple((k, repr(a["value"])) for k, a in sorted(r["attacks"].items())),
+        )
+        for r in rows
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +80,9 @@ def test_local_executor_records_the_timing_split():
     t = ex.timing_split()
     assert set(t) == {"queue_seconds", "train_seconds", "score_seconds", "tasks"}
     assert t["tasks"]["train"]["n"] == 2 and t["tasks"]["score"]["failed"] == 0
-    assert all(task["started"] >= task["submitted"] and task["where"].endswith(f":{os.getpid()}")
-               for task in ex.timings.tasks)
+    assert all(
+        task["started"] >= task["submitted"] and task["where"].endswith(f":{os.getpid()}") for task in ex.timings.tasks
+    )
     with pytest.raises(ConfigError, match="unknown backend 'nope'"):
         X.make_executor("nope", 1)
     with pytest.raises(ConfigError, match="needs --backend dask"):
@@ -91,8 +103,9 @@ def test_a_task_refuses_a_cache_without_the_clients_marker(tmp_path):
     """The per-task check (what stops a worker that joined after the up-front check): a worker
     whose cache directory lacks the client's marker refuses to run the task."""
     marker = (("cache_dir", str(tmp_path), "tok123"),)
-    with pytest.raises(ConfigError, match=f"the cache directory {tmp_path} is not shared storage: "
-                                          "worker .* cannot see it"):
+    with pytest.raises(
+        ConfigError, match=f"the cache directory {tmp_path} is not shared storage: worker .* cannot see it"
+    ):
         X._run_task(pow, (2, 3), marker)
     X._marker_path(tmp_path, "tok123").write_text("tok123")
     result, started, finished, where = X._run_task(pow, (2, 3), marker)
@@ -102,8 +115,16 @@ def test_a_task_refuses_a_cache_without_the_clients_marker(tmp_path):
 def test_slurm_dry_run_prints_the_job_script(capsys):
     assert main(["sweep", "--backend", "slurm", "--dry-run", "--queue", "cpu", "--walltime", "01:00:00"]) == 0
     script = capsys.readouterr().out
-    for line in ("#SBATCH -p cpu", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G", "#SBATCH -t 01:00:00",
-                 "export OMP_NUM_THREADS=1", "export MKL_NUM_THREADS=1", "--nthreads 1", "--memory-limit 3.73GiB"):
+    for line in (
+        "#SBATCH -p cpu",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --mem=4G",
+        "#SBATCH -t 01:00:00",
+        "export OMP_NUM_THREADS=1",
+        "export MKL_NUM_THREADS=1",
+        "--nthreads 1",
+        "--memory-limit 3.73GiB",
+    ):
         assert line in script, line
     assert "gres" not in script and "--resources" not in script
     gpu = X.slurm_job_script(gpu=True, memory="8GB")
@@ -124,9 +145,14 @@ def test_a_dry_run_starts_nothing_and_previews_a_gpu_job_without_a_gpu(monkeypat
     def started(*args, **kwargs):
         raise AssertionError("a dry run started something")
 
-    for owner, name in ((distributed.Scheduler, "__init__"), (distributed.LocalCluster, "__init__"),
-                        (dask_jobqueue.SLURMCluster, "__init__"), (subprocess.Popen, "__init__"),
-                        (socket.socket, "bind"), (socket.socket, "listen")):
+    for owner, name in (
+        (distributed.Scheduler, "__init__"),
+        (distributed.LocalCluster, "__init__"),
+        (dask_jobqueue.SLURMCluster, "__init__"),
+        (subprocess.Popen, "__init__"),
+        (socket.socket, "bind"),
+        (socket.socket, "listen"),
+    ):
         monkeypatch.setattr(owner, name, started)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["sweep", "--backend", "slurm", "--dry-run", "--device", "cuda", "--jobs", "3"]) == 0
@@ -145,9 +171,12 @@ def test_a_dry_run_starts_nothing_and_previews_a_gpu_job_without_a_gpu(monkeypat
 def test_scheduler_implies_the_dask_backend(monkeypatch, capsys):
     """``--scheduler ADDR`` alone means ``--backend dask``; with ``--backend slurm`` or ``local`` it is
     refused with a line saying why."""
+
     def make(backend, jobs, **options):
-        raise ConfigError(f"made backend={backend} scheduler={options.get('scheduler')} "
-                          f"connect_timeout={options.get('connect_timeout')}")
+        raise ConfigError(
+            f"made backend={backend} scheduler={options.get('scheduler')} "
+            f"connect_timeout={options.get('connect_timeout')}"
+        )
 
     monkeypatch.setattr(S, "make_executor", make)
     assert main(["sweep", "--scheduler", "tcp://127.0.0.1:8786", "--connect-timeout", "3"]) == 2
@@ -170,8 +199,10 @@ def test_cluster_options_are_checked(tmp_path):
     (tmp_path / "scheduler.json").write_text(json.dumps({"type": "Scheduler", "address": "tls://10.0.0.5:8786"}))
     assert X.check_scheduler_address(str(tmp_path / "scheduler.json")) == "tls://10.0.0.5:8786"
     (tmp_path / "bad.json").write_text(json.dumps({"address": "10.0.0.5"}))
-    with pytest.raises(ConfigError, match="the address in scheduler file .*bad.json '10.0.0.5' is not a scheduler "
-                                          "address: it needs HOST:PORT"):
+    with pytest.raises(
+        ConfigError,
+        match="the address in scheduler file .*bad.json '10.0.0.5' is not a scheduler address: it needs HOST:PORT",
+    ):
         X.check_scheduler_address(str(tmp_path / "bad.json"))
     for bad in ("127.0.0.1:8786x", "tcp://node7", "tcp://node7:0", "tcp://node7:65536", "tcp://:8786"):
         with pytest.raises(ConfigError, match="is not a scheduler address: it needs HOST:PORT with a port number"):
@@ -252,9 +283,35 @@ def test_dask_sweep_through_the_cli_equals_the_local_one(local_sweep, tmp_path, 
     """``mnemonic-mu sweep --backend dask --jobs 2``: a LocalCluster of 2 worker processes on
     127.0.0.1, its own cache (so every model is really trained there); same numbers as local."""
     out = tmp_path / "out"
-    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "--threads", "1",
-               "--classes", "3", "--seeds", "0", "1", "--probe-max-train", "300", "--backend", "dask", "--jobs", "2",
-               "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)])
+    rc = main(
+        [
+            "sweep",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--baselines",
+            "mnemonic_paper",
+            "--threads",
+            "1",
+            "--classes",
+            "3",
+            "--seeds",
+            "0",
+            "1",
+            "--probe-max-train",
+            "300",
+            "--backend",
+            "dask",
+            "--jobs",
+            "2",
+            "--no-progress",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Dask scheduler tcp://127.0.0.1:" in printed and "(LocalCluster)" in printed
@@ -321,9 +378,37 @@ def test_a_dead_worker_mid_sweep_costs_time_not_rows(local_sweep, tmp_path, monk
 
     monkeypatch.setattr(S, "make_executor", make)
     out = tmp_path / "out"
-    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "--threads", "1",
-               "--classes", "3", "--seeds", "0", "1", "--probe-max-train", "300", "--backend", "dask", "--jobs", "2",
-               "--retries", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)])
+    rc = main(
+        [
+            "sweep",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--baselines",
+            "mnemonic_paper",
+            "--threads",
+            "1",
+            "--classes",
+            "3",
+            "--seeds",
+            "0",
+            "1",
+            "--probe-max-train",
+            "300",
+            "--backend",
+            "dask",
+            "--jobs",
+            "2",
+            "--retries",
+            "2",
+            "--no-progress",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     (ex,) = made
     result = json.loads((out / "sweep.json").read_text())
@@ -337,8 +422,10 @@ def test_a_dead_worker_mid_sweep_costs_time_not_rows(local_sweep, tmp_path, monk
     info = result["environment"]["executor"]
     assert len(info["lost_workers"]) == 1 and 1 <= info["rescheduled_tasks"] <= 2  # the task it ran (and one queued)
     assert info["lost_workers"][0].startswith("tcp://127.0.0.1:")
-    assert (f"workers: 2 seen, 1 lost during the sweep ({info['lost_workers'][0]}); Dask rescheduled the "
-            f"{info['rescheduled_tasks']} task(s) they held on the other workers") in capsys.readouterr().out
+    assert (
+        f"workers: 2 seen, 1 lost during the sweep ({info['lost_workers'][0]}); Dask rescheduled the "
+        f"{info['rescheduled_tasks']} task(s) they held on the other workers"
+    ) in capsys.readouterr().out
 
 
 class _Bar:
@@ -383,9 +470,12 @@ def test_a_cache_the_workers_cannot_see_is_refused(tmp_path, monkeypatch):
     ex = X.DaskExecutor(1, progress=False, worker_resources={})
     try:
         s = tiny(tmp_path / "cache")
-        with pytest.raises(ConfigError, match=r"the cache directory .*cache is not shared storage: worker \S+ "
-                                              r"\(.*\) cannot see it; put cache_dir \(--cache-dir\) on a filesystem "
-                                              r"every worker mounts"):
+        with pytest.raises(
+            ConfigError,
+            match=r"the cache directory .*cache is not shared storage: worker \S+ "
+            r"\(.*\) cannot see it; put cache_dir \(--cache-dir\) on a filesystem "
+            r"every worker mounts",
+        ):
             S.run_sweep(s, CLASSES, SEEDS, out_dir=str(tmp_path / "out"), executor=ex)
     finally:
         ex.close()
@@ -406,10 +496,29 @@ def test_gpu_tasks_run_only_on_workers_with_the_gpu_resource(tmp_path):
     try:
         with pytest.raises(ConfigError, match="no connected Dask worker advertises the resource GPU"):
             ex.map(lambda s: X._where(), [(gpu,)], "train")
-        proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", ex.scheduler, "--nthreads", "1",
-                                 "--resources", "GPU=1", "--name", "gpu-0", "--no-nanny", "--no-dashboard",
-                                 "--host", "127.0.0.1", "--death-timeout", "20"], env=os.environ | X.WORKER_ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                ex.scheduler,
+                "--nthreads",
+                "1",
+                "--resources",
+                "GPU=1",
+                "--name",
+                "gpu-0",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--death-timeout",
+                "20",
+            ],
+            env=os.environ | X.WORKER_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         ex.client.wait_for_workers(2, timeout=120)
         wheres = ex.map(lambda s: X._where(), [(gpu,)] * 6, "train")
         assert {w.rsplit(":", 1)[1] for w in wheres} == {str(proc.pid)}
@@ -467,6 +576,9 @@ def test_a_scheduler_without_workers_is_refused(tmp_path):
         (tmp_path / "scheduler.json").write_text(json.dumps({"address": cluster.scheduler_address}))
         with X.DaskExecutor(1, scheduler=str(tmp_path / "scheduler.json"), progress=False, wait_timeout=1) as ex:
             assert ex.scheduler == cluster.scheduler_address
-            with pytest.raises(ConfigError, match=f"no Dask worker connected to {ex.scheduler} within 1 s; start "
-                                                  f"workers with `dask worker {ex.scheduler}`"):
+            with pytest.raises(
+                ConfigError,
+                match=f"no Dask worker connected to {ex.scheduler} within 1 s; start "
+                f"workers with `dask worker {ex.scheduler}`",
+            ):
                 ex.map(abs, [(-1,)], "t")

@@ -148,8 +148,9 @@ def test_sequential_multi_class_is_one_calibrated_step_per_class(tiny_trained, c
         alpha = layer_alphas(eta, 1e-3, 10.0)
         assert part["alpha"] == pytest.approx(alpha, rel=1e-4)
         assert part["guard"]["scale"] == part["scale"]
-        expect = expected_step(expect, eta, alpha, 1.0 if part["sign"] == "+" else -1.0, part["scale"],
-                               [part["class"]], cal)
+        expect = expected_step(
+            expect, eta, alpha, 1.0 if part["sign"] == "+" else -1.0, part["scale"], [part["class"]], cal
+        )
     for (n, p), q in zip(new.named_parameters(), expect.parameters()):  # float rounding only
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     rep = code_report(new, codes, torch.arange(4), [1, 3])

@@ -38,10 +38,13 @@ def test_tow_known_products():
     assert M.tug_of_war(u, r) == pytest.approx(0.9 * 0.9 * 0.95)  # 0.7695
     assert M.tug_of_war(r, u) == pytest.approx(0.7695)  # symmetric
     # 100 points apart on one set: 0, whatever the others
-    assert M.tug_of_war({"forget": 100.0, "retain": 50.0, "test": 50.0},
-                        {"forget": 0.0, "retain": 50.0, "test": 50.0}) == 0.0
-    assert M.tug_of_war({"forget": 50.0, "retain": 75.0, "test": 60.0},
-                        {"forget": 0.0, "retain": 100.0, "test": 80.0}) == pytest.approx(0.5 * 0.75 * 0.8)
+    assert (
+        M.tug_of_war({"forget": 100.0, "retain": 50.0, "test": 50.0}, {"forget": 0.0, "retain": 50.0, "test": 50.0})
+        == 0.0
+    )
+    assert M.tug_of_war(
+        {"forget": 50.0, "retain": 75.0, "test": 60.0}, {"forget": 0.0, "retain": 100.0, "test": 80.0}
+    ) == pytest.approx(0.5 * 0.75 * 0.8)
 
 
 def test_tow_from_rows_uses_train_sets_and_whole_test():
@@ -275,8 +278,7 @@ def test_forget_score_floor_on_a_split_population():
     assert 0.1 < floor["score"] < 0.6
     # and it is what a perfect unlearner (same distribution as retrain) gets at that size:
     # both average 300 examples, so they agree to a few hundredths
-    perfect = np.mean([I.forget_score(g.normal(0, 1, (20, 300)), g.normal(0, 1, (20, 300)))["score"]
-                       for _ in range(3)])
+    perfect = np.mean([I.forget_score(g.normal(0, 1, (20, 300)), g.normal(0, 1, (20, 300)))["score"] for _ in range(3)])
     assert abs(floor["score"] - perfect) < 0.05
     with pytest.raises(ConfigError, match="at least 6"):
         I.forget_score_floor(retrain[:5])

@@ -79,7 +79,7 @@ def imports(sources: dict[str, str]) -> list[Edge]:
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
-            said = " ".join(lines[max(node.lineno - 2, 0):node.end_lineno])
+            said = " ".join(lines[max(node.lineno - 2, 0) : node.end_lineno])
             common = dict(path=path, line=node.lineno, local=inside.get(node, False), reason=LAZY in said)
             found: dict[str, tuple[str, ...]] = {}  # {imported module: the names taken from it}
             if isinstance(node, ast.Import):

@@ -21,8 +21,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKDOWN = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md")),
-            *sorted((ROOT / "notebooks").glob("*.ipynb"))]  # a notebook: its markdown cells
+MARKDOWN = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    *sorted((ROOT / "notebooks").glob("*.ipynb")),
+]  # a notebook: its markdown cells
 SOURCES = sorted((ROOT / "mnemonic_mu").rglob("*.py"))
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1[^\n]*$", re.M | re.S)
@@ -167,14 +171,20 @@ def test_the_checks_find_what_is_broken(tmp_path):
         "Broken: [gone](no-such-file.md), [bad anchor](page.md#three-words), [self](#nothing).\n"
     )
     found = [check_link(page, t) for t in markdown_links(text)]
-    assert [t for t, p in zip(markdown_links(text), found) if p] == ["no-such-file.md", "page.md#three-words",
-                                                                      "#nothing"]
-    assert slug("5. The kit's calibrated step (`forget(step=\"calibrated\")`, the default)") == (
-        "5-the-kits-calibrated-step-forgetstepcalibrated-the-default")
+    assert [t for t, p in zip(markdown_links(text), found) if p] == [
+        "no-such-file.md",
+        "page.md#three-words",
+        "#nothing",
+    ]
+    assert slug('5. The kit\'s calibrated step (`forget(step="calibrated")`, the default)') == (
+        "5-the-kits-calibrated-step-forgetstepcalibrated-the-default"
+    )
     assert anchors(page) == {"a-page", "two-words"}
     assert pointer_problems('(docs/protocol.md, "Splits"), docs/method.md section 6, README.md') == []
-    bad = pointer_problems('(docs/protocol.md, "Made-up section"), (README, "Artifacts"), '
-                           "docs/method.md section 42, docs/no-such-page.md, mnemonic_mu/profiles/*.toml")
+    bad = pointer_problems(
+        '(docs/protocol.md, "Made-up section"), (README, "Artifacts"), '
+        "docs/method.md section 42, docs/no-such-page.md, mnemonic_mu/profiles/*.toml"
+    )
     assert len(bad) == 5, bad
 
 

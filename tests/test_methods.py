@@ -32,8 +32,17 @@ def request_data(tiny_dataset):
 
 
 def test_registry_complete():
-    for name in ("mnemonic_tuned", "retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "ssd",
-                 "fisher_forgetting", "ours_with_data"):
+    for name in (
+        "mnemonic_tuned",
+        "retrain",
+        "finetune",
+        "neggrad",
+        "neggrad_plus",
+        "random_label",
+        "ssd",
+        "fisher_forgetting",
+        "ours_with_data",
+    ):
         assert name in M.METHODS and M.METHODS[name].description and M.METHODS[name].function.__doc__
     assert M.METHODS["ours_with_data"].input_model == "no_codes"
 
@@ -88,7 +97,6 @@ def test_linear_fisher_matches_reference(tiny_trained, tiny_dataset):
         torch.testing.assert_close(fast[n], ref[n], rtol=1e-4, atol=1e-10)
     with pytest.raises(ConfigError):
         F.sample_fisher(model, x[:0], y[:0])
-
 
 
 def test_a_fixed_lambda_variant_is_the_row_mnemonics_step(tiny_trained):

@@ -72,8 +72,11 @@ def check_structure(path: Path) -> None:
             Settings(**{key: value})  # a knob's default is None (the profile's) or a valid value
     # the next code cell builds the settings from the profile, the overrides and exactly these knobs
     config = next(c for c in nb.cells[idx + 1 :] if c.cell_type == "code")
-    calls = [n for n in ast.walk(ast.parse(config.source))
-             if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "from_notebook"]
+    calls = [
+        n
+        for n in ast.walk(ast.parse(config.source))
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "from_notebook"
+    ]
     assert len(calls) == 1, f"{name}: the config cell must call Settings.from_notebook"
     passed = {kw.arg for kw in calls[0].keywords}
     assert passed == set(knobs) - {"profile", "overrides"} - PLAN, f"{name}: config cell does not pass its knobs"
@@ -196,7 +199,6 @@ def test_a_version_bump_changes_the_stage_keys_downstream(monkeypatch):
         assert after[stage] != before[stage], stage
 
 
-
 @pytest.mark.slow
 def test_notebook_08_runs_and_shows_where_the_step_lands(tmp_path):
     """notebooks/08_calibration.ipynb through papermill on digits (the ci profile): every cell
@@ -205,9 +207,19 @@ def test_notebook_08_runs_and_shows_where_the_step_lands(tmp_path):
     import papermill as pm
 
     out = tmp_path / "08.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS / "08_calibration.ipynb"), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
-                        kernel_name="python3", parameters={"profile": "ci", "epochs": 10, "forget_classes": [3],
-                                                           "overrides": {"cache_dir": str(tmp_path / "cache")}})
+    pm.execute_notebook(
+        str(NOTEBOOKS / "08_calibration.ipynb"),
+        str(out),
+        cwd=str(NOTEBOOKS),
+        progress_bar=False,
+        kernel_name="python3",
+        parameters={
+            "profile": "ci",
+            "epochs": 10,
+            "forget_classes": [3],
+            "overrides": {"cache_dir": str(tmp_path / "cache")},
+        },
+    )
     cells = [c for c in nbformat.read(out, 4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in cells for o in c.outputs)
     assert "digits, 10 epochs, normal codes, seed 0: forget class 3" in text
@@ -225,17 +237,33 @@ def test_a_changed_parameter_and_run_all_gives_a_run_not_an_error(tmp_path):
     import papermill as pm
 
     out = tmp_path / "04.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS / "04_unlearning.ipynb"), str(out), cwd=str(NOTEBOOKS), progress_bar=False,
-                        kernel_name="python3", parameters={"profile": "ci", "forget_classes": [3], "overrides": {
-                            "cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")}})
+    pm.execute_notebook(
+        str(NOTEBOOKS / "04_unlearning.ipynb"),
+        str(out),
+        cwd=str(NOTEBOOKS),
+        progress_bar=False,
+        kernel_name="python3",
+        parameters={
+            "profile": "ci",
+            "forget_classes": [3],
+            "overrides": {"cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")},
+        },
+    )
     cells = [c for c in nbformat.read(out, 4).cells if c.cell_type == "code"]
     errors = [o for c in cells for o in c.outputs if o.output_type == "error"]
     assert not errors, errors[0]["evalue"] if errors else ""
-    said = [line for c in cells for o in c.outputs if o.get("name") == "stderr"
-            for line in o.get("text", "").splitlines() if "computing it here" in line]
+    said = [
+        line
+        for c in cells
+        for o in c.outputs
+        if o.get("name") == "stderr"
+        for line in o.get("text", "").splitlines()
+        if "computing it here" in line
+    ]
     assert [line.split()[1] for line in said] == ["02_training", "01_mnemonic_codes"], said
-    assert stages.stage_dir(Settings.from_profile("ci", forget_classes=[3], cache_dir=str(tmp_path / "cache")),
-                            "04_unlearning").is_dir()
+    assert stages.stage_dir(
+        Settings.from_profile("ci", forget_classes=[3], cache_dir=str(tmp_path / "cache")), "04_unlearning"
+    ).is_dir()
 
 
 # --------------------------------------------------------------------------
@@ -243,10 +271,34 @@ def test_a_changed_parameter_and_run_all_gives_a_run_not_an_error(tmp_path):
 
 TEACHING = stages.NOTEBOOKS[:5]  # 01_mnemonic_codes ... 05_membership_evaluation
 GLOSSARY_TERMS = (
-    "A_R", "E_F", "A_R_train", "E_F_train", "gap", "ToW", "retrain", "seed band", "inside", "no signal",
-    "entropy-LR", "loss-LR-CV", "confidence-SVC", "epsilon-vs-retrain", "linear probe", "mnemonic code", "t_mix",
-    "code Fisher", "Oracle Fisher", "eta", "alpha", "lambda1", "lambda2", "the paper's step", "the calibrated step",
-    "the guard", "JS divergence", "workers",
+    "A_R",
+    "E_F",
+    "A_R_train",
+    "E_F_train",
+    "gap",
+    "ToW",
+    "retrain",
+    "seed band",
+    "inside",
+    "no signal",
+    "entropy-LR",
+    "loss-LR-CV",
+    "confidence-SVC",
+    "epsilon-vs-retrain",
+    "linear probe",
+    "mnemonic code",
+    "t_mix",
+    "code Fisher",
+    "Oracle Fisher",
+    "eta",
+    "alpha",
+    "lambda1",
+    "lambda2",
+    "the paper's step",
+    "the calibrated step",
+    "the guard",
+    "JS divergence",
+    "workers",
 )
 
 
@@ -281,25 +333,33 @@ def test_every_figure_is_read_in_a_sentence_under_it(name):
     for i, cell in enumerate(cells):
         if cell.cell_type == "code" and "plt.show()" in cell.source:
             under = cells[i + 1] if i + 1 < len(cells) else None
-            assert under is not None and under.cell_type == "markdown" and not under.source.lstrip().startswith("#"), \
+            assert under is not None and under.cell_type == "markdown" and not under.source.lstrip().startswith("#"), (
                 f"{name}: the figure of cell {i} has no sentence under it"
+            )
 
 
 @pytest.mark.parametrize("name", TEACHING)
 def test_a_summary_types_no_number(name):
     """Every number a Summary refers to is printed by the run; the Summary itself types none."""
-    text = "\n".join(c.source for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
-                     if c.cell_type == "markdown")
+    text = "\n".join(
+        c.source for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells if c.cell_type == "markdown"
+    )
     summary = text.split("## Summary", 1)[1].split("## Exercises", 1)[0]
     typed = re.findall(r".{0,30}\d.{0,30}", _plain(summary))
     assert not typed, f"{name}: a number typed in the Summary: {typed}"
     cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
     start = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
-    placeholders = [line for c in cells[start:] if c.cell_type == "code"
-                    for line in c.source.splitlines() if re.match(r"\w+ = None  # ", line)]
+    placeholders = [
+        line
+        for c in cells[start:]
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if re.match(r"\w+ = None  # ", line)
+    ]
     assert placeholders or name != "01_mnemonic_codes"  # 01's Exercise 3 has one
-    assert not [line for line in placeholders if re.search(r"\b\d", line.split("#", 1)[1])], \
+    assert not [line for line in placeholders if re.search(r"\b\d", line.split("#", 1)[1])], (
         f"{name}: an exercise placeholder's comment gives a number (the answer?)"
+    )
 
 
 # Three forget classes at the ci profile (class 0 runs in tests/test_report.py's report), one of
@@ -322,8 +382,18 @@ def _run_notebooks(out: Path, profile: str, forget_class: int, overrides: dict, 
         params = {"profile": profile, "overrides": {**overrides, "cache_dir": str(cache), "run_dir": str(out / "run")}}
         if name != "01_mnemonic_codes":  # 01 declares no forget_classes
             params["forget_classes"] = [forget_class]
-        cmd = [str(papermill), "-k", "python3", "--cwd", str(NOTEBOOKS), "--no-progress-bar",
-               "-y", yaml.safe_dump(params), str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb")]
+        cmd = [
+            str(papermill),
+            "-k",
+            "python3",
+            "--cwd",
+            str(NOTEBOOKS),
+            "--no-progress-bar",
+            "-y",
+            yaml.safe_dump(params),
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(out / f"{name}.ipynb"),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
             return {"seconds": time.perf_counter() - start, "error": f"{name}: {proc.stderr[-4000:]}"}
@@ -339,16 +409,22 @@ def claim_runs(tmp_path_factory) -> dict:
         return {n: _run_notebooks(base / n, *CLAIM_RUNS[n], cache=base / f"cache-{CLAIM_RUNS[n][0]}") for n in names}
 
     with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(sequence, ["laptop-class0"]),
-                pool.submit(sequence, ["ci-class3", "ci-8-epochs-class4-guard"])]
+        jobs = [
+            pool.submit(sequence, ["laptop-class0"]),
+            pool.submit(sequence, ["ci-class3", "ci-8-epochs-class4-guard"]),
+        ]
         done = {k: v for job in jobs for k, v in job.result().items()}
     return {n: done[n] | {"folder": base / n} for n in CLAIM_RUNS}
 
 
 def _outputs(path: Path) -> str:
     cells = nbformat.read(path, as_version=4).cells
-    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                   for c in cells if c.cell_type == "code" for o in c.outputs)
+    return "".join(
+        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+        for c in cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
 
 
 def check_claims(folder: Path, metrics: Path) -> dict:

@@ -25,13 +25,37 @@ def _values(row: dict) -> dict:
 @pytest.mark.slow
 def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    common = dict(dataset="digits", epochs=30, lr=0.05, forget_classes=(0,), baselines=BASELINES,
-                  probe_max_train=300, threads=1)
+    common = dict(
+        dataset="digits", epochs=30, lr=0.05, forget_classes=(0,), baselines=BASELINES, probe_max_train=300, threads=1
+    )
     # 1. mnemonic-mu experiment
     out = tmp_path / "experiment.json"
-    assert main(["experiment", "--dataset", "digits", "--epochs", "30", "--lr", "0.05", "--forget-classes", "0",
-                 "--baselines", *BASELINES, "--probe-max-train", "300", "--threads", "1",
-                 "--cache-dir", str(tmp_path / "cache-a"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "30",
+                "--lr",
+                "0.05",
+                "--forget-classes",
+                "0",
+                "--baselines",
+                *BASELINES,
+                "--probe-max-train",
+                "300",
+                "--threads",
+                "1",
+                "--cache-dir",
+                str(tmp_path / "cache-a"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     done = json.loads(out.read_text())
     experiment = done["rows"]
     # 2. the stage functions, as the notebooks call them (own cache: every model trained afresh)
@@ -44,8 +68,12 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
     report = stages.compute_report(s, data).result
     notebook = report["methods"]
     # 3. a one-request sweep (its own cache again)
-    result = sweep.run_sweep(Settings(**common, cache_dir=str(tmp_path / "cache-c")), classes=(0,), seeds=(0,),
-                             out_dir=str(tmp_path / "sweep"))
+    result = sweep.run_sweep(
+        Settings(**common, cache_dir=str(tmp_path / "cache-c")),
+        classes=(0,),
+        seeds=(0,),
+        out_dir=str(tmp_path / "sweep"),
+    )
     swept = {r["method"]: r for r in result["rows"]}
 
     names = {"original", "no_codes", "retrain", "mnemonic", *BASELINES}
@@ -54,9 +82,11 @@ def test_one_request_gives_identical_numbers_through_every_driver(tmp_path, monk
         assert _values(experiment[name]) == _values(notebook[name]) == _values(swept[name]), name  # bitwise
         assert experiment[name]["gap"] == notebook[name]["gap"] == swept[name]["gap"], name
     # retrain's seed band: the same band references, scored the same way, on every path
-    bands = {"experiment": {int(b): r for b, r in done["band_rows"].items()},
-             "notebook": {int(b): r for b, r in report["band_rows"].items()},
-             "sweep": {r["band_seed"]: r for r in result["band_rows"]}}
+    bands = {
+        "experiment": {int(b): r for b, r in done["band_rows"].items()},
+        "notebook": {int(b): r for b, r in report["band_rows"].items()},
+        "sweep": {r["band_seed"]: r for r in result["band_rows"]},
+    }
     assert all(sorted(v) == list(s.band_seeds) for v in bands.values())
     for b in s.band_seeds:
         assert _values(bands["experiment"][b]) == _values(bands["notebook"][b]) == _values(bands["sweep"][b]), b
@@ -110,12 +140,22 @@ def test_model_keys_hold_the_training_code_version(monkeypatch):
 def test_a_request_in_two_processes_gives_the_numbers_of_one(tmp_path):
     """workers=2 trains the models, scores the rows and runs the baselines in two processes:
     every number equals the one-process run bit for bit, only the times differ."""
-    common = dict(dataset="digits", epochs=5, lr=0.05, forget_classes=(3,), baselines=("mnemonic_paper", "finetune"),
-                  probe_max_train=300, band_seeds=(1000, 1001))
+    common = dict(
+        dataset="digits",
+        epochs=5,
+        lr=0.05,
+        forget_classes=(3,),
+        baselines=("mnemonic_paper", "finetune"),
+        probe_max_train=300,
+        band_seeds=(1000, 1001),
+    )
     one = pipeline.run_request(Settings(**common, workers=1, cache_dir=str(tmp_path / "one")))
     two = pipeline.run_request(Settings(**common, workers=2, cache_dir=str(tmp_path / "two")))
-    assert list(one["rows"]) == list(two["rows"]) == ["original", "no_codes", "retrain", "mnemonic", "mnemonic_paper",
-                                                       "finetune"]
+    assert (
+        list(one["rows"])
+        == list(two["rows"])
+        == ["original", "no_codes", "retrain", "mnemonic", "mnemonic_paper", "finetune"]
+    )
     for name, row in one["rows"].items():
         assert _values(row) == _values(two["rows"][name]), name
         assert row["gap"] == two["rows"][name]["gap"] and row["tow"] == two["rows"][name]["tow"]
@@ -125,8 +165,10 @@ def test_a_request_in_two_processes_gives_the_numbers_of_one(tmp_path):
         assert _values(row) == _values(two["band_rows"][b]), b
     assert one["band"]["inside"] == two["band"]["inside"]
     # the quick request: only the original and retrain among the references, found in the cache now
-    quick = pipeline.run_request(Settings(**common | {"baselines": ()}, workers=2, cache_dir=str(tmp_path / "two")),
-                                 roles=("original", "retrain"))
+    quick = pipeline.run_request(
+        Settings(**common | {"baselines": ()}, workers=2, cache_dir=str(tmp_path / "two")),
+        roles=("original", "retrain"),
+    )
     assert list(quick["rows"]) == ["original", "retrain", "mnemonic"]
     assert quick["rows"]["original"]["from_cache"] and quick["rows"]["retrain"]["from_cache"]
     assert _values(quick["rows"]["mnemonic"]) == _values(one["rows"]["mnemonic"])

@@ -83,8 +83,23 @@ def test_the_recorded_command_reproduces_the_settings(tmp_path):
     cmd = P.population_command(s, 8, ("original", "mnemonic", "finetune"), out=tmp_path / "r.json")
     words = cmd.split()
     assert words[:2] == ["mnemonic-mu", "population"]
-    for w in ("--dataset", "synthetic", "--epochs", "10", "--lr", "0.05", "--forget", "3", "--code-dist", "normal",
-              "--models", "8", "--methods", "mnemonic", "finetune"):
+    for w in (
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "10",
+        "--lr",
+        "0.05",
+        "--forget",
+        "3",
+        "--code-dist",
+        "normal",
+        "--models",
+        "8",
+        "--methods",
+        "mnemonic",
+        "finetune",
+    ):
         assert w in words, w
     args = build_parser().parse_args(words[1:])
     again = settings_from_args(args, P.POPULATION_OPTIONS)
@@ -107,20 +122,24 @@ def test_bad_plans_are_refused_with_one_message(tmp_path):
         P.run_population(s, 6, repeats=0)
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--models", "3"], "the number of models must be at least 6"),
-    (["--methods", "retrain"], "retrain is the reference population"),
-    (["--methods", "mnemonic", "nope"], "unknown method 'nope'"),
-    (["--forget", "12"], "forget class"),
-    (["--epochs", "0"], "epochs must be at least 1"),
-    (["--repeats", "0"], "--repeats must be at least 1"),
-    (["--out", "{tmp}"], "is a folder"),
-    (["--dataset", "imagenet"], "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--models", "3"], "the number of models must be at least 6"),
+        (["--methods", "retrain"], "retrain is the reference population"),
+        (["--methods", "mnemonic", "nope"], "unknown method 'nope'"),
+        (["--forget", "12"], "forget class"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--out", "{tmp}"], "is a folder"),
+        (["--dataset", "imagenet"], "unknown dataset"),
+    ],
+)
 def test_cli_bad_input_gives_one_clear_line(argv, match, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    code = main(["population", "--dataset", "synthetic", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"),
-                 *argv])
+    code = main(
+        ["population", "--dataset", "synthetic", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"), *argv]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.count("\n") == 1 and err.startswith("mnemonic-mu: error: ") and re.search(match, err), err
@@ -129,8 +148,25 @@ def test_cli_bad_input_gives_one_clear_line(argv, match, tmp_path, capsys):
 
 def test_cli_run_writes_the_json_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "pop.json"
-    code = main(["population", "--dataset", "synthetic", "--epochs", "10", "--lr", "0.05", "--models", "6",
-                 "--methods", "none", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    code = main(
+        [
+            "population",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "10",
+            "--lr",
+            "0.05",
+            "--models",
+            "6",
+            "--methods",
+            "none",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ]
+    )
     text = capsys.readouterr()
     assert code == 0
     res = json.loads(out.read_text())
@@ -159,7 +195,8 @@ def test_render_docs_replaces_only_its_block(tmp_path, synthetic_result):
 def test_the_docs_table_is_what_the_committed_result_gives():
     text = (ROOT / "docs" / "indistinguishability.md").read_text()
     assert P.render_block(ROOT) in text, (
-        "docs/indistinguishability.md's population block is stale: run `mnemonic-mu population --render-docs`")
+        "docs/indistinguishability.md's population block is stale: run `mnemonic-mu population --render-docs`"
+    )
     res = json.loads(COMMITTED.read_text())
     assert res["command"].startswith("mnemonic-mu population ")
     assert "--out docs/results/population/mnist5k.json" in res["command"]
@@ -180,11 +217,19 @@ def test_notebook_09_runs_and_writes_its_scores(tmp_path):
     import papermill as pm
 
     out = tmp_path / "09.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "09_per_example_attack.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
-                        progress_bar=False, kernel_name="python3",
-                        parameters={"profile": "ci", "epochs": 10, "seeds": [0, 1, 2, 3, 4, 5],
-                                    "overrides": {"cache_dir": str(tmp_path / "cache"),
-                                                  "run_dir": str(tmp_path / "run")}})
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "09_per_example_attack.ipynb"),
+        str(out),
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+        kernel_name="python3",
+        parameters={
+            "profile": "ci",
+            "epochs": 10,
+            "seeds": [0, 1, 2, 3, 4, 5],
+            "overrides": {"cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")},
+        },
+    )
     m = json.loads((tmp_path / "run" / "metrics" / "09_per_example_attack.json").read_text())
     assert m["dataset"] == "digits" and m["n_models"] == 6 and m["cap"] == 2.0
     assert m["example_epsilon"] == pytest.approx(m["example_epsilon_by_hand"])

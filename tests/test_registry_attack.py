@@ -46,8 +46,17 @@ def toy(monkeypatch):
 
 
 def test_a_toy_attack_added_by_one_registry_entry_reaches_every_table(toy, tmp_path, monkeypatch, capsys):
-    s = Settings(dataset="digits", epochs=3, lr=0.05, threads=1, workers=1, baselines=(), band_seeds=(1000, 1001),
-                 probe_max_train=300, cache_dir=str(tmp_path / "cache"))
+    s = Settings(
+        dataset="digits",
+        epochs=3,
+        lr=0.05,
+        threads=1,
+        workers=1,
+        baselines=(),
+        band_seeds=(1000, 1001),
+        probe_max_train=300,
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert s.attacks[-1] == TOY and Settings().attacks == tuple(A.ATTACKS)  # the default is every registered attack
     result = S.run_sweep(s, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep"))
 
@@ -99,7 +108,7 @@ def test_a_toy_attack_added_by_one_registry_entry_reaches_every_table(toy, tmp_p
         with pytest.raises(SystemExit):
             main([command, "--help"])
         help_text = " ".join(capsys.readouterr().out.split())
-        option = help_text[help_text.index("--attacks V [V ...] attacks scored per row"):]
+        option = help_text[help_text.index("--attacks V [V ...] attacks scored per row") :]
         listed = re.search(r"\(default ([^)]*)\)", option)
         assert listed and listed.group(1).endswith("linear probe toy loss"), command
 
@@ -109,7 +118,8 @@ def test_docs_protocol_table_is_the_registrys_and_notebook_05_prints_it():
     block = doc.split(A.TABLE_START, 1)[1].split(A.TABLE_END, 1)[0]
     assert block == "\n" + A.markdown_table(), (
         "docs/protocol.md's attack table is stale: put the output of `python -c 'from mnemonic_mu.algorithms."
-        "attacks import markdown_table; print(markdown_table(), end=\"\")'` between its attacks markers")
+        'attacks import markdown_table; print(markdown_table(), end="")\'` between its attacks markers'
+    )
     cells = nbformat.read(ROOT / "notebooks" / "05_membership_evaluation.ipynb", as_version=4).cells
     assert any("markdown_table(" in c.source for c in cells if c.cell_type == "code")
     assert not any("| attack |" in c.source for c in cells if c.cell_type == "markdown")  # no hand-kept copy
@@ -118,7 +128,8 @@ def test_docs_protocol_table_is_the_registrys_and_notebook_05_prints_it():
 def test_the_table_shows_a_new_entry(toy):
     assert f"| `{TOY}` | mean per-sample cross-entropy of $D_f$ | mean loss on $D_f$ | " in A.markdown_table()
     assert A.markdown_table(["attack", "direction"]).splitlines()[-1] == (
-        f"| `{TOY}` | {toy.direction}; also reports `n`: the number of samples of $D_f$ |")
+        f"| `{TOY}` | {toy.direction}; also reports `n`: the number of samples of $D_f$ |"
+    )
     with pytest.raises(ConfigError, match="unknown column 'good'"):
         A.markdown_table(["attack", "good"])
 

@@ -29,8 +29,15 @@ def _toy_loader(root: Path, download: bool, seed: int) -> D.Source:
     return D.Source(*D.synthetic_pool(4, (1, 6, 6), 80, 0.3, seed))
 
 
-TOY_SPEC = D.DatasetSpec(_toy_loader, "4 generated classes of 6x6 images", 4, (1, 6, 6),
-                         "generated (`synthetic_pool`)", "the kit's (MIT)", offline=True)
+TOY_SPEC = D.DatasetSpec(
+    _toy_loader,
+    "4 generated classes of 6x6 images",
+    4,
+    (1, 6, 6),
+    "generated (`synthetic_pool`)",
+    "the kit's (MIT)",
+    offline=True,
+)
 
 
 @pytest.fixture()
@@ -53,8 +60,11 @@ def test_a_toy_dataset_loads_through_its_entry(toy):
 
 def test_settings_check_forget_classes_against_the_registrys_class_count(toy):
     assert Settings(dataset=TOY, forget_classes=(3,)).forget_classes == (3,)
-    with pytest.raises(ConfigError, match=f"^dataset '{TOY}': forget class 4 is outside this dataset's classes "
-                                          r"0\.\.3$"):
+    with pytest.raises(
+        ConfigError,
+        match=f"^dataset '{TOY}': forget class 4 is outside this dataset's classes "
+        r"0\.\.3$",
+    ):
         Settings(dataset=TOY, forget_classes=(4,))
     with pytest.raises(ConfigError, match=r"cannot forget every class \(4\)"):
         Settings(dataset=TOY, forget_classes=(0, 1, 2, 3))
@@ -68,10 +78,20 @@ def test_settings_check_forget_classes_against_the_registrys_class_count(toy):
     assert S.check_plan(Settings(dataset="digits"), None, (0,), 1)[0] == tuple(range(10))
 
 
-def test_a_toy_dataset_added_by_one_registry_entry_reaches_the_sweep_results_and_cli(toy, tmp_path, monkeypatch,
-                                                                                     capsys):
-    s = Settings(dataset=TOY, epochs=10, batch_size=16, lr=0.02, threads=1, workers=1, baselines=(),
-                 band_seeds=(1000,), cache_dir=str(tmp_path / "cache"))
+def test_a_toy_dataset_added_by_one_registry_entry_reaches_the_sweep_results_and_cli(
+    toy, tmp_path, monkeypatch, capsys
+):
+    s = Settings(
+        dataset=TOY,
+        epochs=10,
+        batch_size=16,
+        lr=0.02,
+        threads=1,
+        workers=1,
+        baselines=(),
+        band_seeds=(1000,),
+        cache_dir=str(tmp_path / "cache"),
+    )
     result = S.run_sweep(s, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep"))
 
     # the sweep's rows: the toy's settings, its 4 classes and its forget class in every row
@@ -103,9 +123,10 @@ def test_a_toy_dataset_added_by_one_registry_entry_reaches_the_sweep_results_and
         with pytest.raises(SystemExit):
             main([command, "--help"])
         help_text = " ".join(capsys.readouterr().out.split())
-        option = help_text[help_text.index("--dataset STR a dataset"):]
-        listed = re.search(r"\(`mnemonic-mu datasets`, docs/protocol.md#datasets\): ([^(]*) \(default mnist5k\)",
-                           option)
+        option = help_text[help_text.index("--dataset STR a dataset") :]
+        listed = re.search(
+            r"\(`mnemonic-mu datasets`, docs/protocol.md#datasets\): ([^(]*) \(default mnist5k\)", option
+        )
         assert listed and listed.group(1).split(", ") == list(D.DATASETS), command
         assert listed.group(1).endswith(f"synthetic_pairs, {TOY}")
     assert main(["datasets"]) == 0
@@ -121,7 +142,8 @@ def test_the_table_shows_a_new_entry(toy):
     table = D.markdown_table()
     assert table.splitlines()[-1] == (
         f"| `{TOY}` | 4 generated classes of 6x6 images | 4 | 1x6x6 | stratified 70% / 10% / 20% train / val / test "
-        "| yes | generated (`synthetic_pool`) | the kit's (MIT) |")
+        "| yes | generated (`synthetic_pool`) | the kit's (MIT) |"
+    )
     synthetic = next(line for line in table.splitlines() if line.startswith("| `synthetic` | "))
     assert "| option `num_classes` (default 10) | option `shape` (default 1x8x8) |" in synthetic
     assert D.markdown_table(["dataset", "classes"]).splitlines()[-1] == f"| `{TOY}` | 4 |"
@@ -134,7 +156,8 @@ def test_docs_protocol_table_is_the_registrys_and_no_page_keeps_a_list():
     block = doc.split(D.TABLE_START, 1)[1].split(D.TABLE_END, 1)[0]
     assert block == "\n" + D.markdown_table(), (
         "docs/protocol.md's dataset table is stale: put the output of `mnemonic-mu datasets --markdown` between "
-        "its datasets markers")
+        "its datasets markers"
+    )
     names = list(D.DATASETS)
     # the settings' comment (CLI help, docs/settings.md), the README and the module docstring name no list of them
     assert not any(n in comments()["dataset"] for n in names)
@@ -161,12 +184,15 @@ def test_a_loader_that_breaks_its_entry_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(D.DATASETS, "few classes", D.DatasetSpec(_toy_loader, "d", 3, (1, 6, 6), "s", "l", True))
     with pytest.raises(DataError, match=r"dataset 'few classes' has labels outside 0\.\.2"):
         D.load_dataset("few classes")
-    monkeypatch.setitem(D.DATASETS, "no test", D.DatasetSpec(_toy_loader, "d", 4, (1, 6, 6), "s", "l", True,
-                                                             test_split=True))
+    monkeypatch.setitem(
+        D.DATASETS, "no test", D.DatasetSpec(_toy_loader, "d", 4, (1, 6, 6), "s", "l", True, test_split=True)
+    )
     with pytest.raises(ConfigError, match="dataset 'no test': its loader's test split does not match"):
         D.load_dataset("no test")
-    with pytest.raises(ConfigError, match="dataset 'synthetic' has no option 'size'; its options are num_classes, "
-                                          "shape, n_per_class, noise"):
+    with pytest.raises(
+        ConfigError,
+        match="dataset 'synthetic' has no option 'size'; its options are num_classes, shape, n_per_class, noise",
+    ):
         D.load_dataset("synthetic", size=3)
     with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; choose one of mnist5k, digits"):
         D.load_dataset("imagenet")

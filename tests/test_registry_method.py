@@ -49,9 +49,16 @@ def _anything(*args, **options):
     raise AssertionError("never called")
 
 
-TOY_METHOD = M.Method(TOY, _toy, "validation split", "push the forget classes' output biases down",
-                      source="a test", grid={"offsets": (-1000.0, 0.0)}, settings=("lambda1",),
-                      backward_passes="none")
+TOY_METHOD = M.Method(
+    TOY,
+    _toy,
+    "validation split",
+    "push the forget classes' output biases down",
+    source="a test",
+    grid={"offsets": (-1000.0, 0.0)},
+    settings=("lambda1",),
+    backward_passes="none",
+)
 
 
 @pytest.fixture()
@@ -63,8 +70,18 @@ def toy(monkeypatch):
 @pytest.mark.slow  # a sweep: five digits models
 def test_a_toy_method_added_by_one_registry_entry_reaches_every_table(toy, tmp_path, monkeypatch, capsys):
     assert Settings().baselines[-1] == TOY and Settings().baselines == M.baseline_names()  # the default: all
-    s = Settings(dataset="digits", epochs=3, lr=0.05, threads=1, workers=1, baselines=(TOY,), band_seeds=(1000, 1001),
-                 lambda1=2e-3, probe_max_train=300, cache_dir=str(tmp_path / "cache"))
+    s = Settings(
+        dataset="digits",
+        epochs=3,
+        lr=0.05,
+        threads=1,
+        workers=1,
+        baselines=(TOY,),
+        band_seeds=(1000, 1001),
+        lambda1=2e-3,
+        probe_max_train=300,
+        cache_dir=str(tmp_path / "cache"),
+    )
     result = S.run_sweep(s, classes=(1,), seeds=(0,), out_dir=str(tmp_path / "sweep"))
 
     # the sweep's rows: the toy's row, from the model its entry names, with its own setting
@@ -102,7 +119,7 @@ def test_a_toy_method_added_by_one_registry_entry_reaches_every_table(toy, tmp_p
         with pytest.raises(SystemExit):
             main([command, "--help"])
         help_text = " ".join(capsys.readouterr().out.split())
-        option = help_text[help_text.index("--baselines V [V ...] methods scored beside the mnemonic step"):]
+        option = help_text[help_text.index("--baselines V [V ...] methods scored beside the mnemonic step") :]
         listed = re.search(r"\(default ([^)]*)\)", option)
         assert listed and listed.group(1) == " ".join(M.baseline_names()), command
         assert listed.group(1).endswith(f"fisher_forgetting {TOY}"), command
@@ -115,8 +132,7 @@ def test_the_entrys_settings_reach_the_function(toy, tiny_trained, tiny_dataset,
     result = pipeline.run_method(TOY, s, tiny_dataset, models)  # type: ignore[arg-type]
     assert result.chosen["lambda1"] == 5e-3 and [c["offset"] for c in result.search] == [-1000.0, 0.0]
     # options given by a caller override the entry's grid
-    alone = M.unlearn(TOY, model, codes, [1], UnlearnData.from_dataset(tiny_dataset, [1]), lambda1=1.0,
-                      offsets=(-7.0,))
+    alone = M.unlearn(TOY, model, codes, [1], UnlearnData.from_dataset(tiny_dataset, [1]), lambda1=1.0, offsets=(-7.0,))
     assert alone.chosen == {"offset": -7.0, "lambda1": 1.0}
     # an entry naming a setting that does not exist: one clear error
     wrong = M.Method(TOY, _anything, "validation split", "d", settings=("lambda9",))
@@ -127,8 +143,11 @@ def test_the_entrys_settings_reach_the_function(toy, tiny_trained, tiny_dataset,
 
 def test_an_unknown_method_is_one_clear_error(tiny_trained):
     model, codes = tiny_trained
-    with pytest.raises(ConfigError, match="unknown baseline 'lira'; choose from mnemonic_tuned, .*fisher_forgetting "
-                                          r"\(or none\)"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown baseline 'lira'; choose from mnemonic_tuned, .*fisher_forgetting "
+        r"\(or none\)",
+    ):
         Settings(baselines=("finetune", "lira"))
     with pytest.raises(ConfigError, match="retrain is always the reference row"):
         Settings(baselines=("retrain",))
@@ -149,8 +168,9 @@ def test_docs_baselines_table_is_the_registrys_and_notebook_07_shows_it():
     block = doc.split(M.TABLE_START, 1)[1].split(M.TABLE_END, 1)[0]
     assert block == "\n" + M.markdown_table() + "\n" + M.sees_table(), (
         "docs/baselines.md's method table is stale: put the output of `python -c 'from mnemonic_mu.algorithms."
-        "methods import markdown_table, sees_table; print(markdown_table() + \"\\n\" + sees_table(), end=\"\")'` "
-        "between its methods markers")
+        'methods import markdown_table, sees_table; print(markdown_table() + "\\n" + sees_table(), end="")\'` '
+        "between its methods markers"
+    )
     cells = nbformat.read(ROOT / "notebooks" / "07_comparison.ipynb", as_version=4).cells
     assert any("markdown_table(" in c.source for c in cells if c.cell_type == "code")
     assert not any("| method |" in c.source for c in cells)  # no hand-kept copy
@@ -159,7 +179,8 @@ def test_docs_baselines_table_is_the_registrys_and_notebook_07_shows_it():
 def test_the_table_shows_a_new_entry(toy):
     assert M.markdown_table().splitlines()[-1] == (
         f"| `{TOY}` | validation split | original | `offsets` {{-1000, 0}}; its settings `lambda1` | none | 1 "
-        "| push the forget classes' output biases down | a test |")
+        "| push the forget classes' output biases down | a test |"
+    )
     assert M.markdown_table(["method", "sees"]).splitlines()[-1] == f"| `{TOY}` | validation split |"
     with pytest.raises(ConfigError, match="unknown column 'good'"):
         M.markdown_table(["method", "good"])

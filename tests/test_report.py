@@ -37,8 +37,10 @@ from mnemonic_mu.settings import Settings
 # under data_root), so the gallery has finished and failed rows; five epochs, no baselines.
 GRID = {"dataset": ["digits", "mnist"], "forget_classes": [[1], [3]]}
 GRID_NAMES = [
-    "ci-dataset_digits-forget_classes_1", "ci-dataset_digits-forget_classes_3",
-    "ci-dataset_mnist-forget_classes_1", "ci-dataset_mnist-forget_classes_3",
+    "ci-dataset_digits-forget_classes_1",
+    "ci-dataset_digits-forget_classes_3",
+    "ci-dataset_mnist-forget_classes_1",
+    "ci-dataset_mnist-forget_classes_3",
 ]
 
 
@@ -47,8 +49,9 @@ def shared_ci_report(tmp_path_factory) -> Path:
     with built_once(tmp_path_factory, "ci") as base:
         index = base / "reports" / "ci-test" / "index.html"
         if not index.is_file():
-            index = run_report("ci", run="ci-test", reports_dir=base / "reports",
-                               overrides={"cache_dir": str(base / "cache")})
+            index = run_report(
+                "ci", run="ci-test", reports_dir=base / "reports", overrides={"cache_dir": str(base / "cache")}
+            )
     return index.parent
 
 
@@ -164,8 +167,10 @@ def test_verdict_box_states_the_runs_numbers(ci_report):
     assert text("v-inside") == str(inside) and text("v-counted") == str(len(counted))
     assert all(step["attacks"][a]["no_signal"] == band["signal"][a]["no_signal"] for a in step["attacks"])
     assert ("forgotten" if step["E_F"] >= 99 else "not forgotten") in html
-    assert f"the run&#39;s retrain band, {len(band['seeds'])} retrain references" in html or \
-        f"the run's retrain band, {len(band['seeds'])} retrain references" in html
+    assert (
+        f"the run&#39;s retrain band, {len(band['seeds'])} retrain references" in html
+        or f"the run's retrain band, {len(band['seeds'])} retrain references" in html
+    )
     if not step["warnings"]:
         assert "The step raised no warnings." in html
 
@@ -176,10 +181,12 @@ def test_verdict_reads_no_signal_and_a_retrain_band():
     def row(**values):
         return {"A_R": 90.0, "E_F": 100.0, "attacks": {k: {"value": v} for k, v in values.items()}}
 
-    summary = {"methods": {
-        "retrain": row(**{"entropy-LR": 0.01, "linear probe": 0.2, "epsilon-vs-retrain": 0.0}),
-        "mnemonic": row(**{"entropy-LR": 0.05, "linear probe": 0.9, "epsilon-vs-retrain": 0.4}),
-    }}
+    summary = {
+        "methods": {
+            "retrain": row(**{"entropy-LR": 0.01, "linear probe": 0.2, "epsilon-vs-retrain": 0.0}),
+            "mnemonic": row(**{"entropy-LR": 0.05, "linear probe": 0.9, "epsilon-vs-retrain": 0.4}),
+        }
+    }
     summary["methods"]["mnemonic"]["attacks"]["linear probe"]["no_signal"] = True
     assert attack_status(summary, "mnemonic", "entropy-LR")[0] == "inside"
     assert attack_status(summary, "mnemonic", "linear probe")[0] == "no signal"
@@ -193,10 +200,14 @@ def test_verdict_reads_no_signal_and_a_retrain_band():
     # with the run's own seed band, the band's inside flags decide (not the fixed tolerances)
     from mnemonic_mu.bands import request_band
 
-    band_rows = {1000: row(**{"entropy-LR": 0.0, "linear probe": 0.85, "epsilon-vs-retrain": 0.3}),
-                 1001: row(**{"entropy-LR": 0.02, "linear probe": 0.95, "epsilon-vs-retrain": 0.5})}
-    methods = {k: {**r, "attacks": {a: {"value": x["value"]} for a, x in r["attacks"].items()}}
-               for k, r in summary["methods"].items()}
+    band_rows = {
+        1000: row(**{"entropy-LR": 0.0, "linear probe": 0.85, "epsilon-vs-retrain": 0.3}),
+        1001: row(**{"entropy-LR": 0.02, "linear probe": 0.95, "epsilon-vs-retrain": 0.5}),
+    }
+    methods = {
+        k: {**r, "attacks": {a: {"value": x["value"]} for a, x in r["attacks"].items()}}
+        for k, r in summary["methods"].items()
+    }
     methods["original"] = row(**{"entropy-LR": 0.5, "linear probe": 0.9, "epsilon-vs-retrain": 2.0})
     banded = {"methods": methods, "band": request_band(methods, band_rows)}
     assert attack_status(banded, "mnemonic", "linear probe")[0] == "inside"  # 0.9 in 0.85..0.95
@@ -374,8 +385,10 @@ def test_grid_values_names_and_checks_come_before_anything_runs(tmp_path, capsys
     points = grid_points(grid)
     assert points[1] == {"forget_classes": [1], "seed": 1} and len(points) == 4
     assert grid_run_names("ci", points) == [
-        "ci-forget_classes_1-seed_0", "ci-forget_classes_1-seed_1",
-        "ci-forget_classes_3-seed_0", "ci-forget_classes_3-seed_1",
+        "ci-forget_classes_1-seed_0",
+        "ci-forget_classes_1-seed_1",
+        "ci-forget_classes_3-seed_0",
+        "ci-forget_classes_3-seed_1",
     ]
     odd = grid_run_names("ci", [{"step": "a b"}, {"step": "a/b"}, {"lambda1": 1e-4}])
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n) for n in odd) and len(set(odd)) == 3
@@ -423,8 +436,11 @@ def test_grid_skips_finished_runs_and_survives_a_failure(tmp_path, monkeypatch):
         folder = Path(reports_dir) / run
         folder.mkdir()
         params = resolve_parameters(profile, overrides, declared, Path.cwd())
-        record = {"profile": profile, "overrides": overrides,
-                  "resolved": report_module.resolved_config(profile, params)}
+        record = {
+            "profile": profile,
+            "overrides": overrides,
+            "resolved": report_module.resolved_config(profile, params),
+        }
         (folder / "params.yaml").write_text(yaml.safe_dump(record))
         (folder / "index.html").write_text("<!doctype html><title>stand-in</title>")
         return folder / "index.html"

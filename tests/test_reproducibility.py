@@ -22,8 +22,23 @@ from mnemonic_mu.io.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow  # two experiment processes, each training six models with two baselines
 
-SETTINGS = ["--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper", "finetune", "--seed", "3",
-            "--split-seed", "1", "--forget", "2", "--device", "cpu"]
+SETTINGS = [
+    "--dataset",
+    "digits",
+    "--epochs",
+    "2",
+    "--baselines",
+    "mnemonic_paper",
+    "finetune",
+    "--seed",
+    "3",
+    "--split-seed",
+    "1",
+    "--forget",
+    "2",
+    "--device",
+    "cpu",
+]
 VOLATILE = {"seconds", "forget_seconds", "total_seconds", "from_cache", "checkpoint"}
 
 
@@ -31,9 +46,22 @@ def _start(folder: Path) -> subprocess.Popen:
     folder.mkdir()
     env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "random"}
     return subprocess.Popen(
-        [sys.executable, "-m", "mnemonic_mu", "experiment", *SETTINGS,
-         "--cache-dir", str(folder / "cache"), "--out", str(folder / "result.json")],
-        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mnemonic_mu",
+            "experiment",
+            *SETTINGS,
+            "--cache-dir",
+            str(folder / "cache"),
+            "--out",
+            str(folder / "result.json"),
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

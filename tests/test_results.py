@@ -19,7 +19,8 @@ def test_committed_tables_are_what_the_committed_summaries_give():
     summaries = R.load_summaries(ROOT / "docs" / "results")
     assert summaries, "docs/results/ holds no summary"
     assert (ROOT / "docs" / "results.md").read_text() == R.render_results(summaries), (
-        "docs/results.md is stale: run `mnemonic-mu results`")
+        "docs/results.md is stale: run `mnemonic-mu results`"
+    )
     readme = (ROOT / "README.md").read_text()
     assert R.readme_block(summaries) in readme, "README.md's results table is stale: run `mnemonic-mu results`"
     for summary in summaries:
@@ -31,8 +32,14 @@ def test_committed_tables_are_what_the_committed_summaries_give():
 
 @pytest.mark.slow  # a sweep of two classes
 def test_summary_of_a_real_sweep_and_its_command(tmp_path):
-    s = Settings(dataset="digits", epochs=3, lr=0.05, baselines=("mnemonic_paper",), probe_max_train=300,
-                 cache_dir=str(tmp_path / "cache"))
+    s = Settings(
+        dataset="digits",
+        epochs=3,
+        lr=0.05,
+        baselines=("mnemonic_paper",),
+        probe_max_train=300,
+        cache_dir=str(tmp_path / "cache"),
+    )
     result = S.run_sweep(s, classes=(0, 3), seeds=(0,), out_dir=str(tmp_path / "sweep"))
     S.write_sweep(result, tmp_path / "sweep")
     root = tmp_path / "repo"
@@ -50,8 +57,21 @@ def test_summary_of_a_real_sweep_and_its_command(tmp_path):
     # the command reproduces the settings: the options that differ from the laptop profile
     words = summary["command"].split()
     assert words[:2] == ["mnemonic-mu", "sweep"]
-    for option in ("--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--baselines", "mnemonic_paper",
-                   "--probe-max-train", "300", "--classes", "0", "--seeds"):
+    for option in (
+        "--dataset",
+        "digits",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--baselines",
+        "mnemonic_paper",
+        "--probe-max-train",
+        "300",
+        "--classes",
+        "0",
+        "--seeds",
+    ):
         assert option in words, option
     md, readme = R.write_all(root)
     text = readme.read_text()
@@ -80,7 +100,7 @@ def test_the_readme_quick_start_output_is_its_committed_json():
 
     readme = (ROOT / "README.md").read_text()
     start, end = QUICKSTART_MARKERS
-    block = readme[readme.index(start) + len(start):readme.index(end)].strip("\n")
+    block = readme[readme.index(start) + len(start) : readme.index(end)].strip("\n")
     result = json.loads(QUICKSTART_SOURCE.read_text())
     assert block == readme_quickstart(result, json.loads(FIRST_TOUCH_SOURCE.read_text()))
     # and that result is the quick start's: class 0 of mnist5k, the step beside retrain and its band
@@ -98,22 +118,35 @@ def _row(method, seed, cls, a_r, e_f, warnings=()):
 
 def test_retrain_band_and_the_steps_table_on_hand_made_rows():
     """Band = per class min/max/spread of retrain's A_R over seeds; inside = A_R >= min - 1."""
-    rows = [_row("retrain", 0, 0, 90.0, 100.0), _row("retrain", 1, 0, 91.5, 100.0),
-            _row("retrain", 0, 1, 80.0, 100.0), _row("retrain", 1, 1, 80.5, 100.0)]
+    rows = [
+        _row("retrain", 0, 0, 90.0, 100.0),
+        _row("retrain", 1, 0, 91.5, 100.0),
+        _row("retrain", 0, 1, 80.0, 100.0),
+        _row("retrain", 1, 1, 80.5, 100.0),
+    ]
     band = R.retrain_band_A_R(rows)
     assert band["per_class"]["0"] == {"min": 90.0, "max": 91.5, "spread": 1.5, "n_seeds": 2}
     assert band["spread_mean"] == pytest.approx(1.0) and band["spread_max"] == pytest.approx(1.5)
     step_rows = {
         # inside (89.0 >= 90 - 1), forgotten | outside (88.9), forgotten, silent | outside but warned
-        "mnemonic": [_row("mnemonic", 0, 0, 89.0, 100.0), _row("mnemonic", 1, 0, 88.9, 100.0),
-                     _row("mnemonic", 0, 1, 70.0, 100.0, ["w"]), _row("mnemonic", 1, 1, 81.0, 98.0)],
+        "mnemonic": [
+            _row("mnemonic", 0, 0, 89.0, 100.0),
+            _row("mnemonic", 1, 0, 88.9, 100.0),
+            _row("mnemonic", 0, 1, 70.0, 100.0, ["w"]),
+            _row("mnemonic", 1, 1, 81.0, 98.0),
+        ],
     }
     for name in ("original", "mnemonic_paper", "mnemonic_calibrated_v1"):
         step_rows[name] = [_row(name, r["seed"], r["forget_class"], r["A_R"], r["E_F"]) for r in rows]
     all_rows = rows + [r for rs in step_rows.values() for r in rs]
     summary_entry = {"reference": False, **{m: {"mean": 0, "std": 0, "worst": 0, "worst_class": 0} for m in R.HEADLINE}}
-    result = {"rows": all_rows, "summary": {m: summary_entry for m in ("retrain", *step_rows)},
-              "settings": Settings().to_dict(), "classes": [0, 1], "seeds": [0, 1]}
+    result = {
+        "rows": all_rows,
+        "summary": {m: summary_entry for m in ("retrain", *step_rows)},
+        "settings": Settings().to_dict(),
+        "classes": [0, 1],
+        "seeds": [0, 1],
+    }
     summary = R.summarise_sweep(result, "hand-made")
     m = summary["methods"]["mnemonic"]
     assert (m["forgotten"], m["inside_band"], m["warned"], m["target_met"]) == (3, 2, 1, 2)
@@ -133,7 +166,7 @@ def test_the_readme_python_lines_run_and_forget(capsys):
     """The README's few lines of Python run as they stand and the step forgets class 0 (E_F 100
     on every one of the 30 mnist5k requests of docs/results.md: E_F >= 99 holds with margin)."""
     readme = (ROOT / "README.md").read_text()
-    quick = readme[readme.index("## Quick start"):readme.index("## Notebooks")]
+    quick = readme[readme.index("## Quick start") : readme.index("## Notebooks")]
     (code,) = re.findall(r"```python\n(.*?)```", quick, flags=re.S)
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out

@@ -20,8 +20,15 @@ ROWS = {"mnemonic", *METHODS, *S.REFERENCES}
 
 
 def _tiny_settings(tmp) -> Settings:
-    return Settings(dataset="digits", epochs=3, lr=0.05, threads=1, cache_dir=str(tmp / "cache"), baselines=METHODS,
-                    probe_max_train=300)
+    return Settings(
+        dataset="digits",
+        epochs=3,
+        lr=0.05,
+        threads=1,
+        cache_dir=str(tmp / "cache"),
+        baselines=METHODS,
+        probe_max_train=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +84,33 @@ def test_bad_config():
 
 @pytest.mark.slow  # a sweep in two processes, then its models again
 def test_cli_sweep_parallel(tmp_path, capsys):
-    rc = main(["sweep", "--dataset", "digits", "--epochs", "2", "--baselines", "mnemonic_paper",
-               "--classes", "3", "--seeds", "0", "1", "--jobs", "2", "--probe-max-train", "300",
-               "--band-seeds", "1000", "1001",
-               "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")])
+    rc = main(
+        [
+            "sweep",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--baselines",
+            "mnemonic_paper",
+            "--classes",
+            "3",
+            "--seeds",
+            "0",
+            "1",
+            "--jobs",
+            "2",
+            "--probe-max-train",
+            "300",
+            "--band-seeds",
+            "1000",
+            "1001",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0
     out = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert out["summary"]["mnemonic_paper"]["n_runs"] == 2
@@ -178,16 +208,29 @@ def test_notebook_07_runs_then_loads_the_finished_sweep(tmp_path):
 
     from mnemonic_mu.drivers.report import notebook_dir
 
-    params = {"profile": "ci", "baselines": ["mnemonic_calibrated", "finetune"], "classes": [0], "seeds": [0],
-              "jobs": 1, "out_dir": str(tmp_path / "out"),
-              "overrides": {"epochs": 20, "probe_max_train": 300, "cache_dir": str(tmp_path / "cache")}}
+    params = {
+        "profile": "ci",
+        "baselines": ["mnemonic_calibrated", "finetune"],
+        "classes": [0],
+        "seeds": [0],
+        "jobs": 1,
+        "out_dir": str(tmp_path / "out"),
+        "overrides": {"epochs": 20, "probe_max_train": 300, "cache_dir": str(tmp_path / "cache")},
+    }
     outputs = []
     for i in range(2):
         out = tmp_path / f"07-{i}.ipynb"
-        pm.execute_notebook(str(notebook_dir() / "07_comparison.ipynb"), str(out), parameters=params,
-                            cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
-        outputs.append("".join(o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code"
-                               for o in c.outputs))
+        pm.execute_notebook(
+            str(notebook_dir() / "07_comparison.ipynb"),
+            str(out),
+            parameters=params,
+            cwd=str(tmp_path),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+        outputs.append(
+            "".join(o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs)
+        )
     assert "loaded " not in outputs[0] and "loaded " in outputs[1]
     metrics = json.loads((tmp_path / "out" / "07_comparison_metrics.json").read_text())
     assert set(metrics) == {"mnemonic", "mnemonic_calibrated", "finetune", *S.REFERENCES}
@@ -228,9 +271,21 @@ def test_attacks_setting_scores_only_the_named_attacks(tmp_path):
 
 
 def _band_row(method, seed, cls, a_r, attacks, band_seed=None):
-    row = {"method": method, "seed": seed, "forget_class": cls, "A_R": a_r, "E_F": 100.0, "A_R_train": a_r,
-           "E_F_train": 100.0, "attacks": {k: {"value": v} for k, v in attacks.items()}, "gap": 0.0, "tow": 1.0,
-           "seconds": 0.0, "backward_passes": 1, "reference": method != "m"}
+    row = {
+        "method": method,
+        "seed": seed,
+        "forget_class": cls,
+        "A_R": a_r,
+        "E_F": 100.0,
+        "A_R_train": a_r,
+        "E_F_train": 100.0,
+        "attacks": {k: {"value": v} for k, v in attacks.items()},
+        "gap": 0.0,
+        "tow": 1.0,
+        "seconds": 0.0,
+        "backward_passes": 1,
+        "reference": method != "m",
+    }
     return row | ({"band": True, "band_seed": band_seed} if band_seed is not None else {})
 
 
@@ -243,8 +298,11 @@ def test_sweep_bands_read_each_request_against_its_band_and_flag_an_attack_witho
         # the original: far from retrain on entropy-LR (signal), the same on the linear probe (none)
         rows.append(_band_row("original", seed, 0, 90.0, {"linear probe": 0.51, "entropy-LR": 0.9}))
         for b, a_r in ((1000, 90.0), (1001, 92.0)):
-            band_rows.append(_band_row(f"band{b}", seed, 0, a_r, {"linear probe": 0.5 + 0.02 * (b - 1000),
-                                                                   "entropy-LR": 0.01}, band_seed=b))
+            band_rows.append(
+                _band_row(
+                    f"band{b}", seed, 0, a_r, {"linear probe": 0.5 + 0.02 * (b - 1000), "entropy-LR": 0.01}, band_seed=b
+                )
+            )
     rows.append(_band_row("m", 0, 0, 91.5, {"linear probe": 0.9, "entropy-LR": 0.0}))  # inside on A_R
     rows.append(_band_row("m", 1, 0, 89.5, {"linear probe": 0.51, "entropy-LR": 0.0}))  # below the band
     rows.append(_band_row("m", 2, 0, 92.0, {"linear probe": 0.5, "entropy-LR": 0.5}))  # on its edge: inside
@@ -256,6 +314,14 @@ def test_sweep_bands_read_each_request_against_its_band_and_flag_an_attack_witho
     assert bands["signal"]["linear probe"]["no_signal"] and not bands["signal"]["entropy-LR"]["no_signal"]
     assert bands["signal"]["entropy-LR"]["classes_with_signal"] == 1 and bands["n_band"] == 2
     assert S.sweep_bands(rows, []) is None  # no band seeds: no band
-    md = S.markdown_tables({"summary": S.summarise(rows, [0]), "settings": Settings().to_dict(), "seeds": [0, 1, 2],
-                            "classes": [0], "rows": rows, "bands": bands})
+    md = S.markdown_tables(
+        {
+            "summary": S.summarise(rows, [0]),
+            "settings": Settings().to_dict(),
+            "seeds": [0, 1, 2],
+            "classes": [0],
+            "rows": rows,
+            "bands": bands,
+        }
+    )
     assert "- linear probe: **no signal here**" in md and "| m | 2/3 |" in md

@@ -47,7 +47,8 @@ def test_the_selection_default_is_what_the_validation_study_chose(study):
     assert len(doc["rows"]) == sum(len(s["seeds"]) * len(study.CLASSES) for s in doc["settings"])
     assert all(set(r["original"]) == {"a", "b", "all"} for r in doc["rows"])
     assert _section(study, "selection", study.DOC_SELECTION) == study.markdown_selection(doc), (
-        "docs/baselines.md is stale: python benchmarks/validation_studies.py --study selection --render")
+        "docs/baselines.md is stale: python benchmarks/validation_studies.py --study selection --render"
+    )
 
 
 def test_the_code_dist_section_is_the_committed_study(study):
@@ -57,9 +58,11 @@ def test_the_code_dist_section_is_the_committed_study(study):
     n = sum(len(s["seeds"]) * len(study.CLASSES) for s in doc["settings"]) * len(study.DISTS)
     assert len(doc["rows"]) == n and all(set(r["steps"]) == set(study.STEPS) for r in doc["rows"])
     assert default("code_dist") == ("normal" if doc["decision"] == "switch" else "uniform"), (
-        "the code_dist default is not what docs/results/calibration/code_dist.json decided")
+        "the code_dist default is not what docs/results/calibration/code_dist.json decided"
+    )
     assert _section(study, "code_dist", study.DOC_CODE_DIST) == study.markdown_code_dist(doc), (
-        "docs/protocol.md is stale: python benchmarks/validation_studies.py --study code_dist --render")
+        "docs/protocol.md is stale: python benchmarks/validation_studies.py --study code_dist --render"
+    )
 
 
 def test_the_rules_on_hand_made_candidates(study):

@@ -94,9 +94,7 @@ def _subsample(arr: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 # The recipes
 
 
-def entropy_lr(
-    entropy_retain: np.ndarray, entropy_test: np.ndarray, entropy_forget: np.ndarray
-) -> float:
+def entropy_lr(entropy_retain: np.ndarray, entropy_test: np.ndarray, entropy_forget: np.ndarray) -> float:
     """entropy-LR (as in Selective Synaptic Dampening, Foster et al. AAAI 2024).
 
     Fit ``LogisticRegression(class_weight="balanced")`` on the softmax entropy
@@ -197,9 +195,7 @@ def logit_confidence(probs_true: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def epsilon_vs_retrain(
-    scores_unlearned: np.ndarray, scores_retrain: np.ndarray, delta: float = DELTA
-) -> float:
+def epsilon_vs_retrain(scores_unlearned: np.ndarray, scores_retrain: np.ndarray, delta: float = DELTA) -> float:
     """epsilon-vs-retrain (single-model analogue of the NeurIPS 2023 unlearning score).
 
     Inputs: per forget-test sample, the logit-scaled confidence
@@ -242,8 +238,11 @@ def epsilon_null(n_unlearned: int, n_retrain: int, draws: int = 20, seed: int = 
     if n_unlearned < 2 or n_retrain < 2 or draws < 1:
         raise ConfigError("epsilon_null needs at least 2 samples per side and 1 draw")
     rng = np.random.default_rng(int(seed))
-    return float(np.mean([epsilon_vs_retrain(rng.normal(size=n_unlearned), rng.normal(size=n_retrain))
-                          for _ in range(int(draws))]))
+    return float(
+        np.mean(
+            [epsilon_vs_retrain(rng.normal(size=n_unlearned), rng.normal(size=n_retrain)) for _ in range(int(draws))]
+        )
+    )
 
 
 def _probe_draw(n: int, max_train: int, seed: int) -> np.ndarray:
@@ -372,8 +371,9 @@ def _run_loss_lr_cv(a: AttackInput) -> dict[str, float]:
 
 def _run_confidence_svc(a: AttackInput) -> dict[str, float]:
     f = a.forget_train
-    return {"value": confidence_svc(a.train["confidence"][~f], a.test["confidence"], a.train["confidence"][f],
-                                    seed=a.seed)}
+    return {
+        "value": confidence_svc(a.train["confidence"][~f], a.test["confidence"], a.train["confidence"][f], seed=a.seed)
+    }
 
 
 def _run_epsilon_vs_retrain(a: AttackInput) -> dict[str, float]:
@@ -388,14 +388,16 @@ def _run_linear_probe(a: AttackInput) -> dict[str, float]:
     # the probe's own seeded draw, made here so that only the drawn samples are embedded
     keep = torch.from_numpy(_probe_draw(len(a.x_train), a.probe_max_train, a.seed))
     f_te = torch.from_numpy(a.forget_test)
-    return {"value": linear_probe(
-        penultimate_features(a.model, a.x_train[keep]),
-        a.y_train[keep].numpy(),
-        penultimate_features(a.model, a.x_test[f_te]),
-        a.y_test[f_te].numpy(),
-        seed=a.seed,
-        max_train=a.probe_max_train,
-    )}
+    return {
+        "value": linear_probe(
+            penultimate_features(a.model, a.x_train[keep]),
+            a.y_train[keep].numpy(),
+            penultimate_features(a.model, a.x_test[f_te]),
+            a.y_test[f_te].numpy(),
+            seed=a.seed,
+            max_train=a.probe_max_train,
+        )
+    }
 
 
 SCALES = ("fraction", "nats")  # how an attack's value reads: a share or accuracy in [0, 1], or a log-ratio
@@ -495,6 +497,7 @@ ATTACKS: dict[str, Attack] = {
     )
 }
 
+
 def distance_attacks() -> tuple[str, ...]:
     """The attacks of the registry marked ``distance_to_retrain`` (0 for retrain itself, higher is
     worse), in registry order: the bands, the sweep's worst class and the report pages read them."""
@@ -562,11 +565,18 @@ def run_attacks(
     if retrain_model is not None and any(ATTACKS[n].needs_retrain for n in names):
         retrain_forget_test = sample_statistics(retrain_model, x_te[f_te], y_te[f_te])
     seen = AttackInput(
-        model=model, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
-        forget_train=f_tr.numpy(), forget_test=f_te.numpy(),
-        train=sample_statistics(model, x_tr, y_tr), test=sample_statistics(model, x_te, y_te),
+        model=model,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        forget_train=f_tr.numpy(),
+        forget_test=f_te.numpy(),
+        train=sample_statistics(model, x_tr, y_tr),
+        test=sample_statistics(model, x_te, y_te),
         retrain_forget_test=retrain_forget_test,
-        seed=seed, probe_max_train=probe_max_train,
+        seed=seed,
+        probe_max_train=probe_max_train,
     )
     out: dict[str, dict] = {}
     for name in names:
@@ -576,8 +586,11 @@ def run_attacks(
             continue
         got = attack.function(seen)
         std = got.get("std")
-        out[name] = {"value": float(got["value"]), "std": None if std is None else float(std),
-                     "direction": attack.direction}
+        out[name] = {
+            "value": float(got["value"]),
+            "std": None if std is None else float(std),
+            "direction": attack.direction,
+        }
         out[name] |= {k: float(got[k]) for k in attack.extras}
     return out
 

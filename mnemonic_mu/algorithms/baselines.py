@@ -186,8 +186,12 @@ class _Chooser:
     def info(self) -> dict:
         if self.selection is None or self.best is None:
             return {}
-        return {"selection": self.best[3]["tier"], "val_A_R_original": self.a_r_original,
-                "val_A_R": self.best[3]["val_A_R"], "val_E_F": self.best[3]["val_E_F"]}
+        return {
+            "selection": self.best[3]["tier"],
+            "val_A_R_original": self.a_r_original,
+            "val_A_R": self.best[3]["val_A_R"],
+            "val_E_F": self.best[3]["val_E_F"],
+        }
 
 
 # --------------------------------------------------------------------------
@@ -341,8 +345,11 @@ def neggrad(
 
         return epoch_fn
 
-    runs = [({"retain_weight": float(b), "lr": lr}, plus_epoch(float(b)) if b > 0 else ascent_epoch)
-            for b in retain_weights for lr in lrs]
+    runs = [
+        ({"retain_weight": float(b), "lr": lr}, plus_epoch(float(b)) if b > 0 else ascent_epoch)
+        for b in retain_weights
+        for lr in lrs
+    ]
     with Timer() as t:
         chooser = _Chooser(model, data, fc, selection)
         new, chosen, passes = _sgd_search(model, runs, epochs, seed, chooser)

@@ -31,9 +31,7 @@ def generate_codes(
     if dist is None:
         dist = default("code_dist")
     if dist not in CODE_DISTRIBUTIONS:
-        raise ConfigError(
-            f"unknown code distribution {dist!r}; choose one of {', '.join(CODE_DISTRIBUTIONS)}"
-        )
+        raise ConfigError(f"unknown code distribution {dist!r}; choose one of {', '.join(CODE_DISTRIBUTIONS)}")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be positive, got {num_classes}")
     gen = torch.Generator().manual_seed(int(seed))

@@ -132,9 +132,7 @@ def memory_budget_bytes(device: torch.device | str) -> int:
         return FALLBACK_BUDGET_BYTES
 
 
-def default_max_members(
-    model_name: str, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu"
-) -> int:
+def default_max_members(model_name: str, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu") -> int:
     """How many members one chunk trains at once when ``max_members`` is not given.
 
     Rule: ``max(1, (budget - data) // per_member)`` with ``budget`` from
@@ -179,8 +177,10 @@ def _check_members(members: Sequence[Member], dataset: Dataset) -> list[Member]:
         if not isinstance(cfg, TrainConfig):
             raise ConfigError(f"member {i}: the second item must be a TrainConfig, got {type(cfg).__name__}")
         if cfg.precision != "fp32" or cfg.channels_last:
-            raise ConfigError(f"member {i}: the ensemble trains in fp32 with the default memory format; "
-                              "train bf16 or channels_last models with train_model")
+            raise ConfigError(
+                f"member {i}: the ensemble trains in fp32 with the default memory format; "
+                "train bf16 or channels_last models with train_model"
+            )
         if not isinstance(codes, torch.Tensor) or tuple(codes.shape) != code_shape:
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise ConfigError(f"member {i}: codes must have shape {code_shape} (one per class), got {shape}")
@@ -342,9 +342,7 @@ def _train_chunk(
     shape = tuple(dataset.input_shape)
     models = [build_model(model_name, shape, dataset.num_classes, seed=cfg.seed) for _codes, cfg in members]
     names = [name for name, _ in models[0].named_parameters()]
-    params = {
-        name: torch.stack([m.get_parameter(name).detach() for m in models]).to(device) for name in names
-    }
+    params = {name: torch.stack([m.get_parameter(name).detach() for m in models]).to(device) for name in names}
     bufs = {name: torch.zeros_like(p) for name, p in params.items()}
     base = build_model(model_name, shape, dataset.num_classes, seed=cfg0.seed).to(device)
     base.train()
@@ -355,8 +353,9 @@ def _train_chunk(
     members_idx = torch.arange(k_members, device=device)
     any_wd = any(cfg.weight_decay != 0 for _c, cfg in members)
 
-    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                    w: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+    def member_loss(
+        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, denom: torch.Tensor
+    ) -> torch.Tensor:
         logits = functional_call(base, p, (x,))
         return (F.cross_entropy(logits, y, reduction="none") * w).sum() / denom
 
@@ -503,8 +502,10 @@ def _plan_epoch(
         coins=None if coins is None else coins.view(view),
         sizes=sizes,
         widths=[max(sz[s] for sz in sizes) for s in range(n_steps)],
-        rows=[None if all(sz[s] > 0 for sz in sizes) else tuple(k for k, sz in enumerate(sizes) if sz[s] > 0)
-              for s in range(n_steps)],
+        rows=[
+            None if all(sz[s] > 0 for sz in sizes) else tuple(k for k, sz in enumerate(sizes) if sz[s] > 0)
+            for s in range(n_steps)
+        ],
     )
 
 

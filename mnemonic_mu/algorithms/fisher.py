@@ -158,9 +158,7 @@ def code_fisher_means(
 
 def _param_modules(model: nn.Module) -> list[nn.Module]:
     """Modules that directly own a trainable parameter."""
-    return [
-        m for m in model.modules() if any(p is not None and p.requires_grad for p in m._parameters.values())
-    ]
+    return [m for m in model.modules() if any(p is not None and p.requires_grad for p in m._parameters.values())]
 
 
 def batched_supported(model: nn.Module) -> str | None:
@@ -255,9 +253,7 @@ def _group_squares(m: nn.Module, a: torch.Tensor, d: torch.Tensor, weights: torc
         w = weights.tolist()
         acc = torch.zeros((n_groups, *m.weight.shape), dtype=d.dtype, device=d.device)
         for i in range(batch):
-            g = conv2d_weight(
-                a[i : i + 1], m.weight.shape, d[i : i + 1], m.stride, m.padding, m.dilation, m.groups
-            )
+            g = conv2d_weight(a[i : i + 1], m.weight.shape, d[i : i + 1], m.stride, m.padding, m.dilation, m.groups)
             for k in range(n_groups):
                 if w[k][i]:
                     acc[k].addcmul_(g, g, value=w[k][i])
@@ -317,9 +313,7 @@ def data_fisher(
     return {n: t / len(y) for n, t in total.items()}
 
 
-def minibatch_fisher(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128
-) -> Fisher:
+def minibatch_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128) -> Fisher:
     """Mean over mini-batches of the squared *mini-batch* gradient (not the per-sample Fisher)."""
     device = next(model.parameters()).device
     params = trainable(model)

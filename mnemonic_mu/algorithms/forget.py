@@ -154,8 +154,9 @@ def perturbed(model: nn.Module, eta: Fisher, alpha: dict[str, float], sign: floa
 
 
 @torch.no_grad()
-def code_report(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor,
-                forget_classes: Iterable[int]) -> dict[str, float]:
+def code_report(
+    model: nn.Module, codes: torch.Tensor, labels: torch.Tensor, forget_classes: Iterable[int]
+) -> dict[str, float]:
     """Scores of ``model`` on code inputs (and their views) with their class labels.
 
     ``A_R``/``E_F``: accuracy on remaining-class codes and error on forget-class
@@ -276,7 +277,7 @@ class Calibration:
     suppress: bool = True  # the forget classes must become less likely on the remaining codes
     n_views: int = 4  # jittered copies of each code checked besides the code itself
     jitter: float = 0.1  # noise std of a view, relative to the codes' std
-    growth: float = 2.0 ** 0.5  # geometric factor between tried scales
+    growth: float = 2.0**0.5  # geometric factor between tried scales
     min_scale: float = 2.0**-6  # smallest scale tried (1.0 = the paper's step)
     max_scale: float = 2.0**20  # largest scale tried
     seed: int = 0  # views' noise
@@ -289,8 +290,9 @@ class Calibration:
     def v1(cls, **changes) -> "Calibration":
         """The calibrated step of kit versions before the retain guard (forget.VERSION 1):
         every parameter moves by the same scale, margin 2, every remaining view checked."""
-        return cls(**({"margin": 2.0, "protect_rows": False, "hidden_cap": math.inf, "only_kept_views": False}
-                      | changes))
+        return cls(
+            **({"margin": 2.0, "protect_rows": False, "hidden_cap": math.inf, "only_kept_views": False} | changes)
+        )
 
 
 def forget(
@@ -334,8 +336,16 @@ def forget(
     multi = "single" if len(forget_classes) == 1 else ("joint" if step == "paper" else cal.multi)
     if multi == "sequential":
         return _forget_sequential(
-            model, codes, forget_classes, retain_classes, lambda1, lambda2, cal, fisher_method,
-            per_class_fisher, start,
+            model,
+            codes,
+            forget_classes,
+            retain_classes,
+            lambda1,
+            lambda2,
+            cal,
+            fisher_method,
+            per_class_fisher,
+            start,
         )
     # f_F, f_R of Eq. 6
     f_forget, f_retain = _group_fishers(model, codes, [forget_classes, retain_classes], per_class_fisher, fisher_method)
@@ -365,7 +375,8 @@ def forget(
     else:
         views, view_labels = _views(codes, cal, device)
         new, sign, scale, scores, tie, guard = _calibrate(
-            model, eta, alpha, views, view_labels, forget_classes, cal, warnings)
+            model, eta, alpha, views, view_labels, forget_classes, cal, warnings
+        )
 
     seconds = time.perf_counter() - start
     final = code_report(new, codes, labels, forget_classes)
@@ -421,7 +432,8 @@ def _finish_record(record: ForgetRecord) -> ForgetRecord:
         )
     if record.forget_code_predicted:
         hint = (
-            "try step='calibrated'" if record.step == "paper"
+            "try step='calibrated'"
+            if record.step == "paper"
             else "no safe scale misclassifies it: this request may not be forgettable from the codes"
         )
         record.warnings.append(
@@ -430,12 +442,14 @@ def _finish_record(record: ForgetRecord) -> ForgetRecord:
     if not record.retain_codes_kept:
         record.warnings.append(
             "a remaining-class code that the input model classified correctly lost its class: "
-            "the step may have damaged retained classes")
+            "the step may have damaged retained classes"
+        )
     return record
 
 
-def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, lambda2, cal, fisher_method,
-                       per_class_fisher, start):
+def _forget_sequential(
+    model, codes, forget_classes, retain_classes, lambda1, lambda2, cal, fisher_method, per_class_fisher, start
+):
     """Calibrated steps for several classes, one class at a time (see module doc)."""
     num_classes = len(codes)
     # one batch of codes: f_c for each forget class and f_R over the classes that stay
@@ -453,8 +467,17 @@ def _forget_sequential(model, codes, forget_classes, retain_classes, lambda1, la
             current, eta, alpha, views[keep], view_labels[keep], [c], cal, part_warnings
         )
         warnings += [f"class {c}: {w}" for w in part_warnings]
-        parts.append({"class": c, "sign": sign, "sign_tie": bool(tie), "scale": float(scale),
-                      "alpha": alpha, "code_scores": scores, "guard": guard})
+        parts.append(
+            {
+                "class": c,
+                "sign": sign,
+                "sign_tie": bool(tie),
+                "scale": float(scale),
+                "alpha": alpha,
+                "code_scores": scores,
+                "guard": guard,
+            }
+        )
         done.append(c)
     seconds = time.perf_counter() - start
     final = code_report(current, codes, torch.arange(num_classes), forget_classes)
@@ -507,9 +530,15 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
             "correctly, so no scale can be checked against the remaining classes; the model is unchanged. "
             "Train the original longer (its validation accuracy should plateau), or use step='paper'"
         )
-        guard = {"target_margin": float(cal.margin), "retain_floor": math.nan,
-                 "protect_rows": bool(cal.protect_rows and head), "hidden_cap": float(cal.hidden_cap),
-                 "views_skipped": unkept if cal.only_kept_views else 0, "scale": 0.0, "hidden_scale": 0.0}
+        guard = {
+            "target_margin": float(cal.margin),
+            "retain_floor": math.nan,
+            "protect_rows": bool(cal.protect_rows and head),
+            "hidden_cap": float(cal.hidden_cap),
+            "views_skipped": unkept if cal.only_kept_views else 0,
+            "scale": 0.0,
+            "hidden_scale": 0.0,
+        }
         return copy.deepcopy(model), "-", 0.0, {"+": {}, "-": {}}, False, guard
 
     def gains(k: float) -> dict[str, float]:
@@ -543,9 +572,13 @@ def _calibrate(model, eta, alpha, views, labels, forget_classes, cal: Calibratio
                 found[s] = (k, rep)
                 break
     scores = {s: fallback[s][2] if s in fallback else {} for s in ("+", "-")}
-    guard = {"target_margin": float(target), "retain_floor": float(retain_floor),
-             "protect_rows": bool(cal.protect_rows and head), "hidden_cap": float(cal.hidden_cap),
-             "views_skipped": unkept if cal.only_kept_views else 0}
+    guard = {
+        "target_margin": float(target),
+        "retain_floor": float(retain_floor),
+        "protect_rows": bool(cal.protect_rows and head),
+        "hidden_cap": float(cal.hidden_cap),
+        "views_skipped": unkept if cal.only_kept_views else 0,
+    }
     tie = False
     if found:
         if len(found) == 2 and found["+"][0] == found["-"][0]:

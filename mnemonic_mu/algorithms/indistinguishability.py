@@ -162,8 +162,9 @@ def divergence_from_retrain(
     }
 
 
-def retrain_band(retrain_models: Sequence[nn.Module], dataset, forget_classes: Iterable[int],
-                 base: float = 2.0) -> dict:
+def retrain_band(
+    retrain_models: Sequence[nn.Module], dataset, forget_classes: Iterable[int], base: float = 2.0
+) -> dict:
     """The same divergences between retrain models of different seeds: how far
     a second retrain sits from the first.
 
@@ -179,15 +180,20 @@ def retrain_band(retrain_models: Sequence[nn.Module], dataset, forget_classes: I
         raise ConfigError("retrain_band needs at least two retrain models (of different seeds)")
     pairs = {
         f"{i}-{j}": divergence_from_retrain(models[j], models[i], dataset, forget_classes, base=base)
-        for i in range(len(models)) for j in range(i + 1, len(models))
+        for i in range(len(models))
+        for j in range(i + 1, len(models))
     }
     out: dict = {"n_pairs": len(pairs), "pairs": pairs}
     for side in ("forget", "retain"):
         out[side] = {}
         for metric in ("js", "activation_distance"):
             xs = np.array([p[side][metric] for p in pairs.values()])
-            out[side][metric] = {"mean": float(np.mean(xs)), "std": float(np.std(xs)),
-                                 "min": float(np.min(xs)), "max": float(np.max(xs))}
+            out[side][metric] = {
+                "mean": float(np.mean(xs)),
+                "std": float(np.std(xs)),
+                "min": float(np.min(xs)),
+                "max": float(np.max(xs)),
+            }
     return out
 
 
@@ -354,8 +360,13 @@ def forget_score(unlearned, retrain, delta: float = DELTA) -> dict:
     u, r = _populations(unlearned, retrain, 3)
     eps = per_example_epsilon(u, r, delta=delta)
     cap = epsilon_cap(len(u), len(r))
-    return {"score": forget_score_from_epsilons(eps, cap), "epsilons": eps, "cap": cap,
-            "n_unlearned": len(u), "n_retrain": len(r)}
+    return {
+        "score": forget_score_from_epsilons(eps, cap),
+        "epsilons": eps,
+        "cap": cap,
+        "n_unlearned": len(u),
+        "n_retrain": len(r),
+    }
 
 
 def retrain_halves(n_models: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -388,8 +399,13 @@ def forget_score_floor(retrain, seed: int = 0, repeats: int = 5, delta: float = 
         a, b = retrain_halves(len(r), seed + i)
         scores.append(forget_score(r[a], r[b], delta=delta)["score"])
     h = len(r) // 2
-    return {"score": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
-            "n_per_half": h, "cap": epsilon_cap(h, h)}
+    return {
+        "score": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "scores": scores,
+        "n_per_half": h,
+        "cap": epsilon_cap(h, h),
+    }
 
 
 def ulira_accuracy(unlearned, retrain, seed: int = 0, min_std: float = 1e-3) -> dict:

@@ -95,7 +95,6 @@ class MethodResult:
     info: dict = field(default_factory=dict)
 
 
-
 def val_score(model: nn.Module, data: UnlearnData, forget_classes: Sequence[int]) -> float:
     """A_R + E_F on the validation split (%, 0-200): the selection criterion."""
     a_r, e_f = forgetting_scores(predict_logits(model, data.x_val), data.y_val.cpu(), forget_classes)

@@ -57,19 +57,37 @@ def mnemonic(
         forget_classes = check_forget_classes(forget_classes, len(codes))
         search: list[dict] = []
         if lambda1 is not None and lambda2 is not None:
-            new, record = forget(model, codes, forget_classes, lambda1, lambda2, step=step, calibration=calibration,
-                                 fisher_method="batched")
+            new, record = forget(
+                model,
+                codes,
+                forget_classes,
+                lambda1,
+                lambda2,
+                step=step,
+                calibration=calibration,
+                fisher_method="batched",
+            )
         else:
             data = need_data("mnemonic_tuned", data)
             if not lambda1_grid or not lambda2_grid:
-                raise ConfigError("mnemonic needs lambda1 and lambda2, or non-empty lambda1_grid and lambda2_grid "
-                                  "to choose them from on the validation split")
+                raise ConfigError(
+                    "mnemonic needs lambda1 and lambda2, or non-empty lambda1_grid and lambda2_grid "
+                    "to choose them from on the validation split"
+                )
             fishers = code_fisher(model, codes.to(model_device(model)), method="batched")
             best = None
             for l1 in lambda1_grid:
                 for l2 in lambda2_grid:
-                    cand, rec = forget(model, codes, forget_classes, l1, l2, step=step, calibration=calibration,
-                                       per_class_fisher=fishers)
+                    cand, rec = forget(
+                        model,
+                        codes,
+                        forget_classes,
+                        l1,
+                        l2,
+                        step=step,
+                        calibration=calibration,
+                        per_class_fisher=fishers,
+                    )
                     score = val_score(cand, data, forget_classes)
                     search.append({"lambda1": l1, "lambda2": l2, "val_score": score})
                     if best is None or score > best[0]:
@@ -82,8 +100,14 @@ def mnemonic(
         backward_passes=len(codes),
         chosen={"lambda1": record.lambda1, "lambda2": record.lambda2, "step": record.step},
         search=search,
-        info={"sign": record.sign, "sign_tie": record.sign_tie, "scale": record.scale, "warnings": record.warnings,
-              "guard": record.guard, "parts": [p.get("guard", {}) for p in record.parts]},
+        info={
+            "sign": record.sign,
+            "sign_tie": record.sign_tie,
+            "scale": record.scale,
+            "warnings": record.warnings,
+            "guard": record.guard,
+            "parts": [p.get("guard", {}) for p in record.parts],
+        },
     )
 
 
@@ -97,7 +121,7 @@ MethodFn = Callable[..., MethodResult]
 SEES: dict[str, str] = {
     "nothing": "the model and its codes only: no sample of any split",
     "validation split": "the model, its codes and the validation split (to choose its hyperparameters); "
-                        "no training sample",
+    "no training sample",
     "forget samples": "the forget classes' training samples",
     "retain samples": "the remaining classes' training samples",
     "forget and retain samples": "training samples of the forget classes and of the remaining classes",
@@ -139,8 +163,9 @@ class Method:
         if self.sees not in SEES:
             raise ConfigError(f"method {self.name!r}: sees must be one of {', '.join(SEES)}, got {self.sees!r}")
         if self.input_model not in INPUT_MODELS:
-            raise ConfigError(f"method {self.name!r}: input_model must be one of {', '.join(INPUT_MODELS)}, "
-                              f"got {self.input_model!r}")
+            raise ConfigError(
+                f"method {self.name!r}: input_model must be one of {', '.join(INPUT_MODELS)}, got {self.input_model!r}"
+            )
         params = inspect.signature(self.function).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             unknown = [k for k in (*self.fixed, *self.grid, *self.settings) if k not in params]
@@ -154,8 +179,15 @@ class Method:
         """The keyword arguments of its function: ``fixed``, then ``grid``, then ``options``."""
         return dict(self.fixed) | dict(self.grid) | options
 
-    def __call__(self, model: nn.Module, codes: torch.Tensor | None, forget_classes: Iterable[int],
-                 data: UnlearnData | None = None, seed: int = 0, **options) -> MethodResult:
+    def __call__(
+        self,
+        model: nn.Module,
+        codes: torch.Tensor | None,
+        forget_classes: Iterable[int],
+        data: UnlearnData | None = None,
+        seed: int = 0,
+        **options,
+    ) -> MethodResult:
         """Run the method: its function with :meth:`arguments` (``options`` override the entry's)."""
         return self.function(model, codes, forget_classes, data, seed=seed, **self.arguments(**options))
 
@@ -169,70 +201,104 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method(
-            "mnemonic_tuned", mnemonic, "validation split",
+            "mnemonic_tuned",
+            mnemonic,
+            "validation split",
             "the paper's step with (lambda1, lambda2) chosen by validation A_R + E_F over the settings' grids",
-            source=_PAPER + "; there tuned on the test split", grid=_PAPER_GRID, fixed={"step": "paper"},
+            source=_PAPER + "; there tuned on the test split",
+            grid=_PAPER_GRID,
+            fixed={"step": "paper"},
             settings=("lambda1_grid", "lambda2_grid"),
             backward_passes="|C| (one per class code)",
         ),
         Method(
-            "mnemonic_paper", mnemonic, "nothing", "the paper's step (Eq. 5-7) with its MNIST lambdas fixed",
-            source=_PAPER, version=2, fixed={"step": "paper"} | _PAPER_LAMBDAS,
+            "mnemonic_paper",
+            mnemonic,
+            "nothing",
+            "the paper's step (Eq. 5-7) with its MNIST lambdas fixed",
+            source=_PAPER,
+            version=2,
+            fixed={"step": "paper"} | _PAPER_LAMBDAS,
             backward_passes="|C|",
         ),
         Method(
-            "mnemonic_calibrated", mnemonic, "nothing",
+            "mnemonic_calibrated",
+            mnemonic,
+            "nothing",
             "this kit's calibrated step (docs/calibration.md) with the paper's lambdas: the row `mnemonic` at "
             "the default settings",
-            source="this kit", version=3, fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
+            source="this kit",
+            version=3,
+            fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
             backward_passes="|C|",
         ),
         Method(
-            "mnemonic_calibrated_v1", mnemonic, "nothing",
+            "mnemonic_calibrated_v1",
+            mnemonic,
+            "nothing",
             "the calibrated step as it stood before the retain guard (`Calibration.v1()`: every parameter on one "
             "scale, margin 2), kept to compare against",
-            source="this kit", version=2,
+            source="this kit",
+            version=2,
             fixed={"step": "calibrated"} | _PAPER_LAMBDAS | {"calibration": Calibration.v1()},
             backward_passes="|C|",
         ),
         Method(
-            "ours_with_data", ours_with_data, "forget and retain samples",
+            "ours_with_data",
+            ours_with_data,
+            "forget and retain samples",
             "the paper's ablation: the same step with per-sample Fishers of forget and retain samples (at most "
             "10,000 each) on the model trained without codes; (lambda1, lambda2, sign) by validation A_R + E_F",
-            source=_PAPER + ", its ablation", input_model="no_codes", grid=_PAPER_GRID,
+            source=_PAPER + ", its ablation",
+            input_model="no_codes",
+            grid=_PAPER_GRID,
             backward_passes="one per sample drawn",
         ),
         Method(
-            "retrain", retrain, "retain samples",
+            "retrain",
+            retrain,
+            "retain samples",
             "train from scratch on the retain samples with the original's recipe: the gold standard (the sweep "
             "takes it from the model cache)",
-            source=f"e.g. {_GOLATKAR}", reference=True,
+            source=f"e.g. {_GOLATKAR}",
+            reference=True,
             backward_passes="epochs x retain samples",
         ),
         Method(
-            "finetune", finetune, "retain samples",
+            "finetune",
+            finetune,
+            "retain samples",
             "fine-tune on the retain samples; forgetting by catastrophic forgetting; chosen by validation A_R + E_F",
-            source=_GOLATKAR, grid={"lrs": (0.01, 0.05), "epochs": 5},
+            source=_GOLATKAR,
+            grid={"lrs": (0.01, 0.05), "epochs": 5},
             backward_passes="one per sample per epoch",
         ),
         Method(
-            "neggrad", neggrad, "forget samples",
+            "neggrad",
+            neggrad,
+            "forget samples",
             "gradient ascent on the forget samples; chosen by the selection rule (`Selection`)",
-            source=f"{_GOLATKAR}; Kurmanji et al., NeurIPS 2023", version=3,
+            source=f"{_GOLATKAR}; Kurmanji et al., NeurIPS 2023",
+            version=3,
             grid={"lrs": (1e-3, 1e-2, 5e-2, 1e-1), "epochs": 5},
             backward_passes="one per sample per epoch",
         ),
         Method(
-            "neggrad_plus", neggrad, "forget and retain samples",
+            "neggrad_plus",
+            neggrad,
+            "forget and retain samples",
             "NegGrad+: each step descends beta x CE on a retain batch and ascends (1 - beta) x CE on a forget "
             "batch, an epoch one pass over the retain data (their code's beta 0.95, lr 0.01, 10 epochs first); "
             "chosen by the selection rule",
-            source="Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023", version=3,
+            source="Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023",
+            version=3,
             grid={"retain_weights": (0.95, 0.9, 0.99), "lrs": (1e-2, 5e-2), "epochs": 10},
             backward_passes="one per sample per epoch",
         ),
         Method(
-            "random_label", random_label, "forget and retain samples",
+            "random_label",
+            random_label,
+            "forget and retain samples",
             "fine-tune on the forget samples relabelled with a random remaining class, each batch paired with "
             "retain samples; chosen by validation A_R + E_F",
             source="Graves, Nagisetty, Ganesh, AAAI 2021; the RL of SalUn, Fan et al., ICLR 2024",
@@ -240,18 +306,25 @@ METHODS: dict[str, Method] = {
             backward_passes="one per sample per epoch",
         ),
         Method(
-            "ssd", ssd, "forget and retain samples",
+            "ssd",
+            ssd,
+            "forget and retain samples",
             "Selective Synaptic Dampening: shrink the parameters far more important to the forget samples than "
             "to all training samples; chosen by the selection rule",
-            source="Foster, Schoepf, Brintrup, AAAI 2024", version=3,
+            source="Foster, Schoepf, Brintrup, AAAI 2024",
+            version=3,
             grid={"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)},
             backward_passes="one per sample (in mini-batches of 64)",
         ),
         Method(
-            "fisher_forgetting", fisher_forgetting, "retain samples",
+            "fisher_forgetting",
+            fisher_forgetting,
+            "retain samples",
             "Gaussian noise scaled by the inverse Fisher of the retain samples, the forget classes' output rows "
             "reset; chosen by the selection rule",
-            source=_GOLATKAR, version=3, grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
+            source=_GOLATKAR,
+            version=3,
+            grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
             backward_passes="K (classes) per retain sample",
         ),
     )
@@ -309,16 +382,23 @@ TABLE_START, TABLE_END = "<!-- methods:start -->", "<!-- methods:end -->"  # doc
 def _show(value: Any) -> str:
     """A fixed argument's value in words: a dataclass by the fields that differ from its defaults."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = [f"{f.name}={getattr(value, f.name)!r}" for f in dataclasses.fields(value)
-                   if f.default is not dataclasses.MISSING and getattr(value, f.name) != f.default]
+        changed = [
+            f"{f.name}={getattr(value, f.name)!r}"
+            for f in dataclasses.fields(value)
+            if f.default is not dataclasses.MISSING and getattr(value, f.name) != f.default
+        ]
         return f"{type(value).__name__}({', '.join(changed)})"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _arguments(m: Method) -> str:
     fixed = [f"`{k}`={_show(v)}" for k, v in m.fixed.items()]
-    grid = [f"`{k}` 1..{v}" if isinstance(v, int) and not isinstance(v, bool)
-            else f"`{k}` {{{', '.join(_show(x) for x in v)}}}" for k, v in m.grid.items()]
+    grid = [
+        f"`{k}` 1..{v}"
+        if isinstance(v, int) and not isinstance(v, bool)
+        else f"`{k}` {{{', '.join(_show(x) for x in v)}}}"
+        for k, v in m.grid.items()
+    ]
     own = "its settings " + ", ".join(f"`{k}`" for k in m.settings) if m.settings else ""
     return "; ".join(filter(None, (", ".join(fixed), " x ".join(grid), own))) or "-"
 
@@ -360,5 +440,20 @@ def sees_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["INPUT_MODELS", "METHODS", "SEES", "TABLE_END", "TABLE_START", "Method", "MethodResult", "UnlearnData",
-           "baseline_names", "get_method", "markdown_table", "mnemonic", "row_sees", "sees_table", "unlearn"]
+__all__ = [
+    "INPUT_MODELS",
+    "METHODS",
+    "SEES",
+    "TABLE_END",
+    "TABLE_START",
+    "Method",
+    "MethodResult",
+    "UnlearnData",
+    "baseline_names",
+    "get_method",
+    "markdown_table",
+    "mnemonic",
+    "row_sees",
+    "sees_table",
+    "unlearn",
+]

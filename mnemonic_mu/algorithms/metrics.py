@@ -18,7 +18,6 @@ from ..errors import ConfigError
 VERSION = 1  # bump when a change to this module changes an accuracy metric
 
 
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) on ``x``, computed in batches on the model's device."""
@@ -52,19 +51,13 @@ def check_forget_classes(forget_classes: Iterable[int], num_classes: int) -> tup
         raise ConfigError(f"the forget set {classes} names a class twice; list each class once")
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
-        raise ConfigError(
-            f"forget class {bad[0]} is outside this dataset's classes 0..{num_classes - 1}"
-        )
+        raise ConfigError(f"forget class {bad[0]} is outside this dataset's classes 0..{num_classes - 1}")
     if len(classes) >= num_classes:
-        raise ConfigError(
-            f"cannot forget every class ({num_classes}); at least one class must remain"
-        )
+        raise ConfigError(f"cannot forget every class ({num_classes}); at least one class must remain")
     return tuple(sorted(classes))
 
 
-def forgetting_scores(
-    logits: torch.Tensor, y: torch.Tensor, forget_classes: Iterable[int]
-) -> tuple[float, float]:
+def forgetting_scores(logits: torch.Tensor, y: torch.Tensor, forget_classes: Iterable[int]) -> tuple[float, float]:
     """(A_R, E_F) in percent from logits and labels."""
     forget = torch.isin(y, torch.tensor(list(forget_classes), dtype=y.dtype))
     correct = (logits.argmax(1) == y).float()
@@ -244,8 +237,16 @@ def mean_t_interval(values: Iterable[float], level: float = 0.95) -> dict:
     else:
         std = math.sqrt(sum((v - mean) ** 2 for v in xs) / (n - 1))
         half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "level": level, "half_width": half,
-            "low": mean - half, "high": mean + half, "method": "student-t, ddof=1"}
+    return {
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "level": level,
+        "half_width": half,
+        "low": mean - half,
+        "high": mean + half,
+        "method": "student-t, ddof=1",
+    }
 
 
 __all__ += ["TOW_SETS", "mean_t_interval", "tow_accuracies", "tug_of_war", "tug_of_war_from_rows"]

@@ -122,11 +122,12 @@ def train_model(
         model.to(memory_format=torch.channels_last)
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-                else contextlib.nullcontext())
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else contextlib.nullcontext()
     )
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs) if cfg.cosine else None
     history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_acc": []}
     n, replaced, drawn = len(y), torch.zeros((), device=device), 0

@@ -52,9 +52,22 @@ MORE: dict[str, dict[str, object]] = {
 # notebooks, then the reference pages.  A page of docs/ that is not listed here comes after
 # the listed ones (alphabetically), so a new page is never left out; a listed page that does
 # not exist (yet) is skipped.
-REFERENCE = ("glossary", "method", "protocol", "evaluation", "indistinguishability", "baselines",
-             "calibration", "results", "settings", "report", "book", "performance", "distributed",
-             "troubleshooting")
+REFERENCE = (
+    "glossary",
+    "method",
+    "protocol",
+    "evaluation",
+    "indistinguishability",
+    "baselines",
+    "calibration",
+    "results",
+    "settings",
+    "report",
+    "book",
+    "performance",
+    "distributed",
+    "troubleshooting",
+)
 CHAPTERS = ("Notebooks", "Reference")
 
 
@@ -80,8 +93,9 @@ def notebook_names() -> list[str]:
     return sorted(p.stem for p in notebook_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(out: Path, profile: str = "ci", executed: Path | None = None, cache_dir: str | None = None,
-            progress: bool = False) -> tuple[Path, dict]:
+def execute(
+    out: Path, profile: str = "ci", executed: Path | None = None, cache_dir: str | None = None, progress: bool = False
+) -> tuple[Path, dict]:
     """Every numbered notebook executed at ``profile`` into ``out/executed/``; returns the
     folder and the seconds of each step."""
     folder = out / "executed"
@@ -91,8 +105,9 @@ def execute(out: Path, profile: str = "ci", executed: Path | None = None, cache_
     seconds = {}
     t0 = time.perf_counter()
     if executed is None:
-        executed = run_report(profile, run=f"book-{profile}", reports_dir=out / "reports", overrides=overrides,
-                              progress=progress).parent
+        executed = run_report(
+            profile, run=f"book-{profile}", reports_dir=out / "reports", overrides=overrides, progress=progress
+        ).parent
         seconds["report"] = time.perf_counter() - t0
     for name in NOTEBOOKS:
         src = Path(executed) / f"{name}.ipynb"
@@ -132,12 +147,17 @@ def assemble(src: Path, executed: Path) -> list[str]:
     # MathJax: the one combined file the pages load, and what it loads on demand (TeX
     # extensions, the CHTML fonts, the menu and its accessibility tools)
     dest = src / "_static" / "mathjax"
-    shutil.copytree(mathjax, dest, ignore=lambda d, names: [n for n in names if Path(d) == mathjax and n.endswith(".js")
-                                                             and n != "tex-chtml.js"])
+    shutil.copytree(
+        mathjax,
+        dest,
+        ignore=lambda d, names: [n for n in names if Path(d) == mathjax and n.endswith(".js") and n != "tex-chtml.js"],
+    )
     reference = [f"docs/{n}" for n in reference_pages(src / "docs")] + ["CONTRIBUTING"]
     toc = [(CHAPTERS[0], [f"notebooks/{n}" for n in notebooks]), (CHAPTERS[1], reference)]
-    blocks = "".join(f"\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n" + "\n".join(entries) + "\n```\n"
-                     for caption, entries in toc)
+    blocks = "".join(
+        f"\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n" + "\n".join(entries) + "\n```\n"
+        for caption, entries in toc
+    )
     (src / "index.md").write_text((root / "README.md").read_text() + blocks)
     return ["index"] + [e for _, entries in toc for e in entries]
 
@@ -145,15 +165,33 @@ def assemble(src: Path, executed: Path) -> list[str]:
 def sphinx_build(src: Path, html: Path, doctrees: Path, warnings: Path) -> None:
     """``python -m sphinx -b html`` from scratch (``-E``); its warnings go to ``warnings``."""
     shutil.rmtree(html, ignore_errors=True)
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-q", "-w", str(warnings), "-d", str(doctrees),
-           str(src), str(html)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-E",
+        "-q",
+        "-w",
+        str(warnings),
+        "-d",
+        str(doctrees),
+        str(src),
+        str(html),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise MnemonicError(f"sphinx failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
-def build_book(out: str | Path | None = None, profile: str = "ci", executed: str | Path | None = None,
-               cache_dir: str | None = None, progress: bool = False) -> Path:
+def build_book(
+    out: str | Path | None = None,
+    profile: str = "ci",
+    executed: str | Path | None = None,
+    cache_dir: str | None = None,
+    progress: bool = False,
+) -> Path:
     """Execute the notebooks, assemble the Sphinx project and build the site under ``out``
     (default ``<repo>/build/book``); returns the site's ``index.html``."""
     if profile not in PROFILES:
@@ -167,8 +205,13 @@ def build_book(out: str | Path | None = None, profile: str = "ci", executed: str
     sphinx_build(out / "src", out / "html", out / "doctrees", out / "sphinx-warnings.txt")
     seconds["sphinx"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start
-    record = {"profile": profile, "executed_from": str(executed) if executed else None, "pages": pages,
-              "seconds": seconds, "warnings": (out / "sphinx-warnings.txt").read_text().splitlines()}
+    record = {
+        "profile": profile,
+        "executed_from": str(executed) if executed else None,
+        "pages": pages,
+        "seconds": seconds,
+        "warnings": (out / "sphinx-warnings.txt").read_text().splitlines(),
+    }
     (out / "book.json").write_text(json.dumps(record, indent=2) + "\n")
     return out / "html" / "index.html"
 
@@ -216,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnemonic_mu.drivers.book", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="ci", help="the settings profile the notebooks run at (default: ci)")
     parser.add_argument("--out", default=None, help="output folder (default: build/book); the site is OUT/html")
-    parser.add_argument("--executed", default=None,
-                        help="a finished `mnemonic-mu report` run folder whose notebooks 01-06 to use "
-                             "instead of running them")
+    parser.add_argument(
+        "--executed",
+        default=None,
+        help="a finished `mnemonic-mu report` run folder whose notebooks 01-06 to use instead of running them",
+    )
     parser.add_argument("--cache-dir", default=None, help="the model cache (default: the profile's, data/cache)")
-    parser.add_argument("--write-time-docs", action="store_true",
-                        help=f"only rewrite docs/book.md's measured times from {TIME_RECORD.as_posix()}")
+    parser.add_argument(
+        "--write-time-docs",
+        action="store_true",
+        help=f"only rewrite docs/book.md's measured times from {TIME_RECORD.as_posix()}",
+    )
     args = parser.parse_args(argv)
     if args.write_time_docs:
         print(write_time_docs())

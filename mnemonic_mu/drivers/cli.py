@@ -62,9 +62,12 @@ def _experiment_parser(sub) -> None:
     )
     p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
     add_options(p, EXPERIMENT_OPTIONS)
-    p.add_argument("--compare", action="store_true",
-                   help="the full comparison: the no-codes model and every method of --baselines (default: all "
-                        "of them) beside the step; without it (and without --baselines) only the step is run")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="the full comparison: the no-codes model and every method of --baselines (default: all "
+        "of them) beside the step; without it (and without --baselines) only the step is run",
+    )
     p.add_argument("--out", default=None, help="JSON output path (default reports/experiments/<name>.json)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.set_defaults(func=_cmd_experiment)
@@ -98,37 +101,51 @@ def experiment_lines(result: dict) -> list[str]:
     s, rows, band = (renamed_keys(result)[k] for k in ("settings", "rows", "band"))
     m = rows["mnemonic"]
     classes = ", ".join(map(str, s["forget_classes"]))
-    lines = [f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, seed {s['seed']}: forget class {classes} with the "
-             f"{s['step']} step", ""]
+    lines = [
+        f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, seed {s['seed']}: forget class {classes} with the "
+        f"{s['step']} step",
+        "",
+    ]
     head = f"{'row':22s} {'what it is':40s} {'A_R':>6s} {'E_F':>7s} {'gap':>6s} {'ToW':>6s}"
     lines.append(head + ("  inside retrain's band" if band else ""))
     for name, row in rows.items():
         gap, tow = row["gap"], row["tow"]
         flags = (band or {}).get("inside", {}).get(name, {})
-        lines.append(f"{name:22s} {_row_label(name, row):40s} {row['A_R']:6.2f} {row['E_F']:7.2f} "
-                     f"{'   n/a' if gap is None else f'{gap:6.2f}'} {'   n/a' if tow is None else f'{tow:6.3f}'}"
-                     + (f"  {sum(flags.values())}/{len(flags)} metrics" if band else ""))
+        lines.append(
+            f"{name:22s} {_row_label(name, row):40s} {row['A_R']:6.2f} {row['E_F']:7.2f} "
+            f"{'   n/a' if gap is None else f'{gap:6.2f}'} {'   n/a' if tow is None else f'{tow:6.3f}'}"
+            + (f"  {sum(flags.values())}/{len(flags)} metrics" if band else "")
+        )
     if band:
         a_r, e_f = band["stats"]["A_R"], band["stats"]["E_F"]
         what = f"{len(band['seeds'])} retrains with other seeds"
-        lines.append(f"{'retrain band':22s} {what:40s} A_R {a_r['min']:.2f}..{a_r['max']:.2f}, "
-                     f"E_F {e_f['min']:.2f}..{e_f['max']:.2f}")
-    lines += ["",
-              "A_R: test accuracy on the remaining classes (%, higher is better); E_F: test error on the forgotten "
-              "class (%, 100 = forgotten)",
-              "gap: mean distance to retrain over four accuracies and one attack (0 = retrain); ToW: Tug-of-War "
-              "(1 = retrain)"]
+        lines.append(
+            f"{'retrain band':22s} {what:40s} A_R {a_r['min']:.2f}..{a_r['max']:.2f}, "
+            f"E_F {e_f['min']:.2f}..{e_f['max']:.2f}"
+        )
+    lines += [
+        "",
+        "A_R: test accuracy on the remaining classes (%, higher is better); E_F: test error on the forgotten "
+        "class (%, 100 = forgotten)",
+        "gap: mean distance to retrain over four accuracies and one attack (0 = retrain); ToW: Tug-of-War "
+        "(1 = retrain)",
+    ]
     if band:
         seeds = ", ".join(map(str, band["seeds"]))
-        lines.append(f"inside: how many of a row's metrics lie in retrain's band (retrains with seeds {seeds}); "
-                     "another retrain lands inside on most")
+        lines.append(
+            f"inside: how many of a row's metrics lie in retrain's band (retrains with seeds {seeds}); "
+            "another retrain lands inside on most"
+        )
         quiet = [a for a, v in band["signal"].items() if v["no_signal"]]
         if quiet:
             lines.append(f"no signal here (the original sits inside retrain's band): {', '.join(quiet)}")
     lines.append("definitions: docs/glossary.md")
     retrain_s = rows["retrain"].get("seconds")
-    cost = (f"; retraining took {retrain_s:.1f} s ({retrain_s / m['forget_seconds']:.0f}x)"
-            if retrain_s and m["forget_seconds"] else "")
+    cost = (
+        f"; retraining took {retrain_s:.1f} s ({retrain_s / m['forget_seconds']:.0f}x)"
+        if retrain_s and m["forget_seconds"]
+        else ""
+    )
     lines.append(
         f"the step: {m['step']}{'' if m['multi'] == 'single' else ' ' + m['multi']}, sign {m['sign']}"
         f"{', TIE' if m['sign_tie'] else ''}, scale {m['scale']:.3g}, {1000 * m['forget_seconds']:.1f} ms, "
@@ -173,16 +190,21 @@ def save_timings(s: Settings, result: dict) -> None:
 def plan_line(s: Settings, work: dict, timings: dict, compare: bool) -> str:
     """What the run will do and, from this machine's earlier timings, about how long it takes."""
     cached = len(work["models"]) - work["to_train"]
-    what = (f"train {work['to_train']} model(s) ({cached} in the cache), "
-            + (f"run {len(work['baselines'])} baseline(s), " if work["baselines"] else "")
-            + f"score {work['rows']} rows in {work['workers']} process(es)")
+    what = (
+        f"train {work['to_train']} model(s) ({cached} in the cache), "
+        + (f"run {len(work['baselines'])} baseline(s), " if work["baselines"] else "")
+        + f"score {work['rows']} rows in {work['workers']} process(es)"
+    )
     unknown = [n for n in ("train", "score") if n not in timings and (n == "score" or work["to_train"])]
     unknown += [b for b in work["baselines"] if f"method:{b}" not in timings]
     if unknown:
         guess = f"no timing of {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} on this machine yet"
     else:
-        cpu = (work["to_train"] * timings.get("train", 0) + work["rows"] * timings["score"]
-               + sum(timings[f"method:{b}"] for b in work["baselines"]))
+        cpu = (
+            work["to_train"] * timings.get("train", 0)
+            + work["rows"] * timings["score"]
+            + sum(timings[f"method:{b}"] for b in work["baselines"])
+        )
         guess = f"about {cpu / work['workers']:.0f} s on this machine (from its earlier runs)"
     return f"{'the full comparison' if compare else 'quick run'}: {what}; {guess}"
 
@@ -204,8 +226,10 @@ def _cmd_experiment(args) -> int:
     save_timings(s, result)
     lines = experiment_lines(result)
     if quick:
-        lines.append("every method side by side: add --compare (the no-codes model and "
-                     f"{len(Settings().baselines)} baselines; its cost is printed before it starts)")
+        lines.append(
+            "every method side by side: add --compare (the no-codes model and "
+            f"{len(Settings().baselines)} baselines; its cost is printed before it starts)"
+        )
     lines.append(f"wrote {out} in {result['total_seconds']:.0f} s")
     print("\n".join(lines))
     return 0
@@ -220,14 +244,25 @@ def _report_parser(sub) -> None:
         "reports/index.html.  With --grid, one such run per point of the grid's Cartesian product.",
     )
     p.add_argument("--profile", default="laptop", help="ci | laptop (default) | paper")
-    p.add_argument("--run", default=None, help="name of the run folder under reports/ (default: the profile); "
-                   "with --grid, the prefix of every run's name")
     p.add_argument(
-        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--run",
+        default=None,
+        help="name of the run folder under reports/ (default: the profile); "
+        "with --grid, the prefix of every run's name",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a notebook parameter (repeatable), e.g. -p epochs=5 -p forget_classes=[3]",
     )
     p.add_argument(
-        "--grid", action="append", default=[], metavar="KEY=[V1,V2]",
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=[V1,V2]",
         help="run every combination of these values as its own run (repeatable; values are a YAML list, "
         "a list setting takes a list of lists: --grid forget_classes=[[1],[3]] --grid seed=[0,1]); "
         "a run already finished with the same settings is not redone",
@@ -256,8 +291,10 @@ def _cmd_report(args) -> int:
         done = sum(r["status"] == "done" for r in results)
         skipped = sum(r["status"] == "skipped" for r in results)
         failed = sum(r["status"] == "failed" for r in results)
-        print(f"{len(results)} runs: {done} ran, {skipped} already done, {failed} failed; "
-              f"gallery: {reports_root(args.reports_dir) / 'index.html'}")
+        print(
+            f"{len(results)} runs: {done} ran, {skipped} already done, {failed} failed; "
+            f"gallery: {reports_root(args.reports_dir) / 'index.html'}"
+        )
         return 1 if failed else 0
     index = run_report(
         profile=args.profile,
@@ -277,17 +314,28 @@ def _cmd_datasets(args) -> int:
     if args.markdown:
         print(markdown_table(), end="")
         return 0
+
     def optional(value, fixed) -> str:  # a value set by an option of the dataset is its default, starred
         return value + ("*" if fixed is None else "")
 
     rows = [("dataset", "classes", "input", "data", "what")]
-    rows += [(name, optional(str(d.classes()), d.num_classes), optional("x".join(map(str, d.shape())), d.input_shape),
-              "offline" if d.offline else "files", d.description) for name, d in DATASETS.items()]
+    rows += [
+        (
+            name,
+            optional(str(d.classes()), d.num_classes),
+            optional("x".join(map(str, d.shape())), d.input_shape),
+            "offline" if d.offline else "files",
+            d.description,
+        )
+        for name, d in DATASETS.items()
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
-    print("*: an option of the dataset, its default shown; files: under --data-root, or --download; "
-          "sources and licences: docs/protocol.md#datasets")
+    print(
+        "*: an option of the dataset, its default shown; files: under --data-root, or --download; "
+        "sources and licences: docs/protocol.md#datasets"
+    )
     return 0
 
 
@@ -314,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--profile", default=None, help="print this profile's resolved settings instead")
     st.set_defaults(func=_cmd_settings)
     ds = sub.add_parser("datasets", help="list the datasets the kit can load (the registry)")
-    ds.add_argument("--markdown", action="store_true",
-                    help="print docs/protocol.md's table: classes, input, split, source and licence of each")
+    ds.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print docs/protocol.md's table: classes, input, split, source and licence of each",
+    )
     ds.set_defaults(func=_cmd_datasets)
     return parser
 

@@ -124,8 +124,17 @@ class _Timings:
 
     def add(self, label: str, index: int, submitted: float, out: tuple | None, failed: bool = False) -> None:
         started, finished, where = (out[1], out[2], out[3]) if out is not None else (None, None, None)
-        self.tasks.append({"label": label, "index": index, "submitted": submitted, "started": started,
-                           "finished": finished, "where": where, "failed": failed})
+        self.tasks.append(
+            {
+                "label": label,
+                "index": index,
+                "submitted": submitted,
+                "started": started,
+                "finished": finished,
+                "where": where,
+                "failed": failed,
+            }
+        )
 
     def split(self) -> dict:
         """``queue_seconds`` (sum over tasks of start - submit), ``<label>_seconds`` (sum of the
@@ -133,8 +142,18 @@ class _Timings:
         sum / max, run-time sum, the stage's wall time from first submit to last end)."""
         per: dict[str, dict] = {}
         for t in self.tasks:
-            e = per.setdefault(t["label"], {"n": 0, "failed": 0, "queue_seconds": 0.0, "queue_seconds_max": 0.0,
-                                            "run_seconds": 0.0, "first_submit": t["submitted"], "last_end": None})
+            e = per.setdefault(
+                t["label"],
+                {
+                    "n": 0,
+                    "failed": 0,
+                    "queue_seconds": 0.0,
+                    "queue_seconds_max": 0.0,
+                    "run_seconds": 0.0,
+                    "first_submit": t["submitted"],
+                    "last_end": None,
+                },
+            )
             e["n"] += 1
             e["first_submit"] = min(e["first_submit"], t["submitted"])
             if t["failed"] or t["started"] is None:
@@ -151,7 +170,8 @@ class _Timings:
             out[f"{label}_seconds"] = e["run_seconds"]
             wall = None if e["last_end"] is None else e["last_end"] - e["first_submit"]
             tasks[label] = {k: v for k, v in e.items() if k not in ("first_submit", "last_end")} | {
-                "stage_wall_seconds": wall}
+                "stage_wall_seconds": wall
+            }
         out["tasks"] = tasks
         return out
 
@@ -222,10 +242,15 @@ def _client_path(path: Path) -> Path:
 
 
 def _not_shared_message(kind: str, root: Path, worker: str) -> str:
-    what, setting = ("cache directory", "cache_dir (--cache-dir)") if kind == "cache_dir" else (
-        "output folder", "the output folder (--out-dir)")
-    return (f"the {what} {root} is not shared storage: worker {worker} cannot see it; put {setting} on a "
-            f"filesystem every worker mounts, at the same path on every machine (docs/distributed.md)")
+    what, setting = (
+        ("cache directory", "cache_dir (--cache-dir)")
+        if kind == "cache_dir"
+        else ("output folder", "the output folder (--out-dir)")
+    )
+    return (
+        f"the {what} {root} is not shared storage: worker {worker} cannot see it; put {setting} on a "
+        f"filesystem every worker mounts, at the same path on every machine (docs/distributed.md)"
+    )
 
 
 def _probe_shared(kind: str, spec: str, token: str) -> dict:
@@ -267,8 +292,10 @@ def needs_gpu(args: Sequence[tuple]) -> bool:
 # --------------------------------------------------------------------------
 # Checks of the cluster options (one clear line each, before anything starts)
 
-_ADDRESS_HELP = ("give tcp://HOST:PORT as `dask scheduler` prints it (tls://HOST:PORT with TLS), or the path of "
-                 "the file its --scheduler-file wrote")
+_ADDRESS_HELP = (
+    "give tcp://HOST:PORT as `dask scheduler` prints it (tls://HOST:PORT with TLS), or the path of "
+    "the file its --scheduler-file wrote"
+)
 
 
 def check_scheduler_address(address: str, source: str = "--scheduler") -> str:
@@ -291,11 +318,12 @@ def check_scheduler_address(address: str, source: str = "--scheduler") -> str:
         except FileNotFoundError:
             raise ConfigError(f"{source} {text}: no such scheduler file; {_ADDRESS_HELP}") from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{source} {text} is not a readable scheduler file ({type(exc).__name__}); "
-                              f"{_ADDRESS_HELP}") from None
+            raise ConfigError(
+                f"{source} {text} is not a readable scheduler file ({type(exc).__name__}); {_ADDRESS_HELP}"
+            ) from None
         found = info.get("address") if isinstance(info, dict) else None
         if not isinstance(found, str):
-            raise ConfigError(f"scheduler file {text} holds no \"address\"; {_ADDRESS_HELP}")
+            raise ConfigError(f'scheduler file {text} holds no "address"; {_ADDRESS_HELP}')
         return check_scheduler_address(found, f"the address in scheduler file {text}")
     try:
         scheme, location = parse_address(text)
@@ -303,15 +331,18 @@ def check_scheduler_address(address: str, source: str = "--scheduler") -> str:
         raise ConfigError(f"{source} {text!r} is not a scheduler address; {_ADDRESS_HELP}") from None
     known = sorted(set(registry.backends) - {"inproc"})  # inproc: within one process only
     if scheme not in known:
-        raise ConfigError(f"{source} {text!r}: unknown protocol {scheme!r} (Dask knows {', '.join(known)}); "
-                          f"{_ADDRESS_HELP}")
+        raise ConfigError(
+            f"{source} {text!r}: unknown protocol {scheme!r} (Dask knows {', '.join(known)}); {_ADDRESS_HELP}"
+        )
     try:
         host, port = parse_host_port(location)
     except (ValueError, TypeError):
         host, port = "", 0
     if not host or not 0 < port < 65536:
-        raise ConfigError(f"{source} {text!r} is not a scheduler address: it needs HOST:PORT with a port number "
-                          f"from 1 to 65535; {_ADDRESS_HELP}")
+        raise ConfigError(
+            f"{source} {text!r} is not a scheduler address: it needs HOST:PORT with a port number "
+            f"from 1 to 65535; {_ADDRESS_HELP}"
+        )
     return text
 
 
@@ -340,8 +371,10 @@ def resolve_connect_timeout(seconds: float | None = None) -> float:
         except (TypeError, ValueError):
             value = math.nan
         if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"the connect timeout must be a positive number of seconds, got {seconds!r} "
-                              f"(--connect-timeout; default {CONNECT_TIMEOUT:g})")
+            raise ConfigError(
+                f"the connect timeout must be a positive number of seconds, got {seconds!r} "
+                f"(--connect-timeout; default {CONNECT_TIMEOUT:g})"
+            )
         return value
     import dask
     import distributed  # noqa: F401 - registers distributed's defaults with dask.config
@@ -358,8 +391,10 @@ def resolve_connect_timeout(seconds: float | None = None) -> float:
     except (ValueError, TypeError, KeyError):
         value = math.nan
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"Dask's setting {CONNECT_SETTING} = {configured!r} is not a positive duration; "
-                          "fix it (e.g. 10s) or pass --connect-timeout SECONDS")
+        raise ConfigError(
+            f"Dask's setting {CONNECT_SETTING} = {configured!r} is not a positive duration; "
+            "fix it (e.g. 10s) or pass --connect-timeout SECONDS"
+        )
     return float(value)
 
 
@@ -373,24 +408,33 @@ def check_memory(memory) -> str:
 
     text = str(memory).strip()
     if not re.fullmatch(r"\d+(\.\d+)?\s*[A-Za-z]+", text):
-        raise ConfigError(f"worker memory {text!r} needs a unit (a bare number would be bytes): {_MEMORY_HELP} "
-                          "(--worker-memory)")
+        raise ConfigError(
+            f"worker memory {text!r} needs a unit (a bare number would be bytes): {_MEMORY_HELP} (--worker-memory)"
+        )
     try:
         size = parse_bytes(text)
     except (ValueError, TypeError, KeyError):
         raise ConfigError(f"worker memory {text!r} has an unknown unit: {_MEMORY_HELP} (--worker-memory)") from None
     if size < MIN_WORKER_MEMORY:
-        raise ConfigError(f"worker memory {text} is too small: one worker needs at least "
-                          f"{MIN_WORKER_MEMORY // 2**20}MiB for Python, torch and the data; {_MEMORY_HELP} "
-                          "(--worker-memory)")
+        raise ConfigError(
+            f"worker memory {text} is too small: one worker needs at least "
+            f"{MIN_WORKER_MEMORY // 2**20}MiB for Python, torch and the data; {_MEMORY_HELP} "
+            "(--worker-memory)"
+        )
     return text
 
 
 # SLURM's forms of a time limit (sbatch --time): minutes, minutes:seconds, hours:minutes:seconds,
 # days-hours, days-hours:minutes, days-hours:minutes:seconds
 _HOURS, _SIXTY = r"([01]?\d|2[0-3])", r"[0-5]?\d"
-_WALLTIME_FORMS = (r"\d+", rf"\d+:{_SIXTY}", rf"\d+:{_SIXTY}:{_SIXTY}", rf"\d+-{_HOURS}", rf"\d+-{_HOURS}:{_SIXTY}",
-                   rf"\d+-{_HOURS}:{_SIXTY}:{_SIXTY}")
+_WALLTIME_FORMS = (
+    r"\d+",
+    rf"\d+:{_SIXTY}",
+    rf"\d+:{_SIXTY}:{_SIXTY}",
+    rf"\d+-{_HOURS}",
+    rf"\d+-{_HOURS}:{_SIXTY}",
+    rf"\d+-{_HOURS}:{_SIXTY}:{_SIXTY}",
+)
 
 
 def check_walltime(walltime) -> str:
@@ -398,8 +442,10 @@ def check_walltime(walltime) -> str:
     D-HH, D-HH:MM, D-HH:MM:SS; minutes and seconds below 60, hours after a day below 24)."""
     text = str(walltime).strip()
     if not any(re.fullmatch(form, text) for form in _WALLTIME_FORMS):
-        raise ConfigError(f"walltime {text!r} is not a SLURM time limit; use minutes (90), MM:SS, HH:MM:SS "
-                          "(04:00:00), D-HH, D-HH:MM or D-HH:MM:SS (1-12:00:00) (--walltime)")
+        raise ConfigError(
+            f"walltime {text!r} is not a SLURM time limit; use minutes (90), MM:SS, HH:MM:SS "
+            "(04:00:00), D-HH, D-HH:MM or D-HH:MM:SS (1-12:00:00) (--walltime)"
+        )
     return text
 
 
@@ -439,10 +485,22 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, jobs: int = 1, scheduler: str | None = None, *, cluster=None, client=None,
-                 retries: int = 2, gpu: bool | None = None, worker_resources: dict | None = None,
-                 progress: bool | None = None, check_shared: bool = True, wait_timeout: float = 120.0,
-                 connect_timeout: float | None = None, kind: str = "dask"):
+    def __init__(
+        self,
+        jobs: int = 1,
+        scheduler: str | None = None,
+        *,
+        cluster=None,
+        client=None,
+        retries: int = 2,
+        gpu: bool | None = None,
+        worker_resources: dict | None = None,
+        progress: bool | None = None,
+        check_shared: bool = True,
+        wait_timeout: float = 120.0,
+        connect_timeout: float | None = None,
+        kind: str = "dask",
+    ):
         import dask
         from distributed import Client, LocalCluster
 
@@ -477,18 +535,26 @@ class DaskExecutor:
                 self.client = Client(address, timeout=timeout)
             except (OSError, TimeoutError, ValueError, TypeError) as exc:
                 why = "" if str(exc).startswith("Timed out") else f" ({type(exc).__name__}: {exc})"  # not twice
-                raise ConfigError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; check "
-                                  "that `dask scheduler` runs there and that this machine can reach that host and "
-                                  "port, or wait longer with --connect-timeout SECONDS (docs/distributed.md)") from None
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; check "
+                    "that `dask scheduler` runs there and that this machine can reach that host and "
+                    "port, or wait longer with --connect-timeout SECONDS (docs/distributed.md)"
+                ) from None
             self.cluster, self._own_client = None, True
         else:
             if worker_resources is None:
                 import torch
 
                 worker_resources = dict(GPU_RESOURCES) if torch.cuda.is_available() else None
-            self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=_dashboard_address(),
-                                        resources=worker_resources, env=dict(WORKER_ENV))
+            self.cluster = LocalCluster(
+                n_workers=self.jobs,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=_dashboard_address(),
+                resources=worker_resources,
+                env=dict(WORKER_ENV),
+            )
             self.client = Client(self.cluster)
             self._own_cluster = self._own_client = True
         self.scheduler = self.client.scheduler.address
@@ -541,8 +607,10 @@ class DaskExecutor:
             try:
                 self.client.wait_for_workers(1, timeout=self.wait_timeout)
             except (TimeoutError, OSError):
-                raise ConfigError(f"no Dask worker connected to {self.scheduler} within {self.wait_timeout:.0f} s; "
-                                  "start workers with `dask worker " + self.scheduler + "`") from None
+                raise ConfigError(
+                    f"no Dask worker connected to {self.scheduler} within {self.wait_timeout:.0f} s; "
+                    "start workers with `dask worker " + self.scheduler + "`"
+                ) from None
             info = self.client.scheduler_info(n_workers=-1)["workers"]
         self._workers_seen |= set(info)
         return info
@@ -567,21 +635,26 @@ class DaskExecutor:
                 name = workers[address].get("name", address)
                 who = f"{name} ({r['where']})" if str(name) != address else f"{address} ({r['where']})"
                 if not r["seen"]:
-                    raise ConfigError(_not_shared_message(kind, Path(r["root"]), who)
-                                      + (f" [{r['error']}]" if r["error"] else ""))
+                    raise ConfigError(
+                        _not_shared_message(kind, Path(r["root"]), who) + (f" [{r['error']}]" if r["error"] else "")
+                    )
                 reply = marker.with_name(r.get("reply", ""))
                 if not r["wrote"] or not reply.is_file():
-                    raise ConfigError(_not_shared_message(kind, Path(r["root"]), who)
-                                      + " (it sees the client's marker but the client does not see its reply)")
+                    raise ConfigError(
+                        _not_shared_message(kind, Path(r["root"]), who)
+                        + " (it sees the client's marker but the client does not see its reply)"
+                    )
                 reply.unlink(missing_ok=True)
                 self._checked[(kind, spec)].add(address)
 
     def _check_resources(self, workers: dict) -> None:
         have = [w for w, info in workers.items() if info.get("resources", {}).get("GPU", 0) >= 1]
         if not have:
-            raise ConfigError("these tasks need a GPU (device cuda) but no connected Dask worker advertises the "
-                              "resource GPU; start GPU workers with `dask worker ADDRESS --nthreads 1 --resources "
-                              "GPU=1` (or use --device cpu)")
+            raise ConfigError(
+                "these tasks need a GPU (device cuda) but no connected Dask worker advertises the "
+                "resource GPU; start GPU workers with `dask worker ADDRESS --nthreads 1 --resources "
+                "GPU=1` (or use --device cpu)"
+            )
 
     # -- the interface
     def map(self, fn: Callable, args: Sequence[tuple], label: str = "tasks") -> list:
@@ -608,8 +681,16 @@ class DaskExecutor:
         keys = [f"mnemonic-{label}-{self._batch}-{i}-{self.token}" for i in range(len(args))]
         self._keys.update(keys)
         submitted = time.time()
-        futures = self.client.map(_run_task, [fn] * len(args), args, [markers] * len(args), key=keys, pure=False,
-                                  retries=self.retries, resources=dict(GPU_RESOURCES) if gpu else None)
+        futures = self.client.map(
+            _run_task,
+            [fn] * len(args),
+            args,
+            [markers] * len(args),
+            key=keys,
+            pure=False,
+            retries=self.retries,
+            resources=dict(GPU_RESOURCES) if gpu else None,
+        )
         index = {f.key: i for i, f in enumerate(futures)}
         failed: list = []
         bar = _progress_bar(len(futures), label, self.progress)
@@ -645,10 +726,16 @@ class DaskExecutor:
         """Backend, workers seen, scheduler, dashboard, cluster, retries; ``lost_workers`` (addresses
         of workers that died while this executor ran) and ``rescheduled_tasks`` (how many of its
         tasks they held, which Dask ran again on other workers)."""
-        return {"backend": self.kind, "workers": len(self._workers_seen) or self.jobs, "scheduler": self.scheduler,
-                "dashboard": self.dashboard, "cluster": type(self.cluster).__name__ if self.cluster else "external",
-                "retries": self.retries, "lost_workers": sorted(self.lost),
-                "rescheduled_tasks": len(set().union(*self.lost.values()))}
+        return {
+            "backend": self.kind,
+            "workers": len(self._workers_seen) or self.jobs,
+            "scheduler": self.scheduler,
+            "dashboard": self.dashboard,
+            "cluster": type(self.cluster).__name__ if self.cluster else "external",
+            "retries": self.retries,
+            "lost_workers": sorted(self.lost),
+            "rescheduled_tasks": len(set().union(*self.lost.values())),
+        }
 
     def close(self) -> None:
         """Remove the markers; close the client and the cluster this executor started."""
@@ -687,9 +774,16 @@ def _progress_bar(total: int, label: str, enabled: bool):
 # SLURM through dask-jobqueue
 
 
-def slurm_cluster_options(memory: str = SLURM_MEMORY, walltime: str = SLURM_WALLTIME, queue: str | None = None,
-                          account: str | None = None, gpu: bool = False, python: str | None = None,
-                          job_extra_directives: Sequence[str] = (), scheduler_options: dict | None = None) -> dict:
+def slurm_cluster_options(
+    memory: str = SLURM_MEMORY,
+    walltime: str = SLURM_WALLTIME,
+    queue: str | None = None,
+    account: str | None = None,
+    gpu: bool = False,
+    python: str | None = None,
+    job_extra_directives: Sequence[str] = (),
+    scheduler_options: dict | None = None,
+) -> dict:
     """The keyword arguments of ``dask_jobqueue.SLURMCluster`` for the kit's workers.
 
     One job = one worker process with one thread and one CPU (``cores=1, processes=1``),
@@ -702,10 +796,14 @@ def slurm_cluster_options(memory: str = SLURM_MEMORY, walltime: str = SLURM_WALL
     memory, walltime = check_memory(memory), check_walltime(walltime)
     extra = list(job_extra_directives) + (["--gres=gpu:1"] if gpu else [])
     opts: dict[str, Any] = {
-        "cores": 1, "processes": 1, "memory": memory, "walltime": walltime,
+        "cores": 1,
+        "processes": 1,
+        "memory": memory,
+        "walltime": walltime,
         "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_ENV.items()],
         "worker_extra_args": ["--resources", "GPU=1"] if gpu else [],
-        "job_extra_directives": extra, "job_name": "mnemonic-mu-worker",
+        "job_extra_directives": extra,
+        "job_name": "mnemonic-mu-worker",
     }
     opts |= {k: v for k, v in {"queue": queue, "account": account, "python": python}.items() if v}
     if scheduler_options:
@@ -728,16 +826,32 @@ def slurm_job_script(**options) -> str:
     return SLURMJob(SCRIPT_SCHEDULER, name="dummy-name", **opts).job_script()
 
 
-def slurm_executor(jobs: int = 1, *, retries: int = 2, gpu: bool | None = None, progress: bool | None = None,
-                   check_shared: bool = True, wait_timeout: float = 600.0, **options) -> DaskExecutor:
+def slurm_executor(
+    jobs: int = 1,
+    *,
+    retries: int = 2,
+    gpu: bool | None = None,
+    progress: bool | None = None,
+    check_shared: bool = True,
+    wait_timeout: float = 600.0,
+    **options,
+) -> DaskExecutor:
     """A :class:`DaskExecutor` on a ``SLURMCluster`` of ``jobs`` one-worker jobs (submitted with
     ``sbatch``; run this on a machine that can submit jobs and that the compute nodes can reach)."""
     from dask_jobqueue import SLURMCluster
 
     cluster = SLURMCluster(**slurm_cluster_options(gpu=bool(gpu), **options))
     cluster.scale(jobs=int(jobs))
-    ex = DaskExecutor(jobs, cluster=cluster, retries=retries, gpu=gpu, progress=progress,
-                      check_shared=check_shared, wait_timeout=wait_timeout, kind="slurm")
+    ex = DaskExecutor(
+        jobs,
+        cluster=cluster,
+        retries=retries,
+        gpu=gpu,
+        progress=progress,
+        check_shared=check_shared,
+        wait_timeout=wait_timeout,
+        kind="slurm",
+    )
     ex._own_cluster = True
     return ex
 

@@ -65,6 +65,7 @@ def grid_run_names(prefix: str, points: list[dict]) -> list[str]:
     """One run name per grid point, ``<prefix>-<key>_<value>-...`` in the allowed characters
     (``=`` and other characters become ``_``); names that would clash, or run long, get a
     short hash of the point."""
+
     def digest(point: dict) -> str:
         return hashlib.sha1(json.dumps(point, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -93,8 +94,13 @@ def _grid_task(profile: str, run: str, overrides: dict, reports_dir: str, notebo
     try:
         index = run_report(profile, run=run, overrides=overrides, reports_dir=reports_dir, notebooks=notebooks)
     except Exception as exc:  # reported in the result and in <run>.failed/failure.json
-        return {"run": run, "status": "failed", "seconds": time.perf_counter() - t0, "index": None,
-                "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "run": run,
+            "status": "failed",
+            "seconds": time.perf_counter() - t0,
+            "index": None,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
     return {"run": run, "status": "done", "seconds": time.perf_counter() - t0, "index": str(index), "error": None}
 
 
@@ -142,8 +148,13 @@ def run_grid(
     for name, mine, resolved in plan:
         if run_is_done(root / name, resolved):
             seconds = read_json(root / name / "metrics" / "run.json").get("seconds")
-            results[name] = {"run": name, "status": "skipped", "seconds": seconds,
-                             "index": str(root / name / "index.html"), "error": None}
+            results[name] = {
+                "run": name,
+                "status": "skipped",
+                "seconds": seconds,
+                "index": str(root / name / "index.html"),
+                "error": None,
+            }
         else:
             todo.append((profile, name, mine, str(root), str(folder)))
     if todo:
@@ -155,4 +166,3 @@ def run_grid(
             executor.close()
     build_gallery(root)
     return [results[name] for name in names]
-

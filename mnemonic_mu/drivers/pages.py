@@ -39,7 +39,7 @@ BAND_RULE = (
     + ", ".join(distance_attacks())
     + ") at most the retrain band's mean + 2 std when the summary has one, else at most the attack's finite-sample "
     "null (two samples of one distribution) when recorded, else as above; an attack flagged no_signal shows "
-    "\"no signal\" and is not counted."
+    '"no signal" and is not counted.'
 )
 
 _TITLES = {
@@ -161,8 +161,9 @@ def attack_status(summary: dict, method: str, attack: str) -> tuple[str, str]:
     if flag is not None:  # the run's own retrain band: retrain references of other seeds
         st = band["stats"][attack]
         return ("inside" if flag else "outside"), (
-            f"retrain band of {st['n']} seeds: {st['min']:.3g}..{st['max']:.3g}" + (
-                " (at most the top)" if attack in bands.at_most_metrics() else ""))
+            f"retrain band of {st['n']} seeds: {st['min']:.3g}..{st['max']:.3g}"
+            + (" (at most the top)" if attack in bands.at_most_metrics() else "")
+        )
     entry = ATTACKS.get(attack)
     digits = _digits(attack)
     if attack in distance_attacks():
@@ -170,11 +171,13 @@ def attack_status(summary: dict, method: str, attack: str) -> tuple[str, str]:
         if band.get("mean") is not None:
             edge = float(band["mean"]) + 2 * float(band.get("std") or 0.0)
             return ("inside" if value <= edge + 1e-9 else "outside"), (
-                f"retrain band: at most {edge:.{digits}f} (mean + 2 std)")
+                f"retrain band: at most {edge:.{digits}f} (mean + 2 std)"
+            )
         if result.get("null") is not None:
             null = float(result["null"])
             return ("inside" if value <= null + 1e-9 else "outside"), (
-                f"at most the finite-sample null {null:.{digits}f}")
+                f"at most the finite-sample null {null:.{digits}f}"
+            )
     tolerance, unit = (NATS_BAND, " nats") if entry is not None and entry.scale == "nats" else (FRACTION_BAND, "")
     inside = abs(value - ref) <= tolerance + 1e-9
     return ("inside" if inside else "outside"), f"within {tolerance}{unit} of retrain's {ref:.{digits}f}"
@@ -187,24 +190,36 @@ def verdict(summary: dict) -> dict:
     step, ref = methods.get(STEP), methods.get(REFERENCE)
     band = summary.get("band")
     rule = (
-        f"the run's retrain band, {len(band['seeds'])} retrain references trained with seeds "
-        f"{', '.join(map(str, band['seeds']))}: {band['rule']}; an attack whose original sits inside the band "
-        "shows \"no signal\" and is not counted"
-    ) if band else f"no seed band in this run (band_seeds none): {BAND_RULE}"
+        (
+            f"the run's retrain band, {len(band['seeds'])} retrain references trained with seeds "
+            f"{', '.join(map(str, band['seeds']))}: {band['rule']}; an attack whose original sits inside the band "
+            'shows "no signal" and is not counted'
+        )
+        if band
+        else f"no seed band in this run (band_seeds none): {BAND_RULE}"
+    )
     out: dict[str, Any] = {"method": STEP, "rule": rule, "threshold": f"{FORGOTTEN_E_F:g}"}
     if step is None or ref is None:
         missing = STEP if step is None else REFERENCE
         return out | {
-            "available": False, "css": "", "reason": f"The summary has no {missing!r} row, so there is no verdict.",
+            "available": False,
+            "css": "",
+            "reason": f"The summary has no {missing!r} row, so there is no verdict.",
         }
     attacks = []
     for name in step.get("attacks") or {}:
         status, why = attack_status(summary, STEP, name)
         digits = _digits(name)
-        attacks.append({
-            "name": name, "status": status, "status_css": status.replace(" ", ""), "title": why,
-            "value": _fmt(_value(step, name), digits), "retrain": _fmt(_value(ref, name), digits),
-        })
+        attacks.append(
+            {
+                "name": name,
+                "status": status,
+                "status_css": status.replace(" ", ""),
+                "title": why,
+                "value": _fmt(_value(step, name), digits),
+                "retrain": _fmt(_value(ref, name), digits),
+            }
+        )
     counted = [a for a in attacks if a["status"] in ("inside", "outside")]
     inside = sum(a["status"] == "inside" for a in attacks)
     e_f, a_r, a_r_ref = step.get("E_F"), step.get("A_R"), ref.get("A_R")
@@ -214,12 +229,18 @@ def verdict(summary: dict) -> dict:
         "available": True,
         "forgotten": forgotten,
         "css": "ok" if forgotten else "fail",
-        "E_F": _fmt(e_f), "E_F_train": _fmt(step.get("E_F_train")),
-        "A_R": _fmt(a_r), "A_R_retrain": _fmt(a_r_ref), "A_R_diff": _signed(diff), "A_R_diff_value": diff,
+        "E_F": _fmt(e_f),
+        "E_F_train": _fmt(step.get("E_F_train")),
+        "A_R": _fmt(a_r),
+        "A_R_retrain": _fmt(a_r_ref),
+        "A_R_diff": _signed(diff),
+        "A_R_diff_value": diff,
         "ar_css": "" if diff is None else ("good" if diff >= -1.0 else ("warn" if diff >= -5.0 else "bad")),
         "gap": _fmt(step.get("gap")),
         "attacks": attacks,
-        "inside": inside, "counted": len(counted), "no_signal": sum(a["status"] == "no signal" for a in attacks),
+        "inside": inside,
+        "counted": len(counted),
+        "no_signal": sum(a["status"] == "no signal" for a in attacks),
         "attack_css": "" if not counted else ("good" if inside == len(counted) else ("warn" if inside else "bad")),
         "warnings": [str(w) for w in step.get("warnings") or []],
     }
@@ -272,7 +293,8 @@ def figure_groups(folder: Path) -> list[dict]:
     groups: dict[str, dict] = {}
     order = {stem: i for i, stem in enumerate(CAPTIONS)}  # the order the notebooks draw them
     paths = sorted(
-        (folder / "figures").glob("*.png"), key=lambda p: (p.stem[:3], order.get(p.stem, len(order)), p.stem),
+        (folder / "figures").glob("*.png"),
+        key=lambda p: (p.stem[:3], order.get(p.stem, len(order)), p.stem),
     )
     for path in paths:
         nb = next((n for n in NOTEBOOKS if path.stem.startswith(n)), None)
@@ -280,15 +302,27 @@ def figure_groups(folder: Path) -> list[dict]:
         title = f"{nb[:2]} · {_TITLES[nb]}" if nb else "Other figures"
         size = _png_size(path)
         wide = bool(size and size[1] and (size[0] / size[1] > WIDE_FIGURE or size[0] > WIDE_PIXELS))
-        groups.setdefault(key, {"title": title, "figures": []})["figures"].append({
-            "src": f"figures/{path.name}", "stem": path.stem, "caption": caption(path.stem), "wide": wide,
-            "width": size[0] if size else None, "height": size[1] if size else None,
-        })
+        groups.setdefault(key, {"title": title, "figures": []})["figures"].append(
+            {
+                "src": f"figures/{path.name}",
+                "stem": path.stem,
+                "caption": caption(path.stem),
+                "wide": wide,
+                "width": size[0] if size else None,
+                "height": size[1] if size else None,
+            }
+        )
     return list(groups.values())
 
 
 def run_page_context(
-    run: str, profile: str, settings_used: dict, summary: dict, timings: dict, total: float, folder: Path,
+    run: str,
+    profile: str,
+    settings_used: dict,
+    summary: dict,
+    timings: dict,
+    total: float,
+    folder: Path,
     params: dict | None = None,
 ) -> dict:
     """Everything ``run.html.j2`` shows, as plain strings and lists."""
@@ -299,8 +333,15 @@ def run_page_context(
     table = []
     for name, row in rows:
         secs = row.get("forget_seconds", row.get("train_seconds", row.get("seconds")))
-        table.append({"name": name, "css": css.get(name, ""), "sees": row_sees(name),
-                      "cells": [_fmt(row.get(c)) for c in SUMMARY_COLUMNS], "seconds": _fmt(secs)})
+        table.append(
+            {
+                "name": name,
+                "css": css.get(name, ""),
+                "sees": row_sees(name),
+                "cells": [_fmt(row.get(c)) for c in SUMMARY_COLUMNS],
+                "seconds": _fmt(secs),
+            }
+        )
     attack_names: list[str] = []
     legend: dict[str, str] = {}
     for _, row in rows:
@@ -317,33 +358,57 @@ def run_page_context(
             digits = _digits(a)
             text = "no signal" if status == "no signal" else _fmt(_value(row, a), digits)
             std = res.get("std")
-            cells.append({"text": text, "std": None if std is None else _fmt(std, digits),
-                          "css": status if status in ("inside", "outside") else "", "title": f"{status}: {why}"})
+            cells.append(
+                {
+                    "text": text,
+                    "std": None if std is None else _fmt(std, digits),
+                    "css": status if status in ("inside", "outside") else "",
+                    "title": f"{status}: {why}",
+                }
+            )
         attack_rows.append({"name": name, "css": css.get(name, ""), "cells": cells})
     notebooks = [
-        {"name": nb, "title": _TITLES.get(nb, nb), "seconds": _fmt(timings.get(nb), 1),
-         "html": f"{nb}.html", "ipynb": f"{nb}.ipynb"}
+        {
+            "name": nb,
+            "title": _TITLES.get(nb, nb),
+            "seconds": _fmt(timings.get(nb), 1),
+            "html": f"{nb}.html",
+            "ipynb": f"{nb}.ipynb",
+        }
         for nb in NOTEBOOKS
     ]
     files = [{"href": "params.yaml", "label": "params.yaml", "note": "profile, overrides, every setting"}]
-    files += [{"href": f"metrics/{p.name}", "label": f"metrics/{p.name}", "note": ""}
-              for p in sorted((folder / "metrics").glob("*.json"))]
+    files += [
+        {"href": f"metrics/{p.name}", "label": f"metrics/{p.name}", "note": ""}
+        for p in sorted((folder / "metrics").glob("*.json"))
+    ]
     changed = set(results) | set(runtime)
     forget = summary.get("forget_classes") or []
     return {
-        "run": run, "profile": profile,
-        "dataset": str(summary.get("dataset")), "model": str(summary.get("model")),
-        "forget": ", ".join(map(str, forget)), "forget_count": len(forget), "seed": summary.get("seed"),
-        "total_seconds": f"{total:.0f}", "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "run": run,
+        "profile": profile,
+        "dataset": str(summary.get("dataset")),
+        "model": str(summary.get("model")),
+        "forget": ", ".join(map(str, forget)),
+        "forget_count": len(forget),
+        "seed": summary.get("seed"),
+        "total_seconds": f"{total:.0f}",
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
         "changed": [_setting_text(k, v) for k, v in results.items()] + [f"{k} (runtime)" for k in runtime],
         "gallery_href": "../index.html",
         "verdict": verdict(summary),
-        "summary_cols": SUMMARY_COLUMNS, "summary_rows": table,
+        "summary_cols": SUMMARY_COLUMNS,
+        "summary_rows": table,
         "other_warnings": [(n, str(w)) for n, r in rows if n != STEP for w in r.get("warnings") or []],
-        "attack_names": attack_names, "attack_legend": legend, "attack_rows": attack_rows,
-        "notebooks": notebooks, "figure_groups": figure_groups(folder), "files": files,
-        "settings_columns": _halves([{"name": k, "value": json.dumps(v), "changed": k in changed}
-                                     for k, v in settings_used.items()]),
+        "attack_names": attack_names,
+        "attack_legend": legend,
+        "attack_rows": attack_rows,
+        "notebooks": notebooks,
+        "figure_groups": figure_groups(folder),
+        "files": files,
+        "settings_columns": _halves(
+            [{"name": k, "value": json.dumps(v), "changed": k in changed} for k, v in settings_used.items()]
+        ),
     }
 
 
@@ -354,13 +419,20 @@ def _halves(items: list) -> list[list]:
 
 
 def index_html(
-    run: str, profile: str, settings_used: dict, summary: dict, timings: dict, total: float, folder: Path,
+    run: str,
+    profile: str,
+    settings_used: dict,
+    summary: dict,
+    timings: dict,
+    total: float,
+    folder: Path,
     params: dict | None = None,
 ) -> str:
     """The run's page (``run.html.j2``): the verdict box, the summary table, the attacks (methods
     as rows), the notebooks with their seconds, every figure with a caption, the files, the settings."""
     return render(
-        "run.html.j2", **run_page_context(run, profile, settings_used, summary, timings, total, folder, params),
+        "run.html.j2",
+        **run_page_context(run, profile, settings_used, summary, timings, total, folder, params),
     )
 
 
@@ -378,9 +450,12 @@ def _changed_cells(params: dict) -> dict:
     the names alone of the runtime ones (their values, folders mostly, in the tooltip)."""
     results, runtime = changed_settings(params)
     shown = [_setting_text(k, v) for k, v in results.items()]
-    return {"changed": shown, "runtime": ", ".join(runtime),
-            "runtime_title": "; ".join(_setting_text(k, v) for k, v in runtime.items()),
-            "changed_text": " ".join(shown + list(runtime))}
+    return {
+        "changed": shown,
+        "runtime": ", ".join(runtime),
+        "runtime_title": "; ".join(_setting_text(k, v) for k, v in runtime.items()),
+        "changed_text": " ".join(shown + list(runtime)),
+    }
 
 
 def gallery_entry(folder: Path) -> dict:
@@ -399,19 +474,30 @@ def gallery_entry(folder: Path) -> dict:
     cells = [
         cell(step.get("A_R")),
         cell(step.get("E_F"), css="" if not v["available"] else ("inside" if v["forgotten"] else "outside")),
-        cell(ref.get("A_R")), cell(ref.get("E_F")),
+        cell(ref.get("A_R")),
+        cell(ref.get("E_F")),
         {"text": _signed(diff), "sort": _sort_key(diff), "css": ""},
         cell(step.get("gap")),
-        {"text": f"{v['inside']}/{v['counted']}" if v["available"] else "-",
-         "sort": _sort_key(v["inside"]) if v["available"] else "", "css": ""},
+        {
+            "text": f"{v['inside']}/{v['counted']}" if v["available"] else "-",
+            "sort": _sort_key(v["inside"]) if v["available"] else "",
+            "css": "",
+        },
         cell(seconds, 0),
     ]
     shown, sort = _when(
         folder / "metrics" / "run.json" if (folder / "metrics" / "run.json").is_file() else folder / "index.html"
     )
-    return {"name": folder.name, "name_parts": folder.name.split("-"), "href": f"{folder.name}/index.html",
-            "profile": str(params.get("profile", "-")),
-            "cells": cells, "finished": shown, "finished_sort": sort, **_changed_cells(params)}
+    return {
+        "name": folder.name,
+        "name_parts": folder.name.split("-"),
+        "href": f"{folder.name}/index.html",
+        "profile": str(params.get("profile", "-")),
+        "cells": cells,
+        "finished": shown,
+        "finished_sort": sort,
+        **_changed_cells(params),
+    }
 
 
 def failed_entry(folder: Path) -> dict:
@@ -431,12 +517,20 @@ def failed_entry(folder: Path) -> dict:
     shown, sort = _when(folder / "failure.json" if failure else folder)
     evalue = str(failure.get("evalue") or "")
     return {
-        "name": name, "name_parts": name.split("-"), "profile": str(params.get("profile", failure.get("profile", "-"))),
-        "notebook": notebook or "-", "cell": "-" if cell_index is None else str(cell_index),
-        "cell_sort": _sort_key(cell_index), "ename": str(failure.get("ename") or "unknown error"),
-        "evalue": evalue if len(evalue) <= 160 else evalue[:157] + "...", "evalue_full": evalue,
-        "partial_href": f"{folder.name}/{partial}" if partial else None, "partial_label": partial,
-        "finished": shown, "finished_sort": sort, **_changed_cells(params),
+        "name": name,
+        "name_parts": name.split("-"),
+        "profile": str(params.get("profile", failure.get("profile", "-"))),
+        "notebook": notebook or "-",
+        "cell": "-" if cell_index is None else str(cell_index),
+        "cell_sort": _sort_key(cell_index),
+        "ename": str(failure.get("ename") or "unknown error"),
+        "evalue": evalue if len(evalue) <= 160 else evalue[:157] + "...",
+        "evalue_full": evalue,
+        "partial_href": f"{folder.name}/{partial}" if partial else None,
+        "partial_label": partial,
+        "finished": shown,
+        "finished_sort": sort,
+        **_changed_cells(params),
     }
 
 
@@ -461,4 +555,3 @@ def build_gallery(reports_dir: str | os.PathLike | None = None) -> Path:
         page = render("gallery.html.j2", **gallery_context(root))
         atomic_write_text(root / "index.html", page)
     return root / "index.html"
-

@@ -79,13 +79,36 @@ REPEATS = 5  # seeded half splits of the floor and of the half-size scores
 RESULTS_DIR = ("docs", "results", "population")  # the committed results, under the repository root
 DOCS_PAGE = ("docs", "indistinguishability.md")
 DOCS_START, DOCS_END = "<!-- population:start -->", "<!-- population:end -->"
-SEED_RULE = ("model i of each population (i = 0 .. N-1) has seed settings.seed + i: its initial weights, codes "
-             "and batch order")
+SEED_RULE = (
+    "model i of each population (i = 0 .. N-1) has seed settings.seed + i: its initial weights, codes and batch order"
+)
 
 # the settings the command line takes (the training recipe, the request, the step; where it runs)
-POPULATION_OPTIONS = ("dataset", "data_root", "split_seed", "model", "epochs", "batch_size", "lr", "momentum",
-                      "weight_decay", "cosine", "t_mix", "code_dist", "seed", "trainer", "forget_classes", "step",
-                      "multi", "lambda1", "lambda2", "device", "threads", "cache_dir", "use_cache")
+POPULATION_OPTIONS = (
+    "dataset",
+    "data_root",
+    "split_seed",
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "cosine",
+    "t_mix",
+    "code_dist",
+    "seed",
+    "trainer",
+    "forget_classes",
+    "step",
+    "multi",
+    "lambda1",
+    "lambda2",
+    "device",
+    "threads",
+    "cache_dir",
+    "use_cache",
+)
 _RUNTIME_OPTIONS = ("data_root", "device", "threads", "cache_dir", "use_cache")
 
 
@@ -100,8 +123,9 @@ def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     if any(not isinstance(m, str) for m in methods):
         raise ConfigError(f"methods must be names, got {methods!r}")
     if "retrain" in methods:
-        raise ConfigError("retrain is the reference population (N retrain models are always trained); "
-                          "leave it out of --methods")
+        raise ConfigError(
+            "retrain is the reference population (N retrain models are always trained); leave it out of --methods"
+        )
     allowed = (ORIGINAL, STEP) + baseline_names()
     unknown = [m for m in methods if m not in allowed]
     if unknown:
@@ -116,8 +140,10 @@ def population_seeds(s: Settings, n_models: int) -> tuple[int, ...]:
     if isinstance(n_models, bool) or not isinstance(n_models, (int, np.integer)):
         raise ConfigError(f"the number of models must be an integer, got {n_models!r}")
     if int(n_models) < MIN_MODELS:
-        raise ConfigError(f"the number of models must be at least {MIN_MODELS} (the floor splits the retrain "
-                          f"population into two halves of at least 3), got {n_models}")
+        raise ConfigError(
+            f"the number of models must be at least {MIN_MODELS} (the floor splits the retrain "
+            f"population into two halves of at least 3), got {n_models}"
+        )
     return tuple(s.seed + i for i in range(int(n_models)))
 
 
@@ -128,8 +154,10 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise ConfigError("list each seed once: two models of one seed are the same model")
     if len(seeds) < MIN_MODELS:
-        raise ConfigError(f"a population needs at least {MIN_MODELS} seeds (the floor splits the retrain "
-                          f"population into two halves of at least 3), got {len(seeds)}")
+        raise ConfigError(
+            f"a population needs at least {MIN_MODELS} seeds (the floor splits the retrain "
+            f"population into two halves of at least 3), got {len(seeds)}"
+        )
     return tuple(int(x) for x in seeds)
 
 
@@ -219,8 +247,15 @@ def collect_population(
         wall["train"] += time.perf_counter() - t0
         models = {role: ck for role, (ck, _) in trained.items()}
         for role, (ck, cached) in trained.items():
-            trained_log.append({"seed": int(seed), "role": role, "from_cache": bool(cached),
-                                "train_seconds": float(ck.config["train_seconds"]), "key": ck.config["key"]})
+            trained_log.append(
+                {
+                    "seed": int(seed),
+                    "role": role,
+                    "from_cache": bool(cached),
+                    "train_seconds": float(ck.config["train_seconds"]),
+                    "key": ck.config["key"],
+                }
+            )
         data = UnlearnData.from_dataset(dataset, fc, si.train_config()) if set(methods) - {ORIGINAL, STEP} else None
         todo = [("retrain", models["retrain"].model, float(models["retrain"].config["train_seconds"]))]
         for m in methods:
@@ -237,10 +272,18 @@ def collect_population(
         wall["confidences"] += time.perf_counter() - t0
         if log:
             n_cached = sum(c for _, c in trained.values())
-            log(f"seed {seed} ({i + 1}/{len(seeds)}): {len(trained)} models ({n_cached} from the cache), "
-                f"{len(methods)} methods scored")
-    return {"confidences": {n: np.stack(v) for n, v in phi.items()}, "accuracy": acc, "seconds": secs,
-            "trained": trained_log, "wall": wall, "n_examples": int(len(y_forget))}
+            log(
+                f"seed {seed} ({i + 1}/{len(seeds)}): {len(trained)} models ({n_cached} from the cache), "
+                f"{len(methods)} methods scored"
+            )
+    return {
+        "confidences": {n: np.stack(v) for n, v in phi.items()},
+        "accuracy": acc,
+        "seconds": secs,
+        "trained": trained_log,
+        "wall": wall,
+        "n_examples": int(len(y_forget)),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -256,7 +299,7 @@ def bucket_counts(epsilons, cap: float) -> dict:
     n = int(math.floor(cap / w + 1e-9))
     k = np.minimum(np.floor(eps / w), n).astype(int)
     labels = [f"[{_g(j * w)}, {_g((j + 1) * w)})" for j in range(n)] + [f">= {_g(n * w)}"]
-    points = [2.0 ** -j for j in range(n)] + [0.0]
+    points = [2.0**-j for j in range(n)] + [0.0]
     return {"labels": labels, "points": points, "counts": [int((k == j).sum()) for j in range(n + 1)]}
 
 
@@ -266,8 +309,14 @@ def _g(x: float) -> str:
 
 def _summary(xs) -> dict:
     xs = np.asarray(xs, dtype=np.float64).ravel()
-    return {"mean": float(xs.mean()), "median": float(np.median(xs)), "p05": float(np.quantile(xs, 0.05)),
-            "p95": float(np.quantile(xs, 0.95)), "min": float(xs.min()), "max": float(xs.max())}
+    return {
+        "mean": float(xs.mean()),
+        "median": float(np.median(xs)),
+        "p05": float(np.quantile(xs, 0.05)),
+        "p95": float(np.quantile(xs, 0.95)),
+        "min": float(xs.min()),
+        "max": float(xs.max()),
+    }
 
 
 def _mean_std(xs) -> dict:
@@ -286,17 +335,28 @@ def score_method(unlearned: np.ndarray, retrain: np.ndarray, repeats: int = REPE
     (the floor's splits, so this is the number to read against :func:`floor`)."""
     u, r = np.asarray(unlearned), np.asarray(retrain)
     fs = I.forget_score(u, r)
-    full = {"n_per_side": int(len(u)), "cap": fs["cap"], "forget_score": fs["score"],
-            "epsilon": _summary(fs["epsilons"]), "buckets": bucket_counts(fs["epsilons"], fs["cap"]),
-            "ulira_accuracy": I.ulira_accuracy(u, r, seed=seed)["accuracy"]}
+    full = {
+        "n_per_side": int(len(u)),
+        "cap": fs["cap"],
+        "forget_score": fs["score"],
+        "epsilon": _summary(fs["epsilons"]),
+        "buckets": bucket_counts(fs["epsilons"], fs["cap"]),
+        "ulira_accuracy": I.ulira_accuracy(u, r, seed=seed)["accuracy"],
+    }
     scores, ulira = [], []
     for i in range(int(repeats)):
         a, b = I.retrain_halves(len(r), seed + i)
         scores.append(I.forget_score(u[a], r[b])["score"])
         ulira.append(I.ulira_accuracy(u[a], r[b], seed=seed + i)["accuracy"] if len(a) >= 4 else None)
     h = len(r) // 2
-    half = {"n_per_side": h, "cap": I.epsilon_cap(h, h), "forget_score": float(np.mean(scores)),
-            "std": float(np.std(scores)), "scores": scores, "ulira_accuracy": _mean_std(ulira)}
+    half = {
+        "n_per_side": h,
+        "cap": I.epsilon_cap(h, h),
+        "forget_score": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "scores": scores,
+        "ulira_accuracy": _mean_std(ulira),
+    }
     return {"full": full, "half": half}
 
 
@@ -312,9 +372,16 @@ def floor(retrain: np.ndarray, repeats: int = REPEATS, seed: int = 0) -> dict:
         per_split.append(I.per_example_epsilon(r[a], r[b]))
         ulira.append(I.ulira_accuracy(r[a], r[b], seed=seed + i)["accuracy"] if len(a) >= 4 else None)
     eps = np.concatenate(per_split)
-    return {"n_per_half": out["n_per_half"], "cap": out["cap"], "forget_score": out["score"], "std": out["std"],
-            "scores": out["scores"], "epsilon": _summary(eps), "buckets": bucket_counts(eps, out["cap"]),
-            "ulira_accuracy": _mean_std(ulira)}
+    return {
+        "n_per_half": out["n_per_half"],
+        "cap": out["cap"],
+        "forget_score": out["score"],
+        "std": out["std"],
+        "scores": out["scores"],
+        "epsilon": _summary(eps),
+        "buckets": bucket_counts(eps, out["cap"]),
+        "ulira_accuracy": _mean_std(ulira),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -366,15 +433,24 @@ def run_population(
     result = {
         "command": population_command(s, len(seeds), methods, repeats, out, seeds),
         "settings": s.results_dict(),
-        "plan": {"n_models": len(seeds), "seeds": list(seeds), "seed_rule": SEED_RULE, "methods": list(methods),
-                 "repeats": int(repeats),
-                 "half_splits": "indistinguishability.retrain_halves(N, i), i = 0 .. repeats-1"},
-        "forget_examples": {"split": "train", "classes": list(fc), "n": pop["n_examples"],
-                            "what": "the training examples of the forget classes: learned by every original, "
-                                    "never seen by retrain"},
-        "retrain": {"confidence": _summary(r),
-                    "accuracy": {k: _mean_std(a[k] for a in pop["accuracy"]["retrain"])
-                                 for k in pop["accuracy"]["retrain"][0]}},
+        "plan": {
+            "n_models": len(seeds),
+            "seeds": list(seeds),
+            "seed_rule": SEED_RULE,
+            "methods": list(methods),
+            "repeats": int(repeats),
+            "half_splits": "indistinguishability.retrain_halves(N, i), i = 0 .. repeats-1",
+        },
+        "forget_examples": {
+            "split": "train",
+            "classes": list(fc),
+            "n": pop["n_examples"],
+            "what": "the training examples of the forget classes: learned by every original, never seen by retrain",
+        },
+        "retrain": {
+            "confidence": _summary(r),
+            "accuracy": {k: _mean_std(a[k] for a in pop["accuracy"]["retrain"]) for k in pop["accuracy"]["retrain"][0]},
+        },
         "methods": rows,
         "floor": fl,
         "cost": {
@@ -389,8 +465,9 @@ def run_population(
             "score_seconds": pop["wall"]["confidences"] + score_seconds,  # forward passes + the attacks
             "total_seconds": time.perf_counter() - start,
         },
-        "hardware": {k: env.get(k) for k in ("processor", "cpu_count", "torch", "device", "torch_threads", "gpu")
-                     if k in env},
+        "hardware": {
+            k: env.get(k) for k in ("processor", "cpu_count", "torch", "device", "torch_threads", "gpu") if k in env
+        },
         "environment": env,
         "versions": {"package": __version__, "indistinguishability": I.VERSION},
     }
@@ -399,8 +476,14 @@ def run_population(
     return result
 
 
-def population_command(s: Settings, n_models: int, methods: Sequence[str], repeats: int = REPEATS,
-                       out: str | Path | None = None, seeds: Sequence[int] | None = None) -> str:
+def population_command(
+    s: Settings,
+    n_models: int,
+    methods: Sequence[str],
+    repeats: int = REPEATS,
+    out: str | Path | None = None,
+    seeds: Sequence[int] | None = None,
+) -> str:
     """The ``mnemonic-mu population`` command that reproduces a run: the dataset, epochs and forget
     classes always, every other setting that differs from the laptop profile, the plan."""
     base = Settings.from_profile("laptop").to_dict()
@@ -464,13 +547,15 @@ def table(result: dict) -> str:
             f"{_f(half['std'])} | {_f(full['epsilon']['median'], 2)} | {_f(full['ulira_accuracy'])} | "
             f"{_f(half['ulira_accuracy']['mean'])} | {_f(m['confidence']['median'], 2)} | "
             f"{_f(acc['test_A_R']['mean'], 2)} | {_f(acc['test_E_F']['mean'], 2)} | "
-            f"{_f(m['seconds_per_model']['mean'])} |")
+            f"{_f(m['seconds_per_model']['mean'])} |"
+        )
     fl, rt = result["floor"], result["retrain"]
     lines.append(
         f"| **floor: retrain vs retrain** | n/a (needs {2 * n} retrain models) | **{_f(fl['forget_score'])} +- "
         f"{_f(fl['std'])}** | {_f(fl['epsilon']['median'], 2)} ({h} vs {h}) | n/a | {_f(fl['ulira_accuracy']['mean'])} "
         f"| {_f(rt['confidence']['median'], 2)} | {_f(rt['accuracy']['test_A_R']['mean'], 2)} | "
-        f"{_f(rt['accuracy']['test_E_F']['mean'], 2)} | n/a |")
+        f"{_f(rt['accuracy']['test_E_F']['mean'], 2)} | n/a |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -480,8 +565,10 @@ def buckets_table(result: dict) -> str:
     full = next(iter(result["methods"].values()))["full"]
     first, cap = full["buckets"], full["cap"]
     fl = result["floor"]["buckets"]
-    head = ["| epsilon bucket (nats) | points |" + "".join(f" {LABELS.get(m, m)} |" for m in result["methods"]),
-            "|---|---|" + "---|" * len(result["methods"])]
+    head = [
+        "| epsilon bucket (nats) | points |" + "".join(f" {LABELS.get(m, m)} |" for m in result["methods"]),
+        "|---|---|" + "---|" * len(result["methods"]),
+    ]
     for j, (label, pts) in enumerate(zip(first["labels"], first["points"])):
         cells = []
         for m in result["methods"].values():
@@ -489,11 +576,14 @@ def buckets_table(result: dict) -> str:
             cells.append(f" {100 * b['counts'][j] / max(1, sum(b['counts'])):.1f} % |")
         head.append(f"| {label} | {_g(pts)} |" + "".join(cells))
     n, h = result["plan"]["n_models"], result["floor"]["n_per_half"]
-    floor_line = ", ".join(f"{label}: {100 * c / max(1, sum(fl['counts'])):.1f} %"
-                           for label, c in zip(fl["labels"], fl["counts"]))
-    return ("\n".join(head) + "\n\n"
-            f"At {n} models per side the buckets end at the cap {_g(cap)}; the floor's halves "
-            f"({h} vs {h}, cap {_g(result['floor']['cap'])}) put their epsilons in: {floor_line}.\n")
+    floor_line = ", ".join(
+        f"{label}: {100 * c / max(1, sum(fl['counts'])):.1f} %" for label, c in zip(fl["labels"], fl["counts"])
+    )
+    return (
+        "\n".join(head) + "\n\n"
+        f"At {n} models per side the buckets end at the cap {_g(cap)}; the floor's halves "
+        f"({h} vs {h}, cap {_g(result['floor']['cap'])}) put their epsilons in: {floor_line}.\n"
+    )
 
 
 def reading(result: dict) -> str:
@@ -506,14 +596,18 @@ def reading(result: dict) -> str:
     r_med = result["retrain"]["confidence"]["median"]
     above = [m for m, v in result["methods"].items() if v["confidence"]["median"] > r_med]
     below = [m for m, v in result["methods"].items() if v["confidence"]["median"] <= r_med]
-    words = [f"Reading it: at {h} vs {h} models, methods within one std of the floor "
-             f"({_f(fl['forget_score'])} - {_f(fl['std'])}): {', '.join(inside) or 'none'}"]
+    words = [
+        f"Reading it: at {h} vs {h} models, methods within one std of the floor "
+        f"({_f(fl['forget_score'])} - {_f(fl['std'])}): {', '.join(inside) or 'none'}"
+    ]
     if best:
         words.append(f"; closest: {best} ({_f(rows[best]['half']['forget_score'])})")
-    words.append(f". Median phi above retrain's ({_f(r_med, 2)}; the forget examples still look more like "
-                 f"class {', '.join(map(str, result['forget_examples']['classes']))} than under retrain): "
-                 f"{', '.join(above) or 'none'}; at or below it (pushed as far or further): "
-                 f"{', '.join(below) or 'none'}.\n")
+    words.append(
+        f". Median phi above retrain's ({_f(r_med, 2)}; the forget examples still look more like "
+        f"class {', '.join(map(str, result['forget_examples']['classes']))} than under retrain): "
+        f"{', '.join(above) or 'none'}; at or below it (pushed as far or further): "
+        f"{', '.join(below) or 'none'}.\n"
+    )
     return "".join(words)
 
 
@@ -523,9 +617,11 @@ def _resolution(result: dict) -> str:
     for k in (n, h):
         cap = I.epsilon_cap(k, k)
         top = math.log((1 - I.DELTA) * k - 1)  # both error rates at 1/k: the largest finite epsilon
-        parts.append(f"{k} vs {k}: error rates move in steps of 1/{k}, the largest epsilon short of a perfect "
-                     f"separation is log({k} - 1) = {top:.2f} nats, and a perfect separation gets the cap "
-                     f"{_g(cap)} (0 points)")
+        parts.append(
+            f"{k} vs {k}: error rates move in steps of 1/{k}, the largest epsilon short of a perfect "
+            f"separation is log({k} - 1) = {top:.2f} nats, and a perfect separation gets the cap "
+            f"{_g(cap)} (0 points)"
+        )
     return "; ".join(parts) + "."
 
 
@@ -534,25 +630,38 @@ def render_result(result: dict, source: str) -> str:
     s, cost, hw, fx = result["settings"], result["cost"], result["hardware"], result["forget_examples"]
     methods = [m for m in result["methods"] if m != ORIGINAL]
     unlearn = ", ".join(f"{m} {_f(cost['unlearn_seconds'][m], 1)}" for m in methods)
-    where = f"{hw.get('cpu_count')} CPU cores ({hw.get('processor')}), {hw.get('torch_threads')} torch thread(s), " \
-            f"device {hw.get('device')}" + (f" ({hw['gpu']})" if hw.get("gpu") else "") + f", torch {hw.get('torch')}"
-    return "\n".join([
-        f"**{s['dataset']}, {s['model']}, {s['epochs']} epochs, {s['code_dist']} codes, step `{s['step']}`, forget "
-        f"class(es) {', '.join(map(str, fx['classes']))}: {result['plan']['n_models']} originals and "
-        f"{result['plan']['n_models']} retrain models (seeds {result['plan']['seeds'][0]}.."
-        f"{result['plan']['seeds'][-1]}), {fx['n']} forget examples** (the forget classes' training examples). "
-        f"Made by", "", "```bash", result["command"], "```", "",
-        table(result),
-        reading(result),
-        buckets_table(result),
-        f"Resolution at this N: {_resolution(result)}", "",
-        f"Cost: {cost['models_trained']} models, {_f(cost['train_seconds'], 0)} s of training as recorded when each "
-        f"was trained ({_f(cost['train_seconds_per_model'], 1)} s per model; {cost['models_from_cache']} of them "
-        f"loaded from the cache in the run that wrote the file, whose training-or-loading took "
-        f"{_f(cost['train_wall_seconds'], 1)} s); unlearning, each method's own time summed over its "
-        f"{result['plan']['n_models']} models: {unlearn} s; scoring (forward passes and every attack) "
-        f"{_f(cost['score_seconds'], 1)} s; the whole run {_f(cost['total_seconds'] / 60, 1)} min. Measured on "
-        f"{where}. Source: `{source}`.", ""])
+    where = (
+        f"{hw.get('cpu_count')} CPU cores ({hw.get('processor')}), {hw.get('torch_threads')} torch thread(s), "
+        f"device {hw.get('device')}" + (f" ({hw['gpu']})" if hw.get("gpu") else "") + f", torch {hw.get('torch')}"
+    )
+    return "\n".join(
+        [
+            f"**{s['dataset']}, {s['model']}, {s['epochs']} epochs, {s['code_dist']} codes, step `{s['step']}`, forget "
+            f"class(es) {', '.join(map(str, fx['classes']))}: {result['plan']['n_models']} originals and "
+            f"{result['plan']['n_models']} retrain models (seeds {result['plan']['seeds'][0]}.."
+            f"{result['plan']['seeds'][-1]}), {fx['n']} forget examples** (the forget classes' training examples). "
+            f"Made by",
+            "",
+            "```bash",
+            result["command"],
+            "```",
+            "",
+            table(result),
+            reading(result),
+            buckets_table(result),
+            f"Resolution at this N: {_resolution(result)}",
+            "",
+            f"Cost: {cost['models_trained']} models, {_f(cost['train_seconds'], 0)} s of training as recorded "
+            f"when each was trained ({_f(cost['train_seconds_per_model'], 1)} s per model; "
+            f"{cost['models_from_cache']} of them "
+            f"loaded from the cache in the run that wrote the file, whose training-or-loading took "
+            f"{_f(cost['train_wall_seconds'], 1)} s); unlearning, each method's own time summed over its "
+            f"{result['plan']['n_models']} models: {unlearn} s; scoring (forward passes and every attack) "
+            f"{_f(cost['score_seconds'], 1)} s; the whole run {_f(cost['total_seconds'] / 60, 1)} min. Measured on "
+            f"{where}. Source: `{source}`.",
+            "",
+        ]
+    )
 
 
 def load_results(folder: Path) -> list[tuple[Path, dict]]:
@@ -565,8 +674,11 @@ def render_block(root: Path | None = None) -> str:
     """The docs block (markers included) from every ``docs/results/population/*.json`` under ``root``."""
     root = Path(root) if root is not None else project_root()
     results = load_results(root.joinpath(*RESULTS_DIR))
-    body = ["Generated by `mnemonic-mu population --render-docs` from the files in "
-            "`docs/results/population/`; each names the command that made it.", ""]
+    body = [
+        "Generated by `mnemonic-mu population --render-docs` from the files in "
+        "`docs/results/population/`; each names the command that made it.",
+        "",
+    ]
     if not results:
         body.append("(no results yet: run `mnemonic-mu population --out docs/results/population/NAME.json`)")
     for path, result in results:
@@ -608,19 +720,35 @@ def add_subcommand(sub) -> None:
     )
     p.add_argument("--profile", default="laptop", help="settings profile the options override (default laptop)")
     add_options(p, POPULATION_OPTIONS)
-    p.add_argument("--models", type=int, default=DEFAULT_MODELS,
-                   help=f"models per population, N >= {MIN_MODELS} (default {DEFAULT_MODELS})")
-    p.add_argument("--methods", nargs="+", default=None, metavar="M",
-                   help=f"methods scored besides the untouched original: {STEP} (the settings' step) or a "
-                   f"registered method; 'none' for the original alone (default {' '.join(DEFAULT_METHODS)})")
-    p.add_argument("--repeats", type=int, default=REPEATS,
-                   help=f"seeded half splits for the floor and the half-size scores (default {REPEATS})")
-    p.add_argument("--out", default=None,
-                   help="JSON output path (default reports/population/<dataset>-forget<C>-N<N>.json)")
+    p.add_argument(
+        "--models",
+        type=int,
+        default=DEFAULT_MODELS,
+        help=f"models per population, N >= {MIN_MODELS} (default {DEFAULT_MODELS})",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="M",
+        help=f"methods scored besides the untouched original: {STEP} (the settings' step) or a "
+        f"registered method; 'none' for the original alone (default {' '.join(DEFAULT_METHODS)})",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        help=f"seeded half splits for the floor and the half-size scores (default {REPEATS})",
+    )
+    p.add_argument(
+        "--out", default=None, help="JSON output path (default reports/population/<dataset>-forget<C>-N<N>.json)"
+    )
     p.add_argument("--progress", action="store_true", help="show training progress bars")
-    p.add_argument("--render-docs", action="store_true",
-                   help="only rewrite docs/indistinguishability.md's population block from "
-                        "docs/results/population/*.json")
+    p.add_argument(
+        "--render-docs",
+        action="store_true",
+        help="only rewrite docs/indistinguishability.md's population block from docs/results/population/*.json",
+    )
     p.set_defaults(func=_cmd_population)
 
 
@@ -641,15 +769,24 @@ def _cmd_population(args) -> int:
     out = Path(args.out).expanduser() if args.out else default_out(s, args.models)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file path such as {out / 'population.json'}")
-    result = run_population(s, args.models, methods, repeats=args.repeats, out=out, progress=args.progress,
-                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_population(
+        s,
+        args.models,
+        methods,
+        repeats=args.repeats,
+        out=out,
+        progress=args.progress,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     write_result(result, out)
     print(table(result), end="")
     c = result["cost"]
-    print(f"training {c['train_seconds']:.0f} s as recorded ({c['models_from_cache']}/{c['models_trained']} from the "
-          f"cache this run), unlearning {sum(c['unlearn_seconds'].values()):.1f} s, "
-          f"scoring {c['score_seconds']:.1f} s, "
-          f"wall {c['total_seconds']:.1f} s; wrote {out}")
+    print(
+        f"training {c['train_seconds']:.0f} s as recorded ({c['models_from_cache']}/{c['models_trained']} from the "
+        f"cache this run), unlearning {sum(c['unlearn_seconds'].values()):.1f} s, "
+        f"scoring {c['score_seconds']:.1f} s, "
+        f"wall {c['total_seconds']:.1f} s; wrote {out}"
+    )
     return 0
 
 

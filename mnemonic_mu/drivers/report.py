@@ -121,8 +121,10 @@ def resolve_parameters(profile: str, overrides: dict, declared: dict[str, dict],
         params[key] = str(path.resolve())
     checked = Settings.from_profile(profile, **params).to_dict()  # the notebooks' own validation, now
     if tuple(checked["attacks"]) != Settings().attacks:
-        raise ConfigError("the report scores every attack; leave 'attacks' at its default "
-                          "(a sweep can score fewer: mnemonic-mu sweep --attacks ...)")
+        raise ConfigError(
+            "the report scores every attack; leave 'attacks' at its default "
+            "(a sweep can score fewer: mnemonic-mu sweep --attacks ...)"
+        )
     return {k: checked[k] for k in params}
 
 
@@ -226,14 +228,20 @@ def run_report(
     final = root / run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run}.", suffix=".tmp", dir=root))
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a report is for reading, as the umask says
-    record = {"profile": profile, "run": run, "overrides": dict(overrides or {}), "parameters": params,
-              "resolved": resolved}
+    record = {
+        "profile": profile,
+        "run": run,
+        "overrides": dict(overrides or {}),
+        "parameters": params,
+        "resolved": resolved,
+    }
     atomic_write_text(tmp / "params.yaml", yaml.safe_dump(record, sort_keys=False))  # a failed run keeps it too
     timings: dict[str, float] = {}
     start = time.perf_counter()
     nb: str | None = None
     ahead = _prefetch(Settings.from_profile(profile, **params))
     try:
+
         def run_one(name: str) -> None:
             mine = notebook_parameters(declared[name], profile, params, str(tmp))
             t0 = time.perf_counter()
@@ -246,8 +254,10 @@ def run_report(
         if not summary_path.is_file():
             raise NotebookFailed(f"06_report did not write metrics/summary.json; see {root / (run + '.failed')}")
         total = time.perf_counter() - start
-        write_json(tmp / "metrics" / "run.json", {"profile": profile, "run": run, "seconds": total,
-                                                  "notebooks": timings, "prefetch": ahead.result()})
+        write_json(
+            tmp / "metrics" / "run.json",
+            {"profile": profile, "run": run, "seconds": total, "notebooks": timings, "prefetch": ahead.result()},
+        )
         summary = json.loads(summary_path.read_text())
         page = index_html(run, profile, resolved, summary, timings, total, tmp, params=record)
         atomic_write_text(tmp / "index.html", page)
@@ -346,8 +356,9 @@ def _prefetch(s: Settings):
     return _Prefetch(s) if worker_count(s.workers, 8) > 1 else _NoPrefetch()
 
 
-def failure_record(exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path,
-                   timings: dict) -> dict:
+def failure_record(
+    exc: BaseException, run: str, profile: str, notebook: str | None, failed: Path, timings: dict
+) -> dict:
     """What ``<run>.failed/failure.json`` holds: the failing notebook, its cell and the error."""
     papermill = type(exc).__name__ == "PapermillExecutionError"
     partial = failed / f"{notebook}.ipynb" if notebook else None

@@ -34,9 +34,12 @@ from .sweep import PAPER_MNIST, SWEEP_OPTIONS
 FORGOTTEN = 99.0  # E_F at or above which a request counts as forgotten
 BAND_SLACK = 1.0  # a request keeps the remaining classes when A_R >= retrain's lowest A_R of its class - this
 # the steps compared in the "every setting" table: (row, what it is)
-STEPS = (("original", "*original (no step: the input model)*"), ("mnemonic_paper", "paper step"),
-         ("mnemonic_calibrated_v1", "calibrated step before the retain guard (v1)"),
-         ("mnemonic", "calibrated step (the default)"))
+STEPS = (
+    ("original", "*original (no step: the input model)*"),
+    ("mnemonic_paper", "paper step"),
+    ("mnemonic_calibrated_v1", "calibrated step before the retain guard (v1)"),
+    ("mnemonic", "calibrated step (the default)"),
+)
 HEADLINE = ("A_R", "E_F", "gap", "seconds")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 HEADLINE_RESULT = "mnist5k-laptop"  # the summary the README shows (else the first by name)
@@ -82,8 +85,9 @@ def summarise_sweep(result: dict, name: str) -> dict:
         delta = [r["A_R"] - retrain[(r["seed"], r["forget_class"])]["A_R"] for r in mine]
         worst = int(np.argmin(delta))
         inside = [keeps(r["A_R"], r["forget_class"]) for r in mine]
-        original_inside = [keeps(original.get((r["seed"], r["forget_class"]), math.inf), r["forget_class"])
-                           for r in mine]
+        original_inside = [
+            keeps(original.get((r["seed"], r["forget_class"]), math.inf), r["forget_class"]) for r in mine
+        ]
         warned = [bool(r.get("warnings")) for r in mine]
         methods[method] = {
             "reference": entry["reference"],
@@ -95,8 +99,11 @@ def summarise_sweep(result: dict, name: str) -> dict:
             "target_met": sum((r["E_F"] >= FORGOTTEN and i) or w for r, i, w in zip(mine, inside, warned)),
             # outside the band on a request where the input model (the original) was inside: the step's own damage
             "pushed_outside": sum((not i) and o and not w for i, o, w in zip(inside, original_inside, warned)),
-            "A_R_minus_retrain": {"mean": float(np.mean(delta)), "worst": float(delta[worst]),
-                                  "worst_request": {"seed": mine[worst]["seed"], "class": mine[worst]["forget_class"]}},
+            "A_R_minus_retrain": {
+                "mean": float(np.mean(delta)),
+                "worst": float(delta[worst]),
+                "worst_request": {"seed": mine[worst]["seed"], "class": mine[worst]["forget_class"]},
+            },
             **{m: {k: entry[m][k] for k in ("mean", "std", "worst", "worst_class")} for m in HEADLINE},
             # every band metric's mean, and the requests inside their own request's retrain band
             "metrics": {k: entry[k]["mean"] for k in bands.band_metrics() if k in entry},
@@ -109,8 +116,8 @@ def summarise_sweep(result: dict, name: str) -> dict:
         "settings": {k: v for k, v in result["settings"].items() if k not in ("cache_dir", "data_root", "run_dir")},
         "classes": result["classes"],
         "seeds": result["seeds"],
-        "hardware": {k: env.get(k) for k in ("processor", "cpu_count", "torch", "device")} | {
-            "jobs": env.get("jobs"), "torch_threads_per_worker": env.get("torch_threads_per_worker")},
+        "hardware": {k: env.get(k) for k in ("processor", "cpu_count", "torch", "device")}
+        | {"jobs": env.get("jobs"), "torch_threads_per_worker": env.get("torch_threads_per_worker")},
         "wall_seconds": result.get("timing", {}).get("total_seconds"),
         "retrain_band_A_R": band,
         "bands": _band_summary(result.get("bands")),
@@ -122,10 +129,17 @@ def _band_summary(b: dict | None) -> dict | None:
     """What a summary keeps of a sweep's bands (:func:`mnemonic_mu.drivers.sweep.sweep_bands`)."""
     if not b:
         return None
-    return {"rule": b["rule"], "n_band": b["n_band"], "n_requests": b["n_requests"], "stats": b.get("stats", {}),
-            "expected_inside": b["expected_inside"], "tow_interval": b.get("tow_interval", {}),
-            "signal": {a: {k: v[k] for k in ("no_signal", "classes_with_signal", "n_classes")}
-                       for a, v in b["signal"].items()}}
+    return {
+        "rule": b["rule"],
+        "n_band": b["n_band"],
+        "n_requests": b["n_requests"],
+        "stats": b.get("stats", {}),
+        "expected_inside": b["expected_inside"],
+        "tow_interval": b.get("tow_interval", {}),
+        "signal": {
+            a: {k: v[k] for k in ("no_signal", "classes_with_signal", "n_classes")} for a, v in b["signal"].items()
+        },
+    }
 
 
 def retrain_band_A_R(rows: list[dict], band_rows: list[dict] | None = None) -> dict:
@@ -151,8 +165,10 @@ def _f(x, digits: int = 2) -> str:
 
 def table(summary: dict) -> str:
     """One markdown table of a summary: a row per method, references first."""
-    head = ("| method | sees | forgotten (E_F >= 99) | A_R (%) | E_F (%) | A_R - retrain, mean "
-            "| A_R - retrain, worst request | gap to retrain | time (s) |\n|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| method | sees | forgotten (E_F >= 99) | A_R (%) | E_F (%) | A_R - retrain, mean "
+        "| A_R - retrain, worst request | gap to retrain | time (s) |\n|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     order = sorted(summary["methods"].items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
     for method, m in order:
@@ -168,10 +184,19 @@ def table(summary: dict) -> str:
 
 def band_columns() -> tuple[tuple[str, int], ...]:
     """``(metric, decimals)`` of :func:`band_table`: the accuracies, every attack of the registry, then the rest."""
-    return (("A_R", 1), ("E_F", 1), ("A_R_train", 1), ("E_F_train", 1),
-            *((a.name, a.digits) for a in ATTACKS.values()),
-            ("gap", 2), ("tow", 3), ("js_forget", 3), ("js_retain", 3), ("activation_forget", 3),
-            ("activation_retain", 3))
+    return (
+        ("A_R", 1),
+        ("E_F", 1),
+        ("A_R_train", 1),
+        ("E_F_train", 1),
+        *((a.name, a.digits) for a in ATTACKS.values()),
+        ("gap", 2),
+        ("tow", 3),
+        ("js_forget", 3),
+        ("js_retain", 3),
+        ("activation_forget", 3),
+        ("activation_retain", 3),
+    )
 
 
 def band_table(summary: dict) -> str:
@@ -182,16 +207,23 @@ def band_table(summary: dict) -> str:
     if not b:
         return ""
     methods = summary["methods"]
-    cols = [(k, d) for k, d in band_columns()
-            if k in b["stats"] and any(k in m.get("inside", {}) for m in methods.values())]
+    cols = [
+        (k, d) for k, d in band_columns() if k in b["stats"] and any(k in m.get("inside", {}) for m in methods.values())
+    ]
     quiet = {a for a, v in b["signal"].items() if v["no_signal"]}
-    head = "| method | sees | " + " | ".join(k + (" (**no signal here**)" if k in quiet else "")
-                                           for k, _ in cols) + " |"
+    head = (
+        "| method | sees | " + " | ".join(k + (" (**no signal here**)" if k in quiet else "") for k, _ in cols) + " |"
+    )
     lines = [head, "|" + "---|" * (len(cols) + 2)]
     st = b["stats"]
-    lines.append(f"| *retrain band* | {row_sees('retrain')} | " + " | ".join(
-        f"{_f(st[k]['mean'], d)} +- {_f(st[k]['std'], d)} [{_f(st[k]['min'], d)}..{_f(st[k]['max'], d)}]"
-        for k, d in cols) + " |")
+    lines.append(
+        f"| *retrain band* | {row_sees('retrain')} | "
+        + " | ".join(
+            f"{_f(st[k]['mean'], d)} +- {_f(st[k]['std'], d)} [{_f(st[k]['min'], d)}..{_f(st[k]['max'], d)}]"
+            for k, d in cols
+        )
+        + " |"
+    )
     order = sorted(methods.items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
     for name, m in order:
         cells = []
@@ -202,18 +234,23 @@ def band_table(summary: dict) -> str:
         lines.append(f"| {shown} | {row_sees(name)} | " + " | ".join(cells) + " |")
     two, one = bands.expected_inside("A_R", b["n_band"]), bands.expected_inside("gap", b["n_band"])
     tow = b.get("tow_interval", {})
-    tow_line = ", ".join(f"{name} {_f(tow[name]['mean'], 3)} [{_f(tow[name]['low'], 3)}, {_f(tow[name]['high'], 3)}]"
-                         for name, _ in order if name in tow)
-    return ("\n".join(lines) + "\n\n"
-            f"Cells: the method's mean over the {b['n_requests']} requests (requests inside their own request's band / "
-            f"scored). The band: {b['n_band']} retrain references per request, trained with the band seeds (never the "
-            f"request's seed) and scored against the request's retrain like a method; the row *retrain band* pools "
-            f"them over every request. {b['rule'][0].upper() + b['rule'][1:]}. Another retrain of the recipe is "
-            f"inside with probability {two:.2f} on a two-sided metric and {one:.2f} on a one-sided one; the *retrain* "
-            "row (the request's own retrain, scored like every method) checks that. An attack is marked **no signal "
-            "here** when the original's values and the band's overlap on every forget class: its numbers cannot say "
-            "whether a class was forgotten on this setup. ToW mean and 95 % Student-t interval over seeds: "
-            f"{tow_line}.\n")
+    tow_line = ", ".join(
+        f"{name} {_f(tow[name]['mean'], 3)} [{_f(tow[name]['low'], 3)}, {_f(tow[name]['high'], 3)}]"
+        for name, _ in order
+        if name in tow
+    )
+    return (
+        "\n".join(lines) + "\n\n"
+        f"Cells: the method's mean over the {b['n_requests']} requests (requests inside their own request's band / "
+        f"scored). The band: {b['n_band']} retrain references per request, trained with the band seeds (never the "
+        f"request's seed) and scored against the request's retrain like a method; the row *retrain band* pools "
+        f"them over every request. {b['rule'][0].upper() + b['rule'][1:]}. Another retrain of the recipe is "
+        f"inside with probability {two:.2f} on a two-sided metric and {one:.2f} on a one-sided one; the *retrain* "
+        "row (the request's own retrain, scored like every method) checks that. An attack is marked **no signal "
+        "here** when the original's values and the band's overlap on every forget class: its numbers cannot say "
+        "whether a class was forgotten on this setup. ToW mean and 95 % Student-t interval over seeds: "
+        f"{tow_line}.\n"
+    )
 
 
 def paper_line(summary: dict) -> str:
@@ -224,59 +261,82 @@ def paper_line(summary: dict) -> str:
     if not here:
         return ""
     ms = summary["methods"]
-    return ("The paper's full-MNIST numbers (200 epochs, forget class 0, its lambdas tuned on the test split; "
-            "docs/method.md), A_R / E_F, beside this sweep's means: " + "; ".join(
-                f"{name} paper {a:.1f} / {f:.1f}, "
-                f"here {_f(ms[name]['A_R']['mean'], 1)} / {_f(ms[name]['E_F']['mean'], 1)}"
-                for name, (a, f) in here) + ".")
+    return (
+        "The paper's full-MNIST numbers (200 epochs, forget class 0, its lambdas tuned on the test split; "
+        "docs/method.md), A_R / E_F, beside this sweep's means: "
+        + "; ".join(
+            f"{name} paper {a:.1f} / {f:.1f}, here {_f(ms[name]['A_R']['mean'], 1)} / {_f(ms[name]['E_F']['mean'], 1)}"
+            for name, (a, f) in here
+        )
+        + "."
+    )
 
 
 def _setup_line(summary: dict) -> str:
     s = summary["settings"]
-    return (f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, codes {s['code_dist']}, step `{s['step']}` "
-            f"(row `mnemonic`), {len(summary['seeds'])} seeds x {len(summary['classes'])} forget classes, "
-            f"each request against its own retrain reference")
+    return (
+        f"{s['dataset']}, {s['model']}, {s['epochs']} epochs, codes {s['code_dist']}, step `{s['step']}` "
+        f"(row `mnemonic`), {len(summary['seeds'])} seeds x {len(summary['classes'])} forget classes, "
+        f"each request against its own retrain reference"
+    )
 
 
 def render_results(summaries: list[dict]) -> str:
     """docs/results.md from the committed summaries."""
-    out = ["# Results", "",
-           "Generated by `mnemonic-mu results` from the summary files in `docs/results/`; each section names",
-           "the command that made its sweep. Rerun the command, then `mnemonic-mu results <its sweep folder>`",
-           "to refresh a section. Definitions: [protocol.md](protocol.md). Italic rows are the references;",
-           "*sees* is what a method reads of the request's data, from the method registry",
-           "([baselines.md](baselines.md#every-method-the-registry)).",
-           "A sweep with band seeds also shows every metric of every method beside retrain's seed band: retrain",
-           "references trained with other seeds, scored against each request's retrain like a method",
-           "([evaluation.md](evaluation.md#retrains-seed-band-and-attacks-without-signal)).", ""]
+    out = [
+        "# Results",
+        "",
+        "Generated by `mnemonic-mu results` from the summary files in `docs/results/`; each section names",
+        "the command that made its sweep. Rerun the command, then `mnemonic-mu results <its sweep folder>`",
+        "to refresh a section. Definitions: [protocol.md](protocol.md). Italic rows are the references;",
+        "*sees* is what a method reads of the request's data, from the method registry",
+        "([baselines.md](baselines.md#every-method-the-registry)).",
+        "A sweep with band seeds also shows every metric of every method beside retrain's seed band: retrain",
+        "references trained with other seeds, scored against each request's retrain like a method",
+        "([evaluation.md](evaluation.md#retrains-seed-band-and-attacks-without-signal)).",
+        "",
+    ]
     steps = steps_table(summaries)
     if steps.count("\n") > 2:
-        out += ["## The calibrated step on every setting", "",
-                "Every sweep below that scored the three steps: the paper's, the calibrated step before the "
-                "retain guard (`mnemonic_calibrated_v1`) and the default calibrated step (row `mnemonic`). "
-                f"A request is inside retrain's band when its A_R is at least the lowest A_R of the band's "
-                f"retrain references of its class (their own seeds; a sweep without band seeds: its own "
-                f"retrain references over its seeds), minus {BAND_SLACK:g} point; the target is "
-                "every request forgotten and inside, or warned. The band column is retrain's own seed-to-seed "
-                "spread of A_R (max - min over seeds, per class). The original's row is the model every step "
-                "starts from: a request it already misses (an original far below retrain) no data-free step "
-                "can be expected to bring inside; *pushed outside the band* counts the requests a step took "
-                "outside although the original was inside, with no warning: the damage the step itself did. "
-                "Why the step changed and how its constants were chosen (validation splits only): "
-                "[calibration.md](calibration.md).", "", steps]
+        out += [
+            "## The calibrated step on every setting",
+            "",
+            "Every sweep below that scored the three steps: the paper's, the calibrated step before the "
+            "retain guard (`mnemonic_calibrated_v1`) and the default calibrated step (row `mnemonic`). "
+            f"A request is inside retrain's band when its A_R is at least the lowest A_R of the band's "
+            f"retrain references of its class (their own seeds; a sweep without band seeds: its own "
+            f"retrain references over its seeds), minus {BAND_SLACK:g} point; the target is "
+            "every request forgotten and inside, or warned. The band column is retrain's own seed-to-seed "
+            "spread of A_R (max - min over seeds, per class). The original's row is the model every step "
+            "starts from: a request it already misses (an original far below retrain) no data-free step "
+            "can be expected to bring inside; *pushed outside the band* counts the requests a step took "
+            "outside although the original was inside, with no warning: the damage the step itself did. "
+            "Why the step changed and how its constants were chosen (validation splits only): "
+            "[calibration.md](calibration.md).",
+            "",
+            steps,
+        ]
     for summary in summaries:
         hw = summary["hardware"]
-        out += [f"## {summary['name']}", "", _setup_line(summary) + ".", "",
-                "```bash", summary["command"], "```", "",
-                table(summary),
-                *([paper, ""] if (paper := paper_line(summary)) else []),
-                *(["Every metric beside retrain's seed band:", "", band_table(summary)]
-                  if summary.get("bands") else []),
-                f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
-                f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "
-                f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min (models and rows already in the cache are "
-                f"loaded, not recomputed; each row's time is its own). "
-                f"Source: `docs/results/{summary['name']}.json`.", ""]
+        out += [
+            f"## {summary['name']}",
+            "",
+            _setup_line(summary) + ".",
+            "",
+            "```bash",
+            summary["command"],
+            "```",
+            "",
+            table(summary),
+            *([paper, ""] if (paper := paper_line(summary)) else []),
+            *(["Every metric beside retrain's seed band:", "", band_table(summary)] if summary.get("bands") else []),
+            f"Measured on {hw.get('cpu_count')} CPU cores ({hw.get('processor')}), torch {hw.get('torch')}, "
+            f"{hw.get('jobs')} worker(s) x {hw.get('torch_threads_per_worker')} thread; its last run took "
+            f"{_f((summary.get('wall_seconds') or 0) / 60, 1)} min (models and rows already in the cache are "
+            f"loaded, not recomputed; each row's time is its own). "
+            f"Source: `docs/results/{summary['name']}.json`.",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -287,10 +347,12 @@ def _scores_every_step(summary: dict) -> bool:
 
 def steps_table(summaries: list[dict]) -> str:
     """Paper step, v1 and the default calibrated step on every summary that has all three."""
-    head = ("| setting | step | forgotten (E_F >= 99) | A_R inside retrain's band + 1 | warned | target met "
-            "| pushed outside the band | A_R - retrain, mean | A_R - retrain, worst request "
-            "| retrain's A_R band (spread, mean / max) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| setting | step | forgotten (E_F >= 99) | A_R inside retrain's band + 1 | warned | target met "
+        "| pushed outside the band | A_R - retrain, mean | A_R - retrain, worst request "
+        "| retrain's A_R band (spread, mean / max) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for summary in filter(_scores_every_step, summaries):
         methods, band = summary["methods"], summary["retrain_band_A_R"]
@@ -302,7 +364,8 @@ def steps_table(summaries: list[dict]) -> str:
                 f"| {m['warned']} | {m['target_met']}/{m['n']} | {m.get('pushed_outside', 0)} "
                 f"| {_f(d['mean'])} | {_f(d['worst'])} "
                 f"(seed {d['worst_request']['seed']}, class {d['worst_request']['class']}) "
-                f"| {_f(band['spread_mean'])} / {_f(band['spread_max'])} |")
+                f"| {_f(band['spread_mean'])} / {_f(band['spread_max'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -311,9 +374,11 @@ def readme_block(summaries: list[dict]) -> str:
     if not summaries:
         return f"{README_START}\n(no results yet: run `mnemonic-mu results SWEEP_DIR`)\n{README_END}"
     first = next((x for x in summaries if x["name"] == HEADLINE_RESULT), summaries[0])
-    return (f"{README_START}\n{_setup_line(first)} ([docs/results.md](docs/results.md); generated by "
-            f"`mnemonic-mu results` from `docs/results/{first['name']}.json`, made by `{first['command']}`):\n\n"
-            f"{table(first)}\n{band_line(first)}{worst_case_line(summaries)}\n{README_END}")
+    return (
+        f"{README_START}\n{_setup_line(first)} ([docs/results.md](docs/results.md); generated by "
+        f"`mnemonic-mu results` from `docs/results/{first['name']}.json`, made by `{first['command']}`):\n\n"
+        f"{table(first)}\n{band_line(first)}{worst_case_line(summaries)}\n{README_END}"
+    )
 
 
 def band_line(summary: dict) -> str:
@@ -321,17 +386,21 @@ def band_line(summary: dict) -> str:
     b = summary.get("bands")
     if not b:
         return ""
-    m, r = (summary["methods"].get("mnemonic", {}).get("inside", {}),
-            summary["methods"].get("retrain", {}).get("inside", {}))
+    m, r = (
+        summary["methods"].get("mnemonic", {}).get("inside", {}),
+        summary["methods"].get("retrain", {}).get("inside", {}),
+    )
     if "A_R" not in m or "A_R" not in r:
         return ""
     quiet = [a for a, v in b["signal"].items() if v["no_signal"]]
-    return (f"Against retrain's seed band ({b['n_band']} retrain references of other seeds per request, every metric "
-            f"in [docs/results.md](docs/results.md)): the default step's A_R is inside on "
-            f"{m['A_R']['inside']}/{m['A_R']['n']} requests, retrain's own on {r['A_R']['inside']}/{r['A_R']['n']} "
-            f"(expected for another retrain: "
-            f"{bands.expected_inside('A_R', b['n_band']):.2f}); attacks with no signal on this setup: "
-            f"{', '.join(quiet) if quiet else 'none'}.\n\n")
+    return (
+        f"Against retrain's seed band ({b['n_band']} retrain references of other seeds per request, every metric "
+        f"in [docs/results.md](docs/results.md)): the default step's A_R is inside on "
+        f"{m['A_R']['inside']}/{m['A_R']['n']} requests, retrain's own on {r['A_R']['inside']}/{r['A_R']['n']} "
+        f"(expected for another retrain: "
+        f"{bands.expected_inside('A_R', b['n_band']):.2f}); attacks with no signal on this setup: "
+        f"{', '.join(quiet) if quiet else 'none'}.\n\n"
+    )
 
 
 def worst_case_line(summaries: list[dict]) -> str:
@@ -347,12 +416,14 @@ def worst_case_line(summaries: list[dict]) -> str:
     forgotten = sum(x["methods"]["mnemonic"]["forgotten"] for x in scored)
     pushed = sum(x["methods"]["mnemonic"].get("pushed_outside", 0) for x in scored)
     d = w["A_R_minus_retrain"]
-    return (f"Over every setting of [docs/results.md](docs/results.md#the-calibrated-step-on-every-setting) "
-            f"({len(scored)} sweeps, {n} requests) the default step forgot {forgotten}/{n} requests and met the "
-            f"target (forgotten with A_R inside retrain's seed band + 1 point, or a warning) on {met}/{n}; it "
-            f"took {pushed} request(s) outside the band that the original was inside. Its worst request is "
-            f"{_f(d['worst'])} points of A_R below retrain ({worst['name']}, seed {d['worst_request']['seed']}, "
-            f"class {d['worst_request']['class']}).\n")
+    return (
+        f"Over every setting of [docs/results.md](docs/results.md#the-calibrated-step-on-every-setting) "
+        f"({len(scored)} sweeps, {n} requests) the default step forgot {forgotten}/{n} requests and met the "
+        f"target (forgotten with A_R inside retrain's seed band + 1 point, or a warning) on {met}/{n}; it "
+        f"took {pushed} request(s) outside the band that the original was inside. Its worst request is "
+        f"{_f(d['worst'])} points of A_R below retrain ({worst['name']}, seed {d['worst_request']['seed']}, "
+        f"class {d['worst_request']['class']}).\n"
+    )
 
 
 def load_summaries(folder: Path) -> list[dict]:
@@ -384,9 +455,12 @@ def collect(sweep_dir: Path, name: str, root: Path) -> Path:
 
 
 def add_subcommand(sub) -> None:
-    p = sub.add_parser("results", help="write docs/results.md (and README's table) from sweep outputs",
-                       description="Summarise sweep folders into docs/results/<name>.json, then rewrite "
-                       "docs/results.md and README.md's results block from every docs/results/*.json.")
+    p = sub.add_parser(
+        "results",
+        help="write docs/results.md (and README's table) from sweep outputs",
+        description="Summarise sweep folders into docs/results/<name>.json, then rewrite "
+        "docs/results.md and README.md's results block from every docs/results/*.json.",
+    )
     p.add_argument("sweeps", nargs="*", help="sweep output folders (holding sweep.json)")
     p.add_argument("--name", nargs="*", default=None, help="one result name per folder (default: the folder's name)")
     p.set_defaults(func=_cmd_results)
@@ -404,5 +478,18 @@ def _cmd_results(args) -> int:
     return 0
 
 
-__all__ = ["band_columns", "band_line", "band_table", "collect", "command_of", "readme_block", "render_results",
-           "retrain_band_A_R", "steps_table", "summarise_sweep", "table", "worst_case_line", "write_all"]
+__all__ = [
+    "band_columns",
+    "band_line",
+    "band_table",
+    "collect",
+    "command_of",
+    "readme_block",
+    "render_results",
+    "retrain_band_A_R",
+    "steps_table",
+    "summarise_sweep",
+    "table",
+    "worst_case_line",
+    "write_all",
+]

@@ -112,14 +112,20 @@ def _worker_setup(s: Settings):
 
 def _train_job(s: Settings, kind: str) -> dict:
     dataset, device = _worker_setup(s)
-    (ck, cached), = pipeline.train_models(s, dataset, (kind,), device).values()
+    ((ck, cached),) = pipeline.train_models(s, dataset, (kind,), device).values()
     return _trained_entry(kind, s.seed, ck, cached)
 
 
 def _trained_entry(kind: str, seed: int, ck, cached: bool) -> dict:
     """What a sweep records of one trained (or loaded) model."""
-    return {"kind": kind, "seed": seed, "exclude": ck.config["train"]["exclude_classes"], "from_cache": cached,
-            "train_seconds": ck.config["train_seconds"], "folder": str(ck.folder)}
+    return {
+        "kind": kind,
+        "seed": seed,
+        "exclude": ck.config["train"]["exclude_classes"],
+        "from_cache": cached,
+        "train_seconds": ck.config["train_seconds"],
+        "folder": str(ck.folder),
+    }
 
 
 def _train_seed_job(s: Settings, classes: tuple[int, ...], retrain_only: bool = False) -> list[dict]:
@@ -151,8 +157,9 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
 
     def cached(method, compute):
         path = folder / "rows" / f"seed{s.seed}_class{cls}" / f"{method}.json"
-        rows, _ = store.cached_rows(path, row_key(s, method), lambda: [common | compute() | {"method": method}],
-                                    s.use_cache)
+        rows, _ = store.cached_rows(
+            path, row_key(s, method), lambda: [common | compute() | {"method": method}], s.use_cache
+        )
         return rows[0]
 
     data = {}
@@ -164,31 +171,46 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
 
     out = []
     for role in REFERENCES:
+
         def ref(role=role):
             ck = model(role)
-            return (pipeline.score(ck.model, model("retrain").model, dataset, s) | pipeline.reference_row(ck, dataset)
-                    | {"reference": True})
+            return (
+                pipeline.score(ck.model, model("retrain").model, dataset, s)
+                | pipeline.reference_row(ck, dataset)
+                | {"reference": True}
+            )
+
         out.append(cached(role, ref))
 
     def step():
         ck = model("original")
         done = pipeline.forget_step(s, ck.model, ck.codes, forget_classes)
-        return pipeline.score(done.model, model("retrain").model, dataset, s) | pipeline.record_row(
-            done.record, done.seconds) | {"reference": False}
+        return (
+            pipeline.score(done.model, model("retrain").model, dataset, s)
+            | pipeline.record_row(done.record, done.seconds)
+            | {"reference": False}
+        )
 
     out.append(cached("mnemonic", step))
     for name in s.baselines:
+
         def method(name=name):
             for role in ("original", "no_codes", "retrain"):
                 model(role)
             return pipeline.score_method(name, s, dataset, models, unlearn_data()) | {"reference": False}
+
         out.append(cached(name, method))
     band = []
     for b in s.band_seeds:  # the band references, each scored against this request's retrain like a method
+
         def band_row(b=b):
             ck, _ = pipeline.train_band_reference(s, dataset, b, device)
-            return pipeline.band_row(s, ck, model("retrain").model, dataset) | {"reference": True, "band": True,
-                                                                               "band_seed": b}
+            return pipeline.band_row(s, ck, model("retrain").model, dataset) | {
+                "reference": True,
+                "band": True,
+                "band_seed": b,
+            }
+
         band.append(cached(f"band{b}", band_row))
     retrain = next(r for r in out if r["method"] == "retrain")
     for r in out + band:
@@ -201,8 +223,14 @@ def request_rows(s: Settings, folder: Path) -> list[dict]:
 # Driver
 
 
-def run_sweep(s: Settings, classes: Iterable[int] | None = None, seeds: Iterable[int] = (0, 1, 2),
-              jobs: int = 1, out_dir: str = "", executor=None) -> dict:
+def run_sweep(
+    s: Settings,
+    classes: Iterable[int] | None = None,
+    seeds: Iterable[int] = (0, 1, 2),
+    jobs: int = 1,
+    out_dir: str = "",
+    executor=None,
+) -> dict:
     """Run the sweep and return ``{"settings", "classes", "seeds", "environment", "rows", "summary", "timing"}``;
     ``classes`` None: every class of the dataset.
 
@@ -225,12 +253,17 @@ def run_sweep(s: Settings, classes: Iterable[int] | None = None, seeds: Iterable
         train_args += [(first, "original"), (first, "no_codes")]
         train_args += [(r, "retrain") for r in requests if r.seed == seed]
     # the band references: one retrain per (band seed, class), shared by every seed's requests
-    band_args = [(pipeline.band_request(s.replace(forget_classes=(c,)), b), "retrain")
-                 for b in s.band_seeds for c in classes]
+    band_args = [
+        (pipeline.band_request(s.replace(forget_classes=(c,)), b), "retrain") for b in s.band_seeds for c in classes
+    ]
     try:
         if s.trainer == "ensemble":  # one task per seed: its models train as one computation
-            per_seed = executor.map(_train_seed_job, [(s.replace(seed=seed), classes) for seed in seeds]
-                                    + [(pipeline.band_request(s, b), classes, True) for b in s.band_seeds], "train")
+            per_seed = executor.map(
+                _train_seed_job,
+                [(s.replace(seed=seed), classes) for seed in seeds]
+                + [(pipeline.band_request(s, b), classes, True) for b in s.band_seeds],
+                "train",
+            )
             trained = [t for part in per_seed for t in part]
         else:
             trained = executor.map(_train_job, train_args + band_args, "train")
@@ -249,22 +282,26 @@ def run_sweep(s: Settings, classes: Iterable[int] | None = None, seeds: Iterable
         "seeds": list(seeds),
         "key": sweep_key(s, classes, seeds),
         "folder": str(folder),
-        "environment": environment(device) | {"torch_threads_per_worker": s.threads or 1, "jobs": jobs,
-                                              "executor": executor.describe()},
+        "environment": environment(device)
+        | {"torch_threads_per_worker": s.threads or 1, "jobs": jobs, "executor": executor.describe()},
         "trained": trained,
         "rows": rows,
         "band_rows": band_rows,
         "summary": summarise(rows, classes),
         "bands": sweep_bands(rows, band_rows),
         # the executor's split: queueing (start on the worker - submit), training and scoring task time
-        "timing": {"train_stage_seconds": t_train, "total_seconds": time.perf_counter() - start,
-                   **(executor.timing_split() if hasattr(executor, "timing_split") else {})},
+        "timing": {
+            "train_stage_seconds": t_train,
+            "total_seconds": time.perf_counter() - start,
+            **(executor.timing_split() if hasattr(executor, "timing_split") else {}),
+        },
     }
 
 
 def _metric_values(row: dict) -> dict[str, float]:
     return metric_values(row) | {
-        "seconds": float(row["seconds"]), "backward_passes": float(row["backward_passes"]),
+        "seconds": float(row["seconds"]),
+        "backward_passes": float(row["backward_passes"]),
     }  # JSON stores NaN as null
 
 
@@ -278,8 +315,9 @@ def summarise(rows: list[dict], classes: Iterable[int]) -> dict:
     by_method: dict[str, list[dict]] = {}
     for r in rows:
         by_method.setdefault(r["method"], []).append(r)
-    retrain_cls = {c: [_metric_values(r) for r in by_method.get("retrain", []) if r["forget_class"] == c]
-                   for c in classes}
+    retrain_cls = {
+        c: [_metric_values(r) for r in by_method.get("retrain", []) if r["forget_class"] == c] for c in classes
+    }
     summary = {}
     for method, mrows in by_method.items():
         vals = [_metric_values(r) for r in mrows]
@@ -311,7 +349,8 @@ def sweep_bands(rows: list[dict], band_rows: list[dict]) -> dict | None:
     requests: dict[tuple[int, int], tuple[dict, dict[str, dict], dict[int, dict]]] = {}
     for r in rows:
         requests.setdefault(
-            (r["seed"], r["forget_class"]), ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}),
+            (r["seed"], r["forget_class"]),
+            ({"seed": r["seed"], "forget_class": r["forget_class"]}, {}, {}),
         )[1][r["method"]] = r
     for r in band_rows:
         requests[(r["seed"], r["forget_class"])][2][r["band_seed"]] = r
@@ -341,6 +380,7 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
     elif GOOD.get(metric) == "low" or metric == "backward_passes" or metric in distance_attacks():
         c = max(finite, key=lambda k: finite[k])
     else:  # attacks: distance to retrain's value on the same class
+
         def dist(c):
             ref = [v[metric] for v in retrain_cls.get(c, [])]
             return abs(finite[c] - float(np.mean(ref))) if ref else 0.0
@@ -351,6 +391,7 @@ def _worst(metric: str, per_class: dict[int, float], retrain_cls: dict) -> tuple
 
 # --------------------------------------------------------------------------
 # Tables
+
 
 def _columns() -> list[tuple[str, str, int]]:
     """The tables' ``(metric, header, decimals)``: the accuracies, every attack of the registry, then the rest."""
@@ -383,10 +424,14 @@ def markdown_tables(result: dict) -> str:
     columns = [c for c in _columns() if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
     head = "| method | sees | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
     sep = "|" + "---|" * (len(columns) + 3)
-    lines = [f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
-             f"(dataset {cfg['dataset']}, model {cfg['model']}, {cfg['epochs']} epochs, codes {cfg['code_dist']}, "
-             f"step {cfg['step']}):", "",
-             head, sep]
+    lines = [
+        f"Mean +- std over {len(result['seeds'])} seeds x {len(result['classes'])} forget classes "
+        f"(dataset {cfg['dataset']}, model {cfg['model']}, {cfg['epochs']} epochs, codes {cfg['code_dist']}, "
+        f"step {cfg['step']}):",
+        "",
+        head,
+        sep,
+    ]
 
     def rows(cell, passes: str) -> list[str]:
         out = []
@@ -394,48 +439,86 @@ def markdown_tables(result: dict) -> str:
             e = summary[m]
             name = f"*{m}*" if e["reference"] else m
             cells = [cell(e[k], d) for k, _, d in columns]
-            out.append(f"| {name} | {row_sees(m)} | " + " | ".join(cells)
-                       + f" | {_fmt(e['backward_passes'][passes], 0)} |")
+            out.append(
+                f"| {name} | {row_sees(m)} | " + " | ".join(cells) + f" | {_fmt(e['backward_passes'][passes], 0)} |"
+            )
         return out
 
     lines += rows(lambda v, d: f"{_fmt(v['mean'], d)} +- {_fmt(v['std'], d)}", "mean")
     highest = " / ".join(["gap", "time", *distance_attacks()])
-    lines += ["", f"Worst class (class: its mean over seeds; lowest A_R / E_F, highest {highest}, "
-              "other attacks farthest from retrain's value):", "", head, sep]
+    lines += [
+        "",
+        f"Worst class (class: its mean over seeds; lowest A_R / E_F, highest {highest}, "
+        "other attacks farthest from retrain's value):",
+        "",
+        head,
+        sep,
+    ]
     lines += rows(lambda v, d: f"{v['worst_class']}: {_fmt(v['worst'], d)}", "worst")
-    lines += ["", "Sees: what the method reads of the request's data (the registry's, "
-              "mnemonic_mu/algorithms/methods.py): " + "; ".join(f"*{k}*, {v}" for k, v in SEES.items())
-              + "; a method with a grid also reads the validation split, none the test split."]
-    lines += ["", "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
-              "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
-              f"{MIA_ATTACK} x 100, lower is better."]
+    lines += [
+        "",
+        "Sees: what the method reads of the request's data (the registry's, "
+        "mnemonic_mu/algorithms/methods.py): "
+        + "; ".join(f"*{k}*, {v}" for k, v in SEES.items())
+        + "; a method with a grid also reads the validation split, none the test split.",
+    ]
+    lines += [
+        "",
+        "Directions: A_R higher is better, E_F 100 = forgotten (retrain's value is the target); "
+        "gap to retrain = mean |difference| to retrain over A_R, E_F (test, train) and "
+        f"{MIA_ATTACK} x 100, lower is better.",
+    ]
     lines += [f"- {a.name}: {a.direction}." for a in ATTACKS.values() if any(a.name == c[0] for c in columns)]
     bb = result.get("bands")
     if bb:
         metrics = [m for m in bands.band_metrics() if any(m in e for e in bb["inside"].values())]
         two, one = bands.expected_inside("A_R", bb["n_band"]), bands.expected_inside("gap", bb["n_band"])
-        lines += ["", f"Inside retrain's seed band ({bands.RULE}; {bb['n_band']} band references per request; "
-                  f"requests inside / scored).  Another retrain of the recipe lands inside with probability "
-                  f"{two:.2f} (two-sided) or {one:.2f} (one-sided): the *retrain* row checks that on the data.", "",
-                  "| method | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+        lines += [
+            "",
+            f"Inside retrain's seed band ({bands.RULE}; {bb['n_band']} band references per request; "
+            f"requests inside / scored).  Another retrain of the recipe lands inside with probability "
+            f"{two:.2f} (two-sided) or {one:.2f} (one-sided): the *retrain* row checks that on the data.",
+            "",
+            "| method | " + " | ".join(metrics) + " |",
+            "|" + "---|" * (len(metrics) + 1),
+        ]
         stats = bb.get("stats", {})
-        lines.append("| *band (pooled)* | " + " | ".join(
-            f"{_fmt(stats[k]['mean'], 3)} +- {_fmt(stats[k]['std'], 3)} "
-            f"[{_fmt(stats[k]['min'], 3)}..{_fmt(stats[k]['max'], 3)}]"
-            if k in stats else "n/a" for k in metrics) + " |")
+        lines.append(
+            "| *band (pooled)* | "
+            + " | ".join(
+                f"{_fmt(stats[k]['mean'], 3)} +- {_fmt(stats[k]['std'], 3)} "
+                f"[{_fmt(stats[k]['min'], 3)}..{_fmt(stats[k]['max'], 3)}]"
+                if k in stats
+                else "n/a"
+                for k in metrics
+            )
+            + " |"
+        )
         for m in order:
             e = bb["inside"].get(m, {})
-            lines.append(f"| {m} | " + " | ".join(
-                f"{e[k]['inside']}/{e[k]['n']}" if k in e else "n/a" for k in metrics) + " |")
+            lines.append(
+                f"| {m} | " + " | ".join(f"{e[k]['inside']}/{e[k]['n']}" if k in e else "n/a" for k in metrics) + " |"
+            )
         for attack, sig in bb["signal"].items():
-            verdict = "**no signal here**: it cannot tell the original from retrain on this setup" if sig["no_signal"] \
+            verdict = (
+                "**no signal here**: it cannot tell the original from retrain on this setup"
+                if sig["no_signal"]
                 else f"separates the original from retrain on {sig['classes_with_signal']}/{sig['n_classes']} classes"
+            )
             lines.append(f"- {attack}: {verdict}.")
         tow = bb.get("tow_interval", {})
         if tow:
-            lines += ["", "ToW (1 = retrain's accuracies on forget, retain and test sets), mean and 95 % interval "
-                      "over seeds: " + ", ".join(f"{m} {_fmt(tow[m]['mean'], 3)} [{_fmt(tow[m]['low'], 3)}, "
-                                                 f"{_fmt(tow[m]['high'], 3)}]" for m in order if m in tow) + "."]
+            lines += [
+                "",
+                "ToW (1 = retrain's accuracies on forget, retain and test sets), mean and 95 % interval "
+                "over seeds: "
+                + ", ".join(
+                    f"{m} {_fmt(tow[m]['mean'], 3)} [{_fmt(tow[m]['low'], 3)}, {_fmt(tow[m]['high'], 3)}]"
+                    for m in order
+                    if m in tow
+                )
+                + ".",
+            ]
     for a in ATTACKS.values():  # what else each attack reports, as a mean over the rows
         for extra, meaning in a.extras.items():
             found = ((r["attacks"].get(a.name) or {}).get(extra) for r in result.get("rows", []))
@@ -444,14 +527,17 @@ def markdown_tables(result: dict) -> str:
                 lines.append(f"- {a.name} `{extra}`, {meaning}, mean over the rows: {np.mean(xs):.{a.digits}f}.")
     if "retrain" in summary:
         rt = summary["retrain"]["seconds"]["mean"]
-        ratios = ", ".join(f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order
-                           if not summary[m]["reference"] and rt > 0)
+        ratios = ", ".join(
+            f"{m} {summary[m]['seconds']['mean'] / rt:.2g}" for m in order if not summary[m]["reference"] and rt > 0
+        )
         lines += ["", f"Time as a fraction of retrain's training time (same run): {ratios}."]
     if "original" in summary and "no_codes" in summary:
         with_codes = summary["original"]["seconds"]["mean"]
         without = summary["no_codes"]["seconds"]["mean"]
-        lines += [f"Training with codes took {with_codes:.1f} s against {without:.1f} s without "
-                  f"(ratio {with_codes / without:.2f}; times recorded when each cached model was trained)."]
+        lines += [
+            f"Training with codes took {with_codes:.1f} s against {without:.1f} s without "
+            f"(ratio {with_codes / without:.2f}; times recorded when each cached model was trained)."
+        ]
     if cfg["dataset"] in ("mnist", "mnist5k"):
         paper = ", ".join(f"{m} {a:.1f} / {f:.1f}" for m, (a, f) in PAPER_MNIST.items())
         lines += ["", f"Paper (full MNIST, 200 epochs, forget class 0, test-set-tuned lambdas), A_R / E_F: {paper}."]
@@ -469,9 +555,31 @@ def write_sweep(result: dict, folder: Path) -> tuple[Path, Path]:
 # Command line
 
 
-SWEEP_OPTIONS = ("dataset", "data_root", "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "cosine",
-                 "t_mix", "code_dist", "trainer", "step", "lambda1", "lambda2", "baselines", "probe_max_train",
-                 "attacks", "band_seeds", "device", "threads", "cache_dir", "use_cache")
+SWEEP_OPTIONS = (
+    "dataset",
+    "data_root",
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "cosine",
+    "t_mix",
+    "code_dist",
+    "trainer",
+    "step",
+    "lambda1",
+    "lambda2",
+    "baselines",
+    "probe_max_train",
+    "attacks",
+    "band_seeds",
+    "device",
+    "threads",
+    "cache_dir",
+    "use_cache",
+)
 
 
 def add_subcommand(sub) -> None:
@@ -490,45 +598,85 @@ def add_subcommand(sub) -> None:
     a = p.add_argument
     a("--classes", type=int, nargs="+", default=None, help="forget classes (default: every class of the dataset)")
     a("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    a("--jobs", type=int, default=1, help="worker processes (default 1); --backend dask without a scheduler: "
-      "the LocalCluster's workers; --backend slurm: the SLURM jobs (one worker each)")
+    a(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes (default 1); --backend dask without a scheduler: "
+        "the LocalCluster's workers; --backend slurm: the SLURM jobs (one worker each)",
+    )
     a("--out-dir", default="", help="output folder (default reports/sweep/<dataset>-<key>)")
     g = p.add_argument_group("where the tasks run (docs/distributed.md)")
-    g.add_argument("--backend", choices=("local", "dask", "slurm"), default=None,
-                   help="local: this machine's processes (the default without --scheduler); dask: a dask.distributed "
-                   "cluster (--scheduler, else a LocalCluster of --jobs workers); slurm: --jobs SLURM jobs via "
-                   "dask-jobqueue")
-    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="connect to this Dask scheduler (implies --backend dask): tcp://HOST:8786, tls://HOST:8786 "
-                   "or the file of `dask scheduler --scheduler-file` (default: Dask's scheduler-address setting / "
-                   "DASK_SCHEDULER_ADDRESS with --backend dask, else a LocalCluster)")
-    g.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
-                   help="dask: seconds to try reaching the scheduler before giving up (default: Dask's "
-                   "distributed.comm.timeouts.connect if you set it, else 5)")
-    g.add_argument("--dry-run", action="store_true", help="slurm: print the worker job script and exit; starts "
-                   "nothing, and previews a GPU job from a machine without one")
-    g.add_argument("--retries", type=int, default=None,
-                   help="dask, slurm: reruns of a task that raised (default 2; a dead worker's tasks are "
-                   "rescheduled by Dask anyway)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="dask, slurm: progress bar on stderr (default: when stderr is a terminal)")
+    g.add_argument(
+        "--backend",
+        choices=("local", "dask", "slurm"),
+        default=None,
+        help="local: this machine's processes (the default without --scheduler); dask: a dask.distributed "
+        "cluster (--scheduler, else a LocalCluster of --jobs workers); slurm: --jobs SLURM jobs via "
+        "dask-jobqueue",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="connect to this Dask scheduler (implies --backend dask): tcp://HOST:8786, tls://HOST:8786 "
+        "or the file of `dask scheduler --scheduler-file` (default: Dask's scheduler-address setting / "
+        "DASK_SCHEDULER_ADDRESS with --backend dask, else a LocalCluster)",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="dask: seconds to try reaching the scheduler before giving up (default: Dask's "
+        "distributed.comm.timeouts.connect if you set it, else 5)",
+    )
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="slurm: print the worker job script and exit; starts "
+        "nothing, and previews a GPU job from a machine without one",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="dask, slurm: reruns of a task that raised (default 2; a dead worker's tasks are "
+        "rescheduled by Dask anyway)",
+    )
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="dask, slurm: progress bar on stderr (default: when stderr is a terminal)",
+    )
     g.add_argument("--worker-memory", default=None, help="slurm: memory per worker job (default 4GB)")
     g.add_argument("--walltime", default=None, help="slurm: wall time per worker job (default 02:00:00)")
     g.add_argument("--queue", default=None, help="slurm: partition (-p)")
     g.add_argument("--account", default=None, help="slurm: account (-A)")
-    g.add_argument("--gpu-workers", action=argparse.BooleanOptionalAction, default=None,
-                   help="slurm: each job asks for one GPU and its worker advertises the Dask resource GPU=1 "
-                   "(default: when --device is cuda)")
+    g.add_argument(
+        "--gpu-workers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="slurm: each job asks for one GPU and its worker advertises the Dask resource GPU=1 "
+        "(default: when --device is cuda)",
+    )
     p.set_defaults(func=_cmd_sweep)
 
 
 def _backend(args) -> str:
     """The backend: ``--backend``, else ``dask`` with ``--scheduler``, else ``local``."""
     if args.scheduler and args.backend in ("local", "slurm"):
-        raise ConfigError(f"--scheduler connects to a running Dask scheduler (it implies --backend dask) but "
-                          f"--backend {args.backend} " + ("starts its own scheduler and SLURM workers"
-                                                          if args.backend == "slurm" else "runs on this machine's "
-                                                          "processes") + ": drop --scheduler or --backend")
+        raise ConfigError(
+            f"--scheduler connects to a running Dask scheduler (it implies --backend dask) but "
+            f"--backend {args.backend} "
+            + (
+                "starts its own scheduler and SLURM workers"
+                if args.backend == "slurm"
+                else "runs on this machine's processes"
+            )
+            + ": drop --scheduler or --backend"
+        )
     return args.backend or ("dask" if args.scheduler else "local")
 
 
@@ -537,9 +685,11 @@ def cluster_line(info: dict) -> str:
     lost, again = info.get("lost_workers", []), info.get("rescheduled_tasks", 0)
     if not lost:
         return f"workers: {info['workers']} seen, none lost"
-    return (f"workers: {info['workers']} seen, {len(lost)} lost during the sweep ({', '.join(lost)}); "
-            f"Dask rescheduled the {again} task(s) they held on the other workers (results unaffected: every task "
-            "is idempotent)")
+    return (
+        f"workers: {info['workers']} seen, {len(lost)} lost during the sweep ({', '.join(lost)}); "
+        f"Dask rescheduled the {again} task(s) they held on the other workers (results unaffected: every task "
+        "is idempotent)"
+    )
 
 
 def _cmd_sweep(args) -> int:
@@ -547,8 +697,9 @@ def _cmd_sweep(args) -> int:
     slurm = {"memory": args.worker_memory, "walltime": args.walltime, "queue": args.queue, "account": args.account}
     slurm = {k: v for k, v in slurm.items() if v is not None}
     if backend != "slurm" and (slurm or args.gpu_workers is not None or args.dry_run):
-        raise ConfigError("--worker-memory, --walltime, --queue, --account, --gpu-workers and --dry-run need "
-                          "--backend slurm")
+        raise ConfigError(
+            "--worker-memory, --walltime, --queue, --account, --gpu-workers and --dry-run need --backend slurm"
+        )
     if backend == "local" and (args.retries is not None or args.progress is not None):
         raise ConfigError("--retries and --progress need --backend dask or slurm")
     if backend != "dask" and args.connect_timeout is not None:
@@ -558,8 +709,10 @@ def _cmd_sweep(args) -> int:
             s = settings_from_args(args, SWEEP_OPTIONS)
         gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
         print(slurm_job_script(gpu=gpu, **slurm), end="")
-        print(f"# {args.jobs} such job(s), one Dask worker each; {SCRIPT_SCHEDULER} stands for this machine's "
-              "scheduler address, which a real run fills in")
+        print(
+            f"# {args.jobs} such job(s), one Dask worker each; {SCRIPT_SCHEDULER} stands for this machine's "
+            "scheduler address, which a real run fills in"
+        )
         return 0
     s = settings_from_args(args, SWEEP_OPTIONS)
     gpu = args.gpu_workers if args.gpu_workers is not None else str(s.device).startswith("cuda")
@@ -586,8 +739,10 @@ def _cmd_sweep(args) -> int:
     t = result["timing"]
     print(f"wall time {t['total_seconds']:.1f} s; wrote {js} and {md}")
     if "queue_seconds" in t:
-        print(f"task time summed over workers: queueing {t['queue_seconds']:.1f} s, training "
-              f"{t.get('train_seconds', 0.0):.1f} s, scoring {t.get('score_seconds', 0.0):.1f} s")
+        print(
+            f"task time summed over workers: queueing {t['queue_seconds']:.1f} s, training "
+            f"{t.get('train_seconds', 0.0):.1f} s, scoring {t.get('score_seconds', 0.0):.1f} s"
+        )
     if backend != "local":
         print(cluster_line(result["environment"]["executor"]))
     return 0

@@ -146,9 +146,7 @@ def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
 def write_manifest(folder: str | os.PathLike, meta: dict | None = None) -> dict:
     """Record the sha256 of every file in ``folder`` (except the manifest) plus ``meta``."""
     folder = Path(folder)
-    files = {
-        p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST
-    }
+    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {"files": files, **(meta or {})}
     write_json(folder / MANIFEST, manifest)
     return manifest

