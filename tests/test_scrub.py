@@ -1,6 +1,6 @@
 """SCRUB (Kurmanji et al., NeurIPS 2023): its tempered distillation KL and step losses on hand-made
 logits, its max/min schedule, two epochs of its steps against a hand computation, its grid and
-selection."""
+selection, and a smoke test on digits (it forgets the class, the remaining accuracy holds)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import pytest
 import torch
 from torch import nn
 
+from mnemonic_mu import pipeline
 from mnemonic_mu.algorithms import scrub as S
 from mnemonic_mu.algorithms.baselines import Selection
 from mnemonic_mu.algorithms.method_api import UnlearnData
+from mnemonic_mu.algorithms.methods import METHODS, unlearn
+from mnemonic_mu.algorithms.metrics import forgetting_scores, predict_logits
 from mnemonic_mu.errors import ConfigError
+from mnemonic_mu.settings import Settings
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -222,3 +226,40 @@ def test_scrub_bad_input_is_one_clear_error(bad, match):
     )
     with pytest.raises(ConfigError, match=match):
         S.scrub(_linear(), None, [0], _small_data(), **(args | bad))
+
+
+def test_the_registry_entry_holds_the_papers_values():
+    m = METHODS["scrub"]
+    assert m.sees == "forget and retain samples" and m.input_model == "original"
+    assert dict(m.fixed) == {
+        "alpha": 0.001,
+        "gamma": 0.99,
+        "temperature": 4.0,
+        "forget_batch_size": 32,
+        "retain_batch_size": 128,
+        "lr_decay_after": 3,
+    }
+    assert m.grid["lrs"][0] == 5e-4 and m.grid["msteps"] == (2, 3) and m.grid["epochs"] == 5
+
+
+# --------------------------------------------------------------------------
+# Smoke test on digits
+
+
+@pytest.mark.slow  # a 30-epoch digits model, then 8 runs x 5 epochs of SCRUB (about 2,000 steps)
+def test_scrub_forgets_a_digits_class_and_keeps_the_rest(tmp_path):
+    """The registry's SCRUB on the ci profile's digits MLP, class 0: the chosen model has forgotten
+    the class on validation and on test (E_F >= 90 %) and kept the remaining accuracy within the
+    selection rule's retain budget (5 points of the original's)."""
+    s = Settings.from_profile("ci", cache_dir=str(tmp_path), threads=1, workers=1)
+    dataset = pipeline.load_data(s)
+    original = pipeline.train_models(s, dataset, ("original",))["original"][0]
+    data = UnlearnData.from_dataset(dataset, [0], s.train_config())
+    result = unlearn("scrub", original.model, original.codes, [0], data, seed=0)
+    assert result.info["val_E_F"] >= 90.0
+    assert result.info["val_A_R"] >= result.info["val_A_R_original"] - 5.0
+    x_test, y_test = dataset.split("test")
+    a_r0, _ = forgetting_scores(predict_logits(original.model, x_test), y_test, [0])
+    a_r, e_f = forgetting_scores(predict_logits(result.model, x_test), y_test, [0])
+    assert e_f >= 90.0, result.chosen
+    assert a_r >= a_r0 - 5.0, (a_r, a_r0, result.chosen)

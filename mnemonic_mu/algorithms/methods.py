@@ -26,6 +26,7 @@ from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
+from .scrub import scrub
 
 
 def mnemonic(
@@ -326,6 +327,25 @@ METHODS: dict[str, Method] = {
             version=3,
             grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
             backward_passes="K (classes) per retain sample",
+        ),
+        Method(
+            "scrub",
+            scrub,
+            "forget and retain samples",
+            "SCRUB: a student initialised from the original ascends the tempered KL divergence from the original on "
+            "forget batches (max-steps, in the first `msteps` epochs only) and descends alpha x KL + gamma x CE on "
+            "retain batches (min-steps); chosen by the selection rule",
+            source="Kurmanji, Triantafillou, Hayes, Triantafillou, NeurIPS 2023",
+            grid={"lrs": (5e-4, 1e-3, 2e-3, 5e-3), "msteps": (2, 3), "epochs": 5},
+            fixed={
+                "alpha": 0.001,
+                "gamma": 0.99,
+                "temperature": 4.0,
+                "forget_batch_size": 32,
+                "retain_batch_size": 128,
+                "lr_decay_after": 3,
+            },
+            backward_passes="one per forget sample per max epoch, one per retain sample per epoch",
         ),
     )
 }
