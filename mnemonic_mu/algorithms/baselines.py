@@ -153,7 +153,7 @@ class Selection:
         return max(range(len(keys)), key=lambda i: (keys[i], -i))
 
 
-class _Chooser:
+class Chooser:
     """Scores candidates on validation as they come and keeps the best one.
 
     With a :class:`Selection` the rule above; with ``None`` the kit's A_R + E_F
@@ -198,7 +198,8 @@ class _Chooser:
 # Gradient-based baselines
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """One pass over ``range(n)`` in mini-batches of indices, in a random order drawn from ``gen``."""
     perm = torch.randperm(n, generator=gen)
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
@@ -206,15 +207,15 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
 def _endless_batches(n: int, batch_size: int, gen: torch.Generator):
     """Mini-batches of ``range(n)``, pass after pass, each pass in a fresh random order."""
     while True:
-        yield from _batches(n, batch_size, gen)
+        yield from batches(n, batch_size, gen)
 
 
-def _sgd_search(
+def sgd_search(
     model: nn.Module,
     runs: Sequence[tuple[dict, Callable]],
     epochs: int,
     seed: int,
-    chooser: _Chooser,
+    chooser: Chooser,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> tuple[nn.Module, dict, int]:
@@ -244,20 +245,23 @@ def _sgd_search(
     return chooser.best[1], chooser.best[2], passes
 
 
-def _step(model, opt, loss) -> None:
+def optimizer_step(model, opt, loss) -> None:
+    """One step of ``opt`` down the gradient of ``loss``."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-def _batch(x, y, idx, device, augment, gen):
+def load_batch(x, y, idx, device, augment, gen):
+    """The samples ``idx`` of ``(x, y)`` on ``device``, augmented when ``augment`` is given."""
     xb, yb = x[idx].to(device), y[idx].to(device)
     if augment is not None:
         xb = augment(xb, gen)
     return xb, yb
 
 
-def _augment(data: UnlearnData):
+def data_augment(data: UnlearnData):
+    """The training recipe's augmentation of ``data``'s dataset (``None``: none)."""
     return make_augment(data.dataset) if data.dataset is not None else None
 
 
@@ -278,17 +282,17 @@ def finetune(
     count (1..``epochs``) are chosen on validation by A_R + E_F."""
     data = need_data("finetune", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device, augment = model_device(model), _augment(data)
+    device, augment = model_device(model), data_augment(data)
 
     def epoch_fn(work, opt, gen):
-        for idx in _batches(len(data.y_retain), batch_size, gen):
-            xb, yb = _batch(data.x_retain, data.y_retain, idx, device, augment, gen)
-            _step(work, opt, F.cross_entropy(work(xb), yb))
+        for idx in batches(len(data.y_retain), batch_size, gen):
+            xb, yb = load_batch(data.x_retain, data.y_retain, idx, device, augment, gen)
+            optimizer_step(work, opt, F.cross_entropy(work(xb), yb))
         return len(data.y_retain)
 
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, None)
-        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, None)
+        new, chosen, passes = sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
@@ -322,24 +326,24 @@ def neggrad(
     if not retain_weights or not all(0.0 <= float(b) < 1.0 for b in retain_weights):
         raise ConfigError(f"retain weights must lie in [0, 1), got {retain_weights}")
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device, augment = model_device(model), _augment(data)
+    device, augment = model_device(model), data_augment(data)
     n_r, n_f = len(data.y_retain), len(data.y_forget)
 
     def ascent_epoch(work, opt, gen):  # NegGrad: one pass over the forget data
-        for idx in _batches(n_f, batch_size, gen):
-            xf, yf = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
-            _step(work, opt, -F.cross_entropy(work(xf), yf))
+        for idx in batches(n_f, batch_size, gen):
+            xf, yf = load_batch(data.x_forget, data.y_forget, idx, device, augment, gen)
+            optimizer_step(work, opt, -F.cross_entropy(work(xf), yf))
         return n_f
 
     def plus_epoch(beta):  # NegGrad+: one pass over the retain data, forget batches alongside
         def epoch_fn(work, opt, gen):
             passes, forget_batches = 0, _endless_batches(n_f, batch_size, gen)
-            for idx in _batches(n_r, batch_size, gen):
+            for idx in batches(n_r, batch_size, gen):
                 fidx = next(forget_batches)
-                xr, yr = _batch(data.x_retain, data.y_retain, idx, device, augment, gen)
-                xf, yf = _batch(data.x_forget, data.y_forget, fidx, device, augment, gen)
+                xr, yr = load_batch(data.x_retain, data.y_retain, idx, device, augment, gen)
+                xf, yf = load_batch(data.x_forget, data.y_forget, fidx, device, augment, gen)
                 loss = beta * F.cross_entropy(work(xr), yr) - (1.0 - beta) * F.cross_entropy(work(xf), yf)
-                _step(work, opt, loss)
+                optimizer_step(work, opt, loss)
                 passes += len(idx) + len(fidx)
             return passes
 
@@ -351,8 +355,8 @@ def neggrad(
         for lr in lrs
     ]
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, selection)
-        new, chosen, passes = _sgd_search(model, runs, epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, selection)
+        new, chosen, passes = sgd_search(model, runs, epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search, chooser.info())
 
 
@@ -374,24 +378,24 @@ def random_label(
     same size.  ``lrs`` and the epoch count are chosen on validation by A_R + E_F."""
     data = need_data("random_label", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device, augment = model_device(model), _augment(data)
+    device, augment = model_device(model), data_augment(data)
     remaining = torch.tensor([c for c in range(data.num_classes) if c not in fc])
     n_r = len(data.y_retain)
 
     def epoch_fn(work, opt, gen):
         passes = 0
-        for idx in _batches(len(data.y_forget), batch_size, gen):
-            xf, _ = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
+        for idx in batches(len(data.y_forget), batch_size, gen):
+            xf, _ = load_batch(data.x_forget, data.y_forget, idx, device, augment, gen)
             wrong = remaining[torch.randint(0, len(remaining), (len(idx),), generator=gen)].to(device)
             ridx = torch.randint(0, n_r, (len(idx),), generator=gen)
-            xr, yr = _batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
-            _step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
+            xr, yr = load_batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
+            optimizer_step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
             passes += 2 * len(idx)
         return passes
 
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, None)
-        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, None)
+        new, chosen, passes = sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
@@ -451,7 +455,7 @@ def ssd(
         y_full = torch.cat([data.y_retain, data.y_forget])
         imp_forget = minibatch_fisher(model, data.x_forget, data.y_forget, batch_size)
         imp_full = minibatch_fisher(model, x_full, y_full, batch_size)
-        chooser = _Chooser(model, data, fc, selection)
+        chooser = Chooser(model, data, fc, selection)
         for a in alphas:
             for lam in lambdas:
                 cand, changed = ssd_dampen(model, imp_forget, imp_full, a, lam)
@@ -645,7 +649,7 @@ def fisher_forgetting(
         fisher = predictive_fisher(model, xr, chunk_size)
         gen = torch.Generator().manual_seed(int(seed))
         noise = {n: torch.randn(p.shape, generator=gen).to(p.device) for n, p in trainable(model).items()}
-        chooser = _Chooser(model, data, fc, selection)
+        chooser = Chooser(model, data, fc, selection)
         for a in alphas:
             mean, var = fisher_noise(model, fisher, fc, a)
             cand = copy.deepcopy(model)
@@ -660,17 +664,23 @@ def fisher_forgetting(
 
 
 __all__ = [
+    "Chooser",
     "Selection",
+    "batches",
+    "data_augment",
     "finetune",
     "fisher_forgetting",
     "fisher_noise",
     "head_names",
+    "load_batch",
     "neggrad",
+    "optimizer_step",
     "ours_with_data",
     "predictive_fisher",
     "predictive_fisher_reference",
     "random_label",
     "retrain",
+    "sgd_search",
     "ssd",
     "ssd_dampen",
 ]
