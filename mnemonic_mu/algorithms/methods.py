@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
+from .lfssd import lfssd
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
 
@@ -196,6 +197,7 @@ _PAPER_LAMBDAS = {"lambda1": 1e-3, "lambda2": 10.0}  # the paper's MNIST lambdas
 _PAPER_GRID = {"lambda1_grid": PAPER_LAMBDA1_GRID, "lambda2_grid": PAPER_LAMBDA2_GRID}
 _PAPER = "Yamashita, Yamada, Shibata, ACML 2024"
 _GOLATKAR = "Golatkar, Achille, Soatto, CVPR 2020"
+_SSD_GRID = {"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)}  # ssd's and lfssd's
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -313,7 +315,7 @@ METHODS: dict[str, Method] = {
             "to all training samples; chosen by the selection rule",
             source="Foster, Schoepf, Brintrup, AAAI 2024",
             version=3,
-            grid={"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)},
+            grid=_SSD_GRID,
             backward_passes="one per sample (in mini-batches of 64)",
         ),
         Method(
@@ -326,6 +328,17 @@ METHODS: dict[str, Method] = {
             version=3,
             grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
             backward_passes="K (classes) per retain sample",
+        ),
+        Method(
+            "lfssd",
+            lfssd,
+            "forget and retain samples",
+            "Loss-Free SSD: SSD's selection and dampening with label-free importances, the mean absolute gradient "
+            "of the squared l2 norm of the model's output, over the forget inputs and over every training input "
+            "(their labels never read); chosen by the selection rule",
+            source="Foster, Schoepf, Brintrup, ICLR 2024 Tiny Papers (arXiv 2402.19308)",
+            grid=_SSD_GRID,
+            backward_passes="one per sample (in mini-batches of 64)",
         ),
     )
 }
