@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
+from .jit import jit
 from .lfssd import lfssd
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
@@ -339,6 +340,17 @@ METHODS: dict[str, Method] = {
             source="Foster, Schoepf, Brintrup, ICLR 2024 Tiny Papers (arXiv 2402.19308)",
             grid=_SSD_GRID,
             backward_passes="one per sample (in mini-batches of 64)",
+        ),
+        Method(
+            "jit",
+            jit,
+            "forget samples",
+            "JiT: one epoch of plain SGD, a step per forget input (no label, no retain sample), down the mean "
+            "Lipschitz ratio ||f(x) - f(x')|| / ||x - x'|| over N = 25 Gaussian copies x' of it; (sigma, lr) from "
+            "the authors' full-class settings, chosen on the validation split by the selection rule",
+            source="Foster, Fogarty, Schoepf, Öztireli, Brintrup, arXiv 2402.01401 (2024; TMLR 2025)",
+            grid={"sigmas": (0.5, 0.8), "lrs": (3e-4, 1.5)},
+            backward_passes="N + 1 per forget sample per candidate",
         ),
     )
 }
