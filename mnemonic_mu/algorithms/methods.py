@@ -24,6 +24,8 @@ from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
+from .jit import jit
+from .lfssd import lfssd
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
 from .scrub import scrub
@@ -197,6 +199,7 @@ _PAPER_LAMBDAS = {"lambda1": 1e-3, "lambda2": 10.0}  # the paper's MNIST lambdas
 _PAPER_GRID = {"lambda1_grid": PAPER_LAMBDA1_GRID, "lambda2_grid": PAPER_LAMBDA2_GRID}
 _PAPER = "Yamashita, Yamada, Shibata, ACML 2024"
 _GOLATKAR = "Golatkar, Achille, Soatto, CVPR 2020"
+_SSD_GRID = {"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)}  # ssd's and lfssd's
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -314,7 +317,7 @@ METHODS: dict[str, Method] = {
             "to all training samples; chosen by the selection rule",
             source="Foster, Schoepf, Brintrup, AAAI 2024",
             version=3,
-            grid={"alphas": (10.0, 1.0, 3.0, 30.0, 100.0), "lambdas": (1.0, 0.1, 0.5, 5.0)},
+            grid=_SSD_GRID,
             backward_passes="one per sample (in mini-batches of 64)",
         ),
         Method(
@@ -346,6 +349,28 @@ METHODS: dict[str, Method] = {
                 "lr_decay_after": 3,
             },
             backward_passes="one per forget sample per max epoch, one per retain sample per epoch",
+        ),
+        Method(
+            "lfssd",
+            lfssd,
+            "forget and retain samples",
+            "Loss-Free SSD: SSD's selection and dampening with label-free importances, the mean absolute gradient "
+            "of the squared l2 norm of the model's output, over the forget inputs and over every training input "
+            "(their labels never read); chosen by the selection rule",
+            source="Foster, Schoepf, Brintrup, ICLR 2024 Tiny Papers (arXiv 2402.19308)",
+            grid=_SSD_GRID,
+            backward_passes="one per sample (in mini-batches of 64)",
+        ),
+        Method(
+            "jit",
+            jit,
+            "forget samples",
+            "JiT: one epoch of plain SGD, a step per forget input (no label, no retain sample), down the mean "
+            "Lipschitz ratio ||f(x) - f(x')|| / ||x - x'|| over N = 25 Gaussian copies x' of it; (sigma, lr) from "
+            "the authors' full-class settings, chosen on the validation split by the selection rule",
+            source="Foster, Fogarty, Schoepf, Öztireli, Brintrup, arXiv 2402.01401 (2024; TMLR 2025)",
+            grid={"sigmas": (0.5, 0.8), "lrs": (3e-4, 1.5)},
+            backward_passes="N + 1 per forget sample per candidate",
         ),
     )
 }
