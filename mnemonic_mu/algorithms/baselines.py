@@ -356,6 +356,35 @@ def neggrad(
     return MethodResult(new, t.seconds, passes, chosen, chooser.search, chooser.info())
 
 
+StepFn = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], None]
+
+
+def random_label_epoch(
+    data: UnlearnData, forget_classes: Sequence[int], batch_size: int, device: torch.device, step: StepFn = _step
+) -> Callable[[nn.Module, torch.optim.Optimizer, torch.Generator], int]:
+    """One epoch of random-label fine-tuning, for :func:`_sgd_search`: one pass over the forget
+    samples in batches of ``batch_size``, each relabelled with a random remaining class (drawn afresh
+    each epoch) and paired with as many retain samples drawn at random; one ``step`` (default: a
+    plain optimiser step; :func:`~mnemonic_mu.algorithms.salun.salun` masks it) per batch of the
+    cross-entropy over the pair.  Returns the backward passes (samples) of the epoch.
+    :func:`random_label` and SalUn share it."""
+    remaining = torch.tensor([c for c in range(data.num_classes) if c not in forget_classes])
+    augment, n_r = _augment(data), len(data.y_retain)
+
+    def epoch_fn(work, opt, gen):
+        passes = 0
+        for idx in _batches(len(data.y_forget), batch_size, gen):
+            xf, _ = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
+            wrong = remaining[torch.randint(0, len(remaining), (len(idx),), generator=gen)].to(device)
+            ridx = torch.randint(0, n_r, (len(idx),), generator=gen)
+            xr, yr = _batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
+            step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
+            passes += 2 * len(idx)
+        return passes
+
+    return epoch_fn
+
+
 def random_label(
     model: nn.Module,
     codes: torch.Tensor | None,
@@ -374,21 +403,7 @@ def random_label(
     same size.  ``lrs`` and the epoch count are chosen on validation by A_R + E_F."""
     data = need_data("random_label", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device, augment = model_device(model), _augment(data)
-    remaining = torch.tensor([c for c in range(data.num_classes) if c not in fc])
-    n_r = len(data.y_retain)
-
-    def epoch_fn(work, opt, gen):
-        passes = 0
-        for idx in _batches(len(data.y_forget), batch_size, gen):
-            xf, _ = _batch(data.x_forget, data.y_forget, idx, device, augment, gen)
-            wrong = remaining[torch.randint(0, len(remaining), (len(idx),), generator=gen)].to(device)
-            ridx = torch.randint(0, n_r, (len(idx),), generator=gen)
-            xr, yr = _batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
-            _step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
-            passes += 2 * len(idx)
-        return passes
-
+    epoch_fn = random_label_epoch(data, fc, batch_size, model_device(model))
     with Timer() as t:
         chooser = _Chooser(model, data, fc, None)
         new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
@@ -670,6 +685,7 @@ __all__ = [
     "predictive_fisher",
     "predictive_fisher_reference",
     "random_label",
+    "random_label_epoch",
     "retrain",
     "ssd",
     "ssd_dampen",
