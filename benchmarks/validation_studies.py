@@ -161,7 +161,7 @@ def _selection_job(args) -> dict:
         "methods": {},
     }
 
-    class Recording(B._Chooser):
+    class Recording(B.Chooser):
         """The method's own chooser, also scoring each candidate on both halves."""
 
         def offer(self, model, params, keep_copy=False, **extra):
@@ -170,7 +170,7 @@ def _selection_job(args) -> dict:
 
     data = UnlearnData.from_dataset(dataset, [cls], s.train_config())
     for method in METHODS:
-        with mock.patch.object(B, "_Chooser", Recording):
+        with mock.patch.object(B, "Chooser", Recording):
             start = time.perf_counter()
             result = unlearn(method, original.model, original.codes, [cls], data, seed=seed)
             seconds = time.perf_counter() - start

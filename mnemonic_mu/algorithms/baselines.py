@@ -153,7 +153,7 @@ class Selection:
         return max(range(len(keys)), key=lambda i: (keys[i], -i))
 
 
-class _Chooser:
+class Chooser:
     """Scores candidates on validation as they come and keeps the best one.
 
     With a :class:`Selection` the rule above; with ``None`` the kit's A_R + E_F
@@ -209,12 +209,12 @@ def _endless_batches(n: int, batch_size: int, gen: torch.Generator):
         yield from _batches(n, batch_size, gen)
 
 
-def _sgd_search(
+def sgd_search(
     model: nn.Module,
     runs: Sequence[tuple[dict, Callable]],
     epochs: int,
     seed: int,
-    chooser: _Chooser,
+    chooser: Chooser,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> tuple[nn.Module, dict, int]:
@@ -287,8 +287,8 @@ def finetune(
         return len(data.y_retain)
 
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, None)
-        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, None)
+        new, chosen, passes = sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
@@ -351,8 +351,8 @@ def neggrad(
         for lr in lrs
     ]
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, selection)
-        new, chosen, passes = _sgd_search(model, runs, epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, selection)
+        new, chosen, passes = sgd_search(model, runs, epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search, chooser.info())
 
 
@@ -362,7 +362,7 @@ StepFn = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], None]
 def random_label_epoch(
     data: UnlearnData, forget_classes: Sequence[int], batch_size: int, device: torch.device, step: StepFn = _step
 ) -> Callable[[nn.Module, torch.optim.Optimizer, torch.Generator], int]:
-    """One epoch of random-label fine-tuning, for :func:`_sgd_search`: one pass over the forget
+    """One epoch of random-label fine-tuning, for :func:`sgd_search`: one pass over the forget
     samples in batches of ``batch_size``, each relabelled with a random remaining class (drawn afresh
     each epoch) and paired with as many retain samples drawn at random; one ``step`` (default: a
     plain optimiser step; :func:`~mnemonic_mu.algorithms.salun.salun` masks it) per batch of the
@@ -405,8 +405,8 @@ def random_label(
     fc = check_forget_classes(forget_classes, data.num_classes)
     epoch_fn = random_label_epoch(data, fc, batch_size, model_device(model))
     with Timer() as t:
-        chooser = _Chooser(model, data, fc, None)
-        new, chosen, passes = _sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
+        chooser = Chooser(model, data, fc, None)
+        new, chosen, passes = sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
     return MethodResult(new, t.seconds, passes, chosen, chooser.search)
 
 
@@ -466,7 +466,7 @@ def ssd(
         y_full = torch.cat([data.y_retain, data.y_forget])
         imp_forget = minibatch_fisher(model, data.x_forget, data.y_forget, batch_size)
         imp_full = minibatch_fisher(model, x_full, y_full, batch_size)
-        chooser = _Chooser(model, data, fc, selection)
+        chooser = Chooser(model, data, fc, selection)
         for a in alphas:
             for lam in lambdas:
                 cand, changed = ssd_dampen(model, imp_forget, imp_full, a, lam)
@@ -660,7 +660,7 @@ def fisher_forgetting(
         fisher = predictive_fisher(model, xr, chunk_size)
         gen = torch.Generator().manual_seed(int(seed))
         noise = {n: torch.randn(p.shape, generator=gen).to(p.device) for n, p in trainable(model).items()}
-        chooser = _Chooser(model, data, fc, selection)
+        chooser = Chooser(model, data, fc, selection)
         for a in alphas:
             mean, var = fisher_noise(model, fisher, fc, a)
             cand = copy.deepcopy(model)
@@ -675,6 +675,7 @@ def fisher_forgetting(
 
 
 __all__ = [
+    "Chooser",
     "Selection",
     "finetune",
     "fisher_forgetting",
@@ -687,6 +688,7 @@ __all__ = [
     "random_label",
     "random_label_epoch",
     "retrain",
+    "sgd_search",
     "ssd",
     "ssd_dampen",
 ]
