@@ -26,6 +26,7 @@ from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
+from .salun import salun
 
 
 def mnemonic(
@@ -326,6 +327,18 @@ METHODS: dict[str, Method] = {
             version=3,
             grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
             backward_passes="K (classes) per retain sample",
+        ),
+        Method(
+            "salun",
+            salun,
+            "forget and retain samples",
+            "SalUn: a saliency mask keeps the weights with the largest |gradient| of the forget samples' "
+            "cross-entropy (one threshold over the whole model), then random-label fine-tuning (as `random_label`) "
+            "moves only those; their released settings (ratio 0.5, lr 0.013, 10 epochs) first; chosen by the "
+            "selection rule",
+            source="Fan, Liu, Zhang, Wong, Wei, Liu, ICLR 2024",
+            grid={"mask_ratios": (0.5, 0.3, 0.7), "lrs": (0.013, 0.005, 0.03), "epochs": 10},
+            backward_passes="one per forget sample (the mask), then one per sample per epoch",
         ),
     )
 }
