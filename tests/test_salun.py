@@ -5,6 +5,8 @@ computations, the weights outside the mask left exactly where they were, and a s
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +189,21 @@ def test_salun_forgets_a_digit_and_keeps_the_rest():
     assert before["E_F"] < 50  # the class was learnt
     assert after["E_F"] >= 90
     assert after["A_R"] >= before["A_R"] - 5
+
+
+def test_the_docs_hyperparameters_are_the_registrys():
+    """docs/baselines.md's SalUn table states the registry's grid, in its order."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "baselines.md").read_text()
+    section = doc.split("## SalUn (`salun`)", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (mask ratio|lr|epochs) \| ([^|]*) \|", section, flags=re.M))
+    grid = METHODS["salun"].grid
+
+    def words(values) -> str:
+        first, *rest = (f"{v:g}" for v in values)
+        return f"first {first}, then {', '.join(rest)}"
+
+    assert rows == {
+        "mask ratio": words(grid["mask_ratios"]),
+        "lr": words(grid["lrs"]),
+        "epochs": f"1 .. {grid['epochs']}",
+    }
