@@ -25,6 +25,7 @@ from mnemonic_mu.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = "toy_head"
+LAST = list(M.METHODS)[-1]  # the registry's last method (the toy is added after it)
 
 
 def _toy(model, codes, forget_classes, data=None, seed=0, *, offsets, lambda1):

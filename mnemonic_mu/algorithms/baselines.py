@@ -360,6 +360,39 @@ def neggrad(
     return MethodResult(new, t.seconds, passes, chosen, chooser.search, chooser.info())
 
 
+StepFn = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], None]
+
+
+def random_label_epoch(
+    data: UnlearnData,
+    forget_classes: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+    step: StepFn = optimizer_step,
+) -> Callable[[nn.Module, torch.optim.Optimizer, torch.Generator], int]:
+    """One epoch of random-label fine-tuning, for :func:`sgd_search`: one pass over the forget
+    samples in batches of ``batch_size``, each relabelled with a random remaining class (drawn afresh
+    each epoch) and paired with as many retain samples drawn at random; one ``step`` (default: a
+    plain optimiser step; :func:`~mnemonic_mu.algorithms.salun.salun` masks it) per batch of the
+    cross-entropy over the pair.  Returns the backward passes (samples) of the epoch.
+    :func:`random_label` and SalUn share it."""
+    remaining = torch.tensor([c for c in range(data.num_classes) if c not in forget_classes])
+    augment, n_r = data_augment(data), len(data.y_retain)
+
+    def epoch_fn(work, opt, gen):
+        passes = 0
+        for idx in batches(len(data.y_forget), batch_size, gen):
+            xf, _ = load_batch(data.x_forget, data.y_forget, idx, device, augment, gen)
+            wrong = remaining[torch.randint(0, len(remaining), (len(idx),), generator=gen)].to(device)
+            ridx = torch.randint(0, n_r, (len(idx),), generator=gen)
+            xr, yr = load_batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
+            step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
+            passes += 2 * len(idx)
+        return passes
+
+    return epoch_fn
+
+
 def random_label(
     model: nn.Module,
     codes: torch.Tensor | None,
@@ -378,21 +411,7 @@ def random_label(
     same size.  ``lrs`` and the epoch count are chosen on validation by A_R + E_F."""
     data = need_data("random_label", data)
     fc = check_forget_classes(forget_classes, data.num_classes)
-    device, augment = model_device(model), data_augment(data)
-    remaining = torch.tensor([c for c in range(data.num_classes) if c not in fc])
-    n_r = len(data.y_retain)
-
-    def epoch_fn(work, opt, gen):
-        passes = 0
-        for idx in batches(len(data.y_forget), batch_size, gen):
-            xf, _ = load_batch(data.x_forget, data.y_forget, idx, device, augment, gen)
-            wrong = remaining[torch.randint(0, len(remaining), (len(idx),), generator=gen)].to(device)
-            ridx = torch.randint(0, n_r, (len(idx),), generator=gen)
-            xr, yr = load_batch(data.x_retain, data.y_retain, ridx, device, augment, gen)
-            optimizer_step(work, opt, F.cross_entropy(work(torch.cat([xf, xr])), torch.cat([wrong, yr])))
-            passes += 2 * len(idx)
-        return passes
-
+    epoch_fn = random_label_epoch(data, fc, batch_size, model_device(model))
     with Timer() as t:
         chooser = Chooser(model, data, fc, None)
         new, chosen, passes = sgd_search(model, [({"lr": lr}, epoch_fn) for lr in lrs], epochs, seed, chooser)
@@ -679,6 +698,7 @@ __all__ = [
     "predictive_fisher",
     "predictive_fisher_reference",
     "random_label",
+    "random_label_epoch",
     "retrain",
     "sgd_search",
     "ssd",

@@ -28,6 +28,7 @@ from .jit import jit
 from .lfssd import lfssd
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
+from .salun import salun
 from .scrub import scrub
 
 
@@ -371,6 +372,18 @@ METHODS: dict[str, Method] = {
             source="Foster, Fogarty, Schoepf, Öztireli, Brintrup, arXiv 2402.01401 (2024; TMLR 2025)",
             grid={"sigmas": (0.5, 0.8), "lrs": (3e-4, 1.5)},
             backward_passes="N + 1 per forget sample per candidate",
+        ),
+        Method(
+            "salun",
+            salun,
+            "forget and retain samples",
+            "SalUn: a saliency mask keeps the weights with the largest |gradient| of the forget samples' "
+            "cross-entropy (one threshold over the whole model), then random-label fine-tuning (as `random_label`) "
+            "moves only those; their released settings (ratio 0.5, lr 0.013, 10 epochs) first; chosen by the "
+            "selection rule",
+            source="Fan, Liu, Zhang, Wong, Wei, Liu, ICLR 2024",
+            grid={"mask_ratios": (0.5, 0.3, 0.7), "lrs": (0.013, 0.005, 0.03), "epochs": 10},
+            backward_passes="one per forget sample (the mask), then one per sample per epoch",
         ),
     )
 }
