@@ -26,6 +26,7 @@ from .fisher import code_fisher
 from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
 from .metrics import check_forget_classes
+from .zero_shot import emmn
 
 
 def mnemonic(
@@ -196,6 +197,18 @@ _PAPER_LAMBDAS = {"lambda1": 1e-3, "lambda2": 10.0}  # the paper's MNIST lambdas
 _PAPER_GRID = {"lambda1_grid": PAPER_LAMBDA1_GRID, "lambda2_grid": PAPER_LAMBDA2_GRID}
 _PAPER = "Yamashita, Yamada, Shibata, ACML 2024"
 _GOLATKAR = "Golatkar, Achille, Soatto, CVPR 2020"
+_ZERO_SHOT = "Chundawat, Tarun, Mandal, Kankanhalli, IEEE TIFS 2023 (arXiv 2201.05629)"
+# Fixed values (EMMN sees no validation split to choose on); where each comes from, and why GKT
+# is not registered: docs/baselines.md, "Zero-shot unlearning".
+_EMMN = {
+    "noise_per_class": 256,
+    "noise_steps": 100,
+    "noise_lr": 0.1,
+    "noise_lambda": 0.1,
+    "impair_lr": 0.02,
+    "repair_lr": 0.01,
+    "batch_size": 256,
+}
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -326,6 +339,17 @@ METHODS: dict[str, Method] = {
             version=3,
             grid={"alphas": (1e-6, 1e-8, 1e-7, 3e-7, 3e-6, 1e-5)},
             backward_passes="K (classes) per retain sample",
+        ),
+        Method(
+            "zero_shot_emmn",
+            emmn,
+            "nothing",
+            "error minimising-maximising noise: noise that maximises the model's loss for each forget class and "
+            "minimises it for each retain class (L2 penalty), then one impair pass over all the noise and one repair "
+            "pass over the retain noise; the paper's fixed values, no selection",
+            source=_ZERO_SHOT,
+            fixed=_EMMN,
+            backward_passes="K x noise_per_class x (noise_steps + 1) + retain noise (one per noise sample per step)",
         ),
     )
 }
