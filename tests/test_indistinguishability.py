@@ -325,3 +325,31 @@ def test_attack_signal_with_signal():
     assert std["original"]["high"] == pytest.approx(0.4 + np.std(original))
     with pytest.raises(ConfigError, match="band"):
         I.attack_signal([1.0], [0.0], band="iqr")
+
+
+def test_binned_kl_hand_computed():
+    assert I.binned_kl([0.0, 0.3, 0.9], [0.0, 0.3, 0.9]) == 0.0
+    # bins [0, 0.5), [0.5, 1]: P = (1/2, 1/2), Q = (3/4, 1/4)
+    expected = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert I.binned_kl([0, 0, 1, 1], [0, 0, 0, 1], bins=2) == pytest.approx(expected, abs=1e-15)
+    # disjoint: Q's empty bin is floored at eps, so KL = log(1 / eps)
+    assert I.binned_kl([0, 0], [1, 1], bins=2) == pytest.approx(math.log(1 / I.KLOM_EPS))
+    # clipped to +-clip before binning: 1e9 and 500 fall in the same (last) bin
+    assert I.binned_kl([-1.0, 1e9], [-1.0, 500.0], bins=4, clip=100.0) == 0.0
+    with pytest.raises(ConfigError, match="two non-empty 1-D samples"):
+        I.binned_kl([], [1.0])
+
+
+def test_klom_is_a_percentile_of_per_example_divergences():
+    rng = np.random.default_rng(0)
+    retrain = rng.normal(-5.0, 1.0, size=(8, 20))
+    assert I.klom(retrain, retrain)["value"] == 0.0
+    unlearned = retrain.copy()
+    unlearned[:, :3] += 50.0  # three examples far above retrain's margins
+    out = I.klom(unlearned, retrain)
+    per = out["per_example"]
+    assert per[0] == I.binned_kl(unlearned[:, 0], retrain[:, 0]) == pytest.approx(math.log(1 / I.KLOM_EPS))
+    assert (per[3:] == 0.0).all()
+    assert out["value"] == np.percentile(per, 95) and out["median"] == 0.0 and out["percentile"] == 95.0
+    with pytest.raises(ConfigError, match="same examples"):
+        I.klom(unlearned[:, :5], retrain)

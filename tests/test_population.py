@@ -7,6 +7,7 @@ result and its docs table are checked without a kernel; the notebook run is slow
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def test_the_result_is_what_its_confidences_give(synthetic_result, tmp_path):
     assert res["hardware"]["device"] == "cpu" and res["command"].startswith("mnemonic-mu population ")
     out = P.write_result(res, tmp_path / "x.json")
     assert json.loads(out.read_text())["methods"]["original"]["full"]["forget_score"] == 0.0  # arrays left out
+    # KLoM: the statistic of its module on the same arrays, at N vs N, per half split and for the floor
+    assert res["methods"]["original"]["full"]["klom"] == I.klom(phi["original"], phi["retrain"])["value"]
+    a, r = I.retrain_halves(6, 0)
+    splits = [I.klom(phi["mnemonic"][a], phi["retrain"][r])["value"]]
+    assert res["methods"]["mnemonic"]["half"]["klom"]["mean"] == pytest.approx(
+        np.mean(
+            splits
+            + [
+                I.klom(phi["mnemonic"][x], phi["retrain"][y])["value"]
+                for x, y in (I.retrain_halves(6, i) for i in range(1, P.REPEATS))
+            ]
+        )
+    )
+    # the untouched original is separated from retrain on every example (forget score 0): its margins
+    # and retrain's never share a bin, so each example's KL is log(1 / eps) minus the entropy of its
+    # 6 margins' bins, at least log(1 / eps) - log(6)
+    assert res["methods"]["original"]["full"]["klom"] >= math.log(1 / I.KLOM_EPS) - math.log(6)
+    assert "| KLoM p95, 3 vs 3, mean +- std over splits |" in P.table(res)
 
 
 def test_the_recorded_command_reproduces_the_settings(tmp_path):

@@ -174,3 +174,48 @@ def test_the_readme_python_lines_run_and_forget(capsys):
     assert m, printed
     a_r, e_f, passes = float(m[1]), float(m[2]), int(m[3])
     assert e_f >= 99 and 50 < a_r <= 100 and passes == 10
+
+
+def test_the_table_groups_methods_by_what_they_see_and_counts_fallbacks():
+    """Issue 25: the methods grouped by what they see (least data first, the step first among the
+    data-free ones), and a row says on how many requests its selection rule fell back."""
+    seeds = [(0, 0), (1, 0), (0, 1)]
+    rows = [
+        _row(m, s, c, 90.0, 100.0)
+        for m in ("retrain", "ssd", "finetune", "mnemonic_paper", "mnemonic")
+        for s, c in seeds
+    ]
+    tiers = iter(["target", "retain budget", "least damage"])
+    for r in rows:
+        if r["method"] == "ssd":  # the rule's tier, as baselines._Chooser.info() records it
+            r["info"] = {"selection": next(tiers)}
+    entry = {m: {"mean": 0, "std": 0, "worst": 0, "worst_class": 0} for m in R.HEADLINE}
+    result = {
+        "rows": rows,
+        "summary": {
+            m: {"reference": m == "retrain", **entry}
+            for m in ("retrain", "ssd", "finetune", "mnemonic_paper", "mnemonic")
+        },
+        "settings": Settings().to_dict(),
+        "classes": [0, 1],
+        "seeds": [0, 1],
+    }
+    summary = R.summarise_sweep(result, "grouped")
+    assert summary["methods"]["ssd"]["selection"] == {"target": 1, "retain budget": 1, "least damage": 1}
+    assert "selection" not in summary["methods"]["finetune"]  # chosen by A_R + E_F, not by the rule
+    # references, then nothing (the step first), then retain samples, then forget and retain samples
+    assert R.method_order(summary["methods"]) == ["retrain", "mnemonic", "mnemonic_paper", "finetune", "ssd"]
+    lines = R.table(summary).splitlines()
+    assert lines[0].endswith("| time (s) | selection fell back |")
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| *retrain*",
+        "| mnemonic",
+        "| mnemonic_paper",
+        "| finetune",
+        "| ssd",
+    ]
+    assert lines[-1].endswith("| 2/3 (retain budget 1, least damage 1) |")
+    assert lines[-2].endswith("| - |") and lines[2].endswith("| - |")
+    old = {**summary["methods"]["ssd"]}
+    del old["selection"]
+    assert R.fallback_cell("ssd", old) == "n/a" and R.fallback_cell("finetune", old) == "-"  # made before the tally

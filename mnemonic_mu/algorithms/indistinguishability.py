@@ -20,6 +20,9 @@ forget_score         the competition's bucketed mean of those epsilons      1 = 
                                                                             forget_score_floor
 ulira_accuracy       held-out accuracy of a per-example Gaussian            0.5 = cannot tell
                      likelihood-ratio test (U-LiRA, Hayes et al. 2024)
+klom                 a high percentile over the forget examples of the KL   0 = same margins; compare
+                     divergence of their margins, unlearned vs retrain      with retrain vs retrain
+                     populations (KLoM, Georgiev et al. 2024)
 attack_signal        whether an attack's values on the original models and  separates False = the
                      on the retrain models (over seeds) separate at all     attack has no signal here
 ==================== ====================================================== =========================
@@ -369,6 +372,52 @@ def forget_score(unlearned, retrain, delta: float = DELTA) -> dict:
     }
 
 
+KLOM_BINS = 20  # KLoM: histogram bins over the two populations' common range of margins
+KLOM_CLIP = 100.0  # KLoM: margins clipped to [-KLOM_CLIP, KLOM_CLIP] before binning
+KLOM_EPS = 1e-5  # KLoM: the floor of a retrain bin's share where the unlearned population has mass
+KLOM_PERCENTILE = 95.0  # KLoM: the percentile over the forget examples reported
+
+
+def binned_kl(p_samples, q_samples, bins: int = KLOM_BINS, eps: float = KLOM_EPS, clip: float = KLOM_CLIP) -> float:
+    """KL(P || Q) in nats between the empirical distributions of two 1-D samples: both clipped
+    to ``[-clip, clip]``, binned on ``bins`` equal bins spanning their common range, Q's share
+    floored at ``eps`` in every bin where P has mass (so the divergence stays finite)."""
+    p = np.clip(np.asarray(p_samples, dtype=np.float64), -clip, clip)
+    q = np.clip(np.asarray(q_samples, dtype=np.float64), -clip, clip)
+    if p.ndim != 1 or q.ndim != 1 or p.size == 0 or q.size == 0:
+        raise ConfigError("binned_kl needs two non-empty 1-D samples")
+    if not (np.isfinite(p).all() and np.isfinite(q).all()):
+        raise ConfigError("binned_kl: samples contain NaN")
+    low, high = min(p.min(), q.min()), max(p.max(), q.max())
+    edges = np.linspace(low, high if high > low else low + 1.0, int(bins) + 1)
+    p_share = np.histogram(p, edges)[0] / p.size
+    q_share = np.histogram(q, edges)[0] / q.size
+    mass = p_share > 0
+    return float(np.sum(p_share[mass] * np.log(p_share[mass] / np.maximum(q_share[mass], eps))))
+
+
+def klom(unlearned, retrain, percentile: float = KLOM_PERCENTILE) -> dict:
+    """KLoM (Georgiev et al. 2024, "Attribute-to-Delete"): per forget example, the KL divergence
+    (:func:`binned_kl`) from the distribution of its margins under the unlearned models to their
+    distribution under the retrain models, over ``(models, examples)`` populations; reported as
+    the ``percentile`` over the examples (0 = the populations' margins fall in the same bins in
+    the same shares).  The margin is the logit-scaled confidence of :func:`logit_scaled_confidence`
+    (true-class logit minus the log-sum-exp of the others), the input of the other per-example
+    attacks.  Read it against the same statistic for retrain against retrain at the same number
+    of models: a finite population is never at 0.  Returns ``{"value", "median", "per_example",
+    "percentile", "n_unlearned", "n_retrain"}``."""
+    u, r = _populations(unlearned, retrain, 2)
+    per = np.array([binned_kl(u[:, j], r[:, j]) for j in range(u.shape[1])])
+    return {
+        "value": float(np.percentile(per, percentile)),
+        "median": float(np.median(per)),
+        "per_example": per,
+        "percentile": float(percentile),
+        "n_unlearned": len(u),
+        "n_retrain": len(r),
+    }
+
+
 def retrain_halves(n_models: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded split of ``n_models`` model indices into two halves of
     ``n_models // 2`` each (one model left out when odd):
@@ -485,8 +534,13 @@ __all__ = [
     "BANDS",
     "BUCKET_WIDTH",
     "DELTA",
+    "KLOM_BINS",
+    "KLOM_CLIP",
+    "KLOM_EPS",
+    "KLOM_PERCENTILE",
     "activation_distance",
     "attack_signal",
+    "binned_kl",
     "bucket_points",
     "divergence_from_retrain",
     "epsilon_cap",
@@ -494,6 +548,7 @@ __all__ = [
     "forget_score_floor",
     "forget_score_from_epsilons",
     "js_divergence",
+    "klom",
     "logit_scaled_confidence",
     "output_divergence",
     "per_example_epsilon",

@@ -435,6 +435,12 @@ def row_sees(row: str) -> str:
     return "nothing" if row == "mnemonic" else "-"
 
 
+def uses_selection(row: str) -> bool:
+    """Whether registered method ``row`` chooses among its grid by the selection rule
+    (:class:`~mnemonic_mu.algorithms.baselines.Selection`: its function takes ``selection``)."""
+    return row in METHODS and "selection" in inspect.signature(METHODS[row].function).parameters
+
+
 def unlearn(
     name: str,
     model: nn.Module,
@@ -536,6 +542,7 @@ __all__ = [
     "markdown_table",
     "mnemonic",
     "row_sees",
+    "uses_selection",
     "sees_table",
     "unlearn",
 ]

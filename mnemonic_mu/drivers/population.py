@@ -342,12 +342,14 @@ def score_method(unlearned: np.ndarray, retrain: np.ndarray, repeats: int = REPE
         "epsilon": _summary(fs["epsilons"]),
         "buckets": bucket_counts(fs["epsilons"], fs["cap"]),
         "ulira_accuracy": I.ulira_accuracy(u, r, seed=seed)["accuracy"],
+        "klom": I.klom(u, r)["value"],
     }
-    scores, ulira = [], []
+    scores, ulira, kloms = [], [], []
     for i in range(int(repeats)):
         a, b = I.retrain_halves(len(r), seed + i)
         scores.append(I.forget_score(u[a], r[b])["score"])
         ulira.append(I.ulira_accuracy(u[a], r[b], seed=seed + i)["accuracy"] if len(a) >= 4 else None)
+        kloms.append(I.klom(u[a], r[b])["value"])
     h = len(r) // 2
     half = {
         "n_per_side": h,
@@ -356,6 +358,7 @@ def score_method(unlearned: np.ndarray, retrain: np.ndarray, repeats: int = REPE
         "std": float(np.std(scores)),
         "scores": scores,
         "ulira_accuracy": _mean_std(ulira),
+        "klom": _mean_std(kloms),
     }
     return {"full": full, "half": half}
 
@@ -366,11 +369,12 @@ def floor(retrain: np.ndarray, repeats: int = REPEATS, seed: int = 0) -> dict:
     of those splits pooled and bucketed and the U-LiRA accuracy of the same halves."""
     r = np.asarray(retrain)
     out = I.forget_score_floor(r, seed=seed, repeats=repeats)
-    per_split, ulira = [], []
+    per_split, ulira, kloms = [], [], []
     for i in range(int(repeats)):
         a, b = I.retrain_halves(len(r), seed + i)
         per_split.append(I.per_example_epsilon(r[a], r[b]))
         ulira.append(I.ulira_accuracy(r[a], r[b], seed=seed + i)["accuracy"] if len(a) >= 4 else None)
+        kloms.append(I.klom(r[a], r[b])["value"])
     eps = np.concatenate(per_split)
     return {
         "n_per_half": out["n_per_half"],
@@ -381,6 +385,7 @@ def floor(retrain: np.ndarray, repeats: int = REPEATS, seed: int = 0) -> dict:
         "epsilon": _summary(eps),
         "buckets": bucket_counts(eps, out["cap"]),
         "ulira_accuracy": _mean_std(ulira),
+        "klom": _mean_std(kloms),
     }
 
 
@@ -528,6 +533,12 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
+def _klom(scores: dict) -> str:
+    """KLoM's mean +- std over the splits, n/a for a result made before it was scored."""
+    k = scores.get("klom")
+    return "n/a" if k is None or k["mean"] is None else f"{_f(k['mean'])} +- {_f(k['std'])}"
+
+
 def table(result: dict) -> str:
     """The main table of one result: a row per method, then the floor."""
     n = result["plan"]["n_models"]
@@ -536,16 +547,16 @@ def table(result: dict) -> str:
     lines = [
         f"| method | forget score, {n} vs {n} (cap {_g(cap_full)}) | forget score, {h} vs {h} (cap "
         f"{_g(result['floor']['cap'])}), mean +- std over splits | median epsilon, {n} vs {n} | "
-        f"U-LiRA accuracy, {n} vs {n} | U-LiRA accuracy, {h} vs {h} | median phi | test A_R (%) | "
-        f"test E_F (%) | unlearning (s per model) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"U-LiRA accuracy, {n} vs {n} | U-LiRA accuracy, {h} vs {h} | KLoM p{_g(I.KLOM_PERCENTILE)}, {h} vs {h}, "
+        f"mean +- std over splits | median phi | test A_R (%) | test E_F (%) | unlearning (s per model) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         full, half, acc = m["full"], m["half"], m["accuracy"]
         lines.append(
             f"| {LABELS.get(name, name)} | {_f(full['forget_score'])} | {_f(half['forget_score'])} +- "
             f"{_f(half['std'])} | {_f(full['epsilon']['median'], 2)} | {_f(full['ulira_accuracy'])} | "
-            f"{_f(half['ulira_accuracy']['mean'])} | {_f(m['confidence']['median'], 2)} | "
+            f"{_f(half['ulira_accuracy']['mean'])} | {_klom(half)} | {_f(m['confidence']['median'], 2)} | "
             f"{_f(acc['test_A_R']['mean'], 2)} | {_f(acc['test_E_F']['mean'], 2)} | "
             f"{_f(m['seconds_per_model']['mean'])} |"
         )
@@ -553,7 +564,7 @@ def table(result: dict) -> str:
     lines.append(
         f"| **floor: retrain vs retrain** | n/a (needs {2 * n} retrain models) | **{_f(fl['forget_score'])} +- "
         f"{_f(fl['std'])}** | {_f(fl['epsilon']['median'], 2)} ({h} vs {h}) | n/a | {_f(fl['ulira_accuracy']['mean'])} "
-        f"| {_f(rt['confidence']['median'], 2)} | {_f(rt['accuracy']['test_A_R']['mean'], 2)} | "
+        f"| **{_klom(fl)}** | {_f(rt['confidence']['median'], 2)} | {_f(rt['accuracy']['test_A_R']['mean'], 2)} | "
         f"{_f(rt['accuracy']['test_E_F']['mean'], 2)} | n/a |"
     )
     return "\n".join(lines) + "\n"

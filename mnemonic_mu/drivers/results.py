@@ -23,7 +23,8 @@ import numpy as np
 
 from .. import bands
 from ..algorithms.attacks import ATTACKS
-from ..algorithms.methods import row_sees
+from ..algorithms.baselines import Selection
+from ..algorithms.methods import SEES, row_sees, uses_selection
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
 from ..options import option
@@ -109,6 +110,9 @@ def summarise_sweep(result: dict, name: str) -> dict:
             "metrics": {k: entry[k]["mean"] for k in bands.band_metrics() if k in entry},
             "inside": (result.get("bands") or {}).get("inside", {}).get(method, {}),
         }
+        chosen = [(r.get("info") or {}).get("selection") for r in mine]
+        if any(chosen):  # a method chosen by the selection rule: how often each tier chose
+            methods[method]["selection"] = {tier: chosen.count(tier) for tier in Selection.TIERS.values()}
     env = result.get("environment", {})
     return {
         "name": name,
@@ -163,21 +167,56 @@ def _f(x, digits: int = 2) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def method_order(methods: dict) -> list[str]:
+    """The rows of a table: the references first, then the methods grouped by what they see, from
+    the least data to the most (:data:`~mnemonic_mu.algorithms.methods.SEES`; the kit's step first
+    among those that see nothing), registry order within a group."""
+    rank = {sees: i for i, sees in enumerate(SEES)}
+    names = list(methods)
+    return sorted(
+        names,
+        key=lambda n: (
+            not methods[n]["reference"],
+            rank.get(row_sees(n), -1),
+            n != "mnemonic",
+            names.index(n),
+        ),
+    )
+
+
+def fallback_cell(method: str, m: dict) -> str:
+    """How often the selection rule (:class:`~mnemonic_mu.algorithms.baselines.Selection`) fell
+    back from its first tier for ``method`` (its summary ``m``), e.g. ``3/20 (retain budget 2,
+    least damage 1)``; "-" for a method the rule does not choose, "n/a" for a summary made
+    before the tally was kept."""
+    tally = m.get("selection")
+    if tally is None:
+        return "n/a" if uses_selection(method) else "-"
+    first, *rest = Selection.TIERS.values()
+    fell = {tier: tally.get(tier, 0) for tier in rest}
+    total = sum(fell.values())
+    detail = ", ".join(f"{tier} {k}" for tier, k in fell.items() if k)
+    return f"{total}/{sum(tally.values())}" + (f" ({detail})" if detail else "")
+
+
 def table(summary: dict) -> str:
-    """One markdown table of a summary: a row per method, references first."""
+    """One markdown table of a summary: a row per method, references first, then the methods
+    grouped by what they see (:func:`method_order`)."""
     head = (
         "| method | sees | forgotten (E_F >= 99) | A_R (%) | E_F (%) | A_R - retrain, mean "
-        "| A_R - retrain, worst request | gap to retrain | time (s) |\n|---|---|---|---|---|---|---|---|---|"
+        "| A_R - retrain, worst request | gap to retrain | time (s) | selection fell back |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
-    order = sorted(summary["methods"].items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
-    for method, m in order:
+    for method in method_order(summary["methods"]):
+        m = summary["methods"][method]
         d = m["A_R_minus_retrain"]
         worst = f"{_f(d['worst'])} (seed {d['worst_request']['seed']}, class {d['worst_request']['class']})"
         lines.append(
             f"| {'*' + method + '*' if m['reference'] else method} | {row_sees(method)} | {m['forgotten']}/{m['n']} "
             f"| {_f(m['A_R']['mean'])} +- {_f(m['A_R']['std'])} | {_f(m['E_F']['mean'])} +- {_f(m['E_F']['std'])} "
-            f"| {_f(d['mean'])} | {worst} | {_f(m['gap']['mean'])} | {_f(m['seconds']['mean'], 3)} |"
+            f"| {_f(d['mean'])} | {worst} | {_f(m['gap']['mean'])} | {_f(m['seconds']['mean'], 3)} "
+            f"| {fallback_cell(method, m)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -224,7 +263,7 @@ def band_table(summary: dict) -> str:
         )
         + " |"
     )
-    order = sorted(methods.items(), key=lambda kv: (not kv[1]["reference"], kv[0] != "mnemonic"))
+    order = [(name, methods[name]) for name in method_order(methods)]
     for name, m in order:
         cells = []
         for k, d in cols:
@@ -290,7 +329,12 @@ def render_results(summaries: list[dict]) -> str:
         "the command that made its sweep. Rerun the command, then `mnemonic-mu results <its sweep folder>`",
         "to refresh a section. Definitions: [protocol.md](protocol.md). Italic rows are the references;",
         "*sees* is what a method reads of the request's data, from the method registry",
-        "([baselines.md](baselines.md#every-method-the-registry)).",
+        "([baselines.md](baselines.md#every-method-the-registry)); the methods are grouped by it, the least data",
+        "first. *Selection fell back*: on how many requests the selection rule",
+        "([baselines.md](baselines.md#choosing-a-candidate-the-selection-rule)) found no candidate that",
+        "forgot while keeping 95 % of the original's validation A_R and took its retain-budget or",
+        "least-damage tier instead (n/a: a summary made before the tally was kept; - : a method the rule",
+        "does not choose).",
         "A sweep with band seeds also shows every metric of every method beside retrain's seed band: retrain",
         "references trained with other seeds, scored against each request's retrain like a method",
         "([evaluation.md](evaluation.md#retrains-seed-band-and-attacks-without-signal)).",
@@ -481,6 +525,8 @@ def _cmd_results(args) -> int:
 __all__ = [
     "band_columns",
     "band_line",
+    "fallback_cell",
+    "method_order",
     "band_table",
     "collect",
     "command_of",
