@@ -25,7 +25,7 @@ from pathlib import Path
 from .algorithms.attacks import ATTACKS
 from .algorithms.codes import CODE_DISTRIBUTIONS
 from .algorithms.forget import MULTI_MODES, STEPS
-from .algorithms.methods import METHODS, baseline_names
+from .algorithms.methods import METHODS, baseline_names, method_choices
 from .algorithms.metrics import check_forget_classes
 from .algorithms.models import MODELS
 from .algorithms.train import TrainConfig, check_recipe
@@ -208,7 +208,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("fisher_samples and fisher_repeats must be positive")
     unknown = [b for b in s.baselines if b not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(baseline_names())} (or none)")
+        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(method_choices())} (or none)")
     references = [b for b in s.baselines if METHODS[b].reference]
     if references:
         raise ConfigError(

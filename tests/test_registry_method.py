@@ -151,9 +151,13 @@ def test_an_unknown_method_is_one_clear_error(tiny_trained):
     assert M.baseline_names()[0] == "mnemonic_tuned" and "fisher_forgetting" in M.baseline_names()
     with pytest.raises(
         ConfigError,
-        match=f"unknown baseline 'lira'; choose from {re.escape(', '.join(M.baseline_names()))} " r"\(or none\)",
+        match=f"unknown baseline 'lira'; choose from {re.escape(', '.join(M.method_choices()))} " r"\(or none\)",
     ):
         Settings(baselines=("finetune", "lira"))
+    # an opt-in method (not among the default baselines) is still a choice
+    opt_in = [n for n in M.method_choices() if not M.METHODS[n].default]
+    assert opt_in and not set(opt_in) & set(Settings().baselines)
+    assert Settings(baselines=tuple(opt_in)).baselines == tuple(opt_in)
     with pytest.raises(ConfigError, match="retrain is always the reference row"):
         Settings(baselines=("retrain",))
     assert list(M.METHODS)[0] == "mnemonic_tuned" and "fisher_forgetting" in M.METHODS
@@ -184,7 +188,7 @@ def test_docs_baselines_table_is_the_registrys_and_notebook_07_shows_it():
 
 def test_the_table_shows_a_new_entry(toy):
     assert M.markdown_table().splitlines()[-1] == (
-        f"| `{TOY}` | validation split | original | `offsets` {{-1000, 0}}; its settings `lambda1` | none | 1 "
+        f"| `{TOY}` | validation split | original | `offsets` {{-1000, 0}}; its settings `lambda1` | none | 1 | yes "
         "| push the forget classes' output biases down | a test |"
     )
     assert M.markdown_table(["method", "sees"]).splitlines()[-1] == f"| `{TOY}` | validation split |"

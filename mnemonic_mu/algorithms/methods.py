@@ -147,8 +147,11 @@ class Method:
     ``version`` keys the results its code made (bump it when a change alters its numbers: the
     sweep and the report recompute that method's rows, :mod:`mnemonic_mu.io.store`).
     ``reference``: a reference row of every request rather than a method to compare (retrain:
-    trained once and cached), so not among the default baselines.  ``backward_passes``: what the
-    backward passes its result counts are, in words.
+    trained once and cached), so not among the default baselines.  ``default``: among the default
+    baselines (:func:`baseline_names`, run by every report and sweep that does not name its
+    methods); False makes a method opt-in (named in ``baselines``), for one whose cost on a laptop
+    request would lengthen the first-touch path (``make report``) by more than it shows there.
+    ``backward_passes``: what the backward passes its result counts are, in words.
     """
 
     name: str
@@ -162,6 +165,7 @@ class Method:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
     reference: bool = False
+    default: bool = True
     backward_passes: str = ""
 
     def __post_init__(self) -> None:
@@ -363,6 +367,7 @@ METHODS: dict[str, Method] = {
                 "lr_decay_after": 3,
             },
             backward_passes="one per forget sample per max epoch, one per retain sample per epoch",
+            default=False,
         ),
         Method(
             "lfssd",
@@ -374,6 +379,7 @@ METHODS: dict[str, Method] = {
             source="Foster, Schoepf, Brintrup, ICLR 2024 Tiny Papers (arXiv 2402.19308)",
             grid=_SSD_GRID,
             backward_passes="one per sample (in mini-batches of 64)",
+            default=False,
         ),
         Method(
             "jit",
@@ -385,6 +391,7 @@ METHODS: dict[str, Method] = {
             source="Foster, Fogarty, Schoepf, Öztireli, Brintrup, arXiv 2402.01401 (2024; TMLR 2025)",
             grid={"sigmas": (0.5, 0.8), "lrs": (3e-4, 1.5)},
             backward_passes="N + 1 per forget sample per candidate",
+            default=False,
         ),
         Method(
             "salun",
@@ -397,6 +404,7 @@ METHODS: dict[str, Method] = {
             source="Fan, Liu, Zhang, Wong, Wei, Liu, ICLR 2024",
             grid={"mask_ratios": (0.5, 0.3, 0.7), "lrs": (0.013, 0.005, 0.03), "epochs": 10},
             backward_passes="one per forget sample (the mask), then one per sample per epoch",
+            default=False,
         ),
         Method(
             "zero_shot_emmn",
@@ -408,6 +416,7 @@ METHODS: dict[str, Method] = {
             source=_ZERO_SHOT,
             fixed=_EMMN,
             backward_passes="K x noise_per_class x (noise_steps + 1) + retain noise (one per noise sample per step)",
+            default=False,
         ),
     )
 }
@@ -420,10 +429,16 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def baseline_names() -> tuple[str, ...]:
-    """The registered methods that are compared with the step (every one but the references), in
-    registry order: the default of the setting ``baselines``."""
+def method_choices() -> tuple[str, ...]:
+    """The registered methods a request may compare with the step (every one but the references),
+    in registry order: what the setting ``baselines`` accepts."""
     return tuple(name for name, m in METHODS.items() if not m.reference)
+
+
+def baseline_names() -> tuple[str, ...]:
+    """The default of the setting ``baselines``: :func:`method_choices` but the opt-in ones
+    (:attr:`Method.default` False), in registry order."""
+    return tuple(name for name in method_choices() if METHODS[name].default)
 
 
 def row_sees(row: str) -> str:
@@ -502,6 +517,7 @@ _TABLE_COLUMNS: dict[str, Callable[[Method], str]] = {
     "arguments (fixed; grid chosen on validation; settings)": _arguments,
     "backward passes": lambda m: m.backward_passes or "-",
     "version": lambda m: str(m.version),
+    "default": lambda m: "reference" if m.reference else ("yes" if m.default else "opt-in"),
     "what it does": lambda m: m.description,
     "source": lambda m: m.source or "-",
 }
@@ -538,6 +554,7 @@ __all__ = [
     "MethodResult",
     "UnlearnData",
     "baseline_names",
+    "method_choices",
     "get_method",
     "markdown_table",
     "mnemonic",

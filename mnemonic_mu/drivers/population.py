@@ -59,7 +59,7 @@ import torch
 from .. import pipeline
 from ..algorithms import indistinguishability as I
 from ..algorithms.dataset import Dataset
-from ..algorithms.methods import METHODS, UnlearnData, baseline_names
+from ..algorithms.methods import METHODS, UnlearnData, method_choices
 from ..algorithms.metrics import check_forget_classes, forgetting_scores, predict_logits
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
@@ -126,7 +126,7 @@ def check_methods(methods: Iterable[str]) -> tuple[str, ...]:
         raise ConfigError(
             "retrain is the reference population (N retrain models are always trained); leave it out of --methods"
         )
-    allowed = (ORIGINAL, STEP) + baseline_names()
+    allowed = (ORIGINAL, STEP) + method_choices()
     unknown = [m for m in methods if m not in allowed]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(allowed)}")
