@@ -25,6 +25,7 @@ import yaml
 from conftest import built_once
 
 from mnemonic_mu import notebook_stages as stages
+from mnemonic_mu.algorithms.methods import method_choices
 from mnemonic_mu.drivers import grid as grid_module, report as report_module
 from mnemonic_mu.drivers.cli import main
 from mnemonic_mu.drivers.grid import grid_points, grid_run_names, parse_grid, run_grid
@@ -49,9 +50,9 @@ def shared_ci_report(tmp_path_factory) -> Path:
     with built_once(tmp_path_factory, "ci") as base:
         index = base / "reports" / "ci-test" / "index.html"
         if not index.is_file():
-            index = run_report(
-                "ci", run="ci-test", reports_dir=base / "reports", overrides={"cache_dir": str(base / "cache")}
-            )
+            # every registered method, the opt-in ones too (the default baselines leave those out)
+            everything = {"cache_dir": str(base / "cache"), "baselines": list(method_choices())}
+            index = run_report("ci", run="ci-test", reports_dir=base / "reports", overrides=everything)
     return index.parent
 
 
