@@ -60,7 +60,7 @@ class Defaults:
     fisher_samples: tuple[int, ...] = (1, 10, 100)  # n of the "Fisher from n real samples" curve
     fisher_repeats: int = 3  # random draws per n
     # -- evaluation
-    baselines: tuple[str, ...] = ()  # methods scored beside the mnemonic step (by default every method of the registry but retrain, the reference)
+    baselines: tuple[str, ...] = ()  # methods scored beside the mnemonic step (by default the registry's default methods; the opt-in ones, e.g. scrub, when named)
     probe_max_train: int = 2000  # train samples drawn for the linear-probe attack
     attacks: tuple[str, ...] = ()  # attacks scored per row (by default every attack of the registry); none: accuracies only (the report needs all)
     band_seeds: tuple[int, ...] = (1000, 1001, 1002, 1003)  # seeds of the extra retrain references that make retrain's band (never the request's seed); none: no band

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnemonic_mu.drivers import results as R, sweep as S
+from mnemonic_mu.drivers.pages import summary_rows
 from mnemonic_mu.errors import ConfigError
 from mnemonic_mu.settings import Settings
 
@@ -219,3 +220,22 @@ def test_the_table_groups_methods_by_what_they_see_and_counts_fallbacks():
     old = {**summary["methods"]["ssd"]}
     del old["selection"]
     assert R.fallback_cell("ssd", old) == "n/a" and R.fallback_cell("finetune", old) == "-"  # made before the tally
+
+
+def test_the_report_page_lists_methods_grouped_by_what_they_see():
+    """The run page's summary table: the trained models and retrain first, in their order, then
+    every method by what it sees (the least data first; the kit's step first among those that see
+    nothing), whatever order the summary holds them in."""
+    order = ["ssd", "original", "finetune", "zero_shot_emmn", "retrain", "jit", "no_codes", "mnemonic_paper", "mnemonic"]
+    names = [name for name, _ in summary_rows({"methods": {n: {} for n in order}})]
+    assert names == [
+        "original",
+        "no_codes",
+        "retrain",
+        "mnemonic",
+        "zero_shot_emmn",
+        "mnemonic_paper",
+        "jit",
+        "finetune",
+        "ssd",
+    ]

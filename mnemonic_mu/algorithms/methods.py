@@ -450,6 +450,20 @@ def row_sees(row: str) -> str:
     return "nothing" if row == "mnemonic" else "-"
 
 
+def by_sees(rows: Iterable[str], reference: Callable[[str], bool] = lambda row: False) -> list[str]:
+    """``rows`` in the order every table lists them: the references (``reference(row)``) first,
+    then the methods grouped by what they see (:func:`row_sees`, in :data:`SEES` order, the least
+    data first; the kit's step ``mnemonic`` first among those that see nothing), the given order
+    within a group.  The trained models ``original`` and ``no_codes`` (sees "-") come before the
+    methods."""
+    rank = {sees: i for i, sees in enumerate(SEES)}
+    names = list(rows)
+    return sorted(
+        names,
+        key=lambda n: (not reference(n), rank.get(row_sees(n), -1), n != "mnemonic", names.index(n)),
+    )
+
+
 def uses_selection(row: str) -> bool:
     """Whether registered method ``row`` chooses among its grid by the selection rule
     (:class:`~mnemonic_mu.algorithms.baselines.Selection`: its function takes ``selection``)."""

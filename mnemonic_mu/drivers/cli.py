@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..algorithms.methods import row_sees
 from ..algorithms.metrics import renamed_keys
 from ..errors import ConfigError, MnemonicError
 from ..io.artifacts import write_json
@@ -90,8 +91,8 @@ ROW_LABELS = {
 def _row_label(name: str, row: dict) -> str:
     if name in ROW_LABELS:
         return ROW_LABELS[name]
-    sees = "codes only" if name.startswith("mnemonic") else "data"
-    return f"baseline ({sees})"
+    sees = row_sees(name)  # the method registry's
+    return f"baseline (sees {'codes only' if sees == 'nothing' else sees})"
 
 
 def experiment_lines(result: dict) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import bands
 from ..algorithms.attacks import ATTACKS
 from ..algorithms.baselines import Selection
-from ..algorithms.methods import SEES, row_sees, uses_selection
+from ..algorithms.methods import by_sees, row_sees, uses_selection
 from ..errors import ConfigError
 from ..io.artifacts import atomic_write_text, write_json
 from ..options import option
@@ -168,20 +168,9 @@ def _f(x, digits: int = 2) -> str:
 
 
 def method_order(methods: dict) -> list[str]:
-    """The rows of a table: the references first, then the methods grouped by what they see, from
-    the least data to the most (:data:`~mnemonic_mu.algorithms.methods.SEES`; the kit's step first
-    among those that see nothing), registry order within a group."""
-    rank = {sees: i for i, sees in enumerate(SEES)}
-    names = list(methods)
-    return sorted(
-        names,
-        key=lambda n: (
-            not methods[n]["reference"],
-            rank.get(row_sees(n), -1),
-            n != "mnemonic",
-            names.index(n),
-        ),
-    )
+    """The rows of a table: the references first, then the methods grouped by what they see
+    (:func:`~mnemonic_mu.algorithms.methods.by_sees`)."""
+    return by_sees(methods, lambda n: bool(methods[n]["reference"]))
 
 
 def fallback_cell(method: str, m: dict) -> str:
