@@ -226,7 +226,17 @@ def test_the_report_page_lists_methods_grouped_by_what_they_see():
     """The run page's summary table: the trained models and retrain first, in their order, then
     every method by what it sees (the least data first; the kit's step first among those that see
     nothing), whatever order the summary holds them in."""
-    order = ["ssd", "original", "finetune", "zero_shot_emmn", "retrain", "jit", "no_codes", "mnemonic_paper", "mnemonic"]
+    order = [
+        "ssd",
+        "original",
+        "finetune",
+        "zero_shot_emmn",
+        "retrain",
+        "jit",
+        "no_codes",
+        "mnemonic_paper",
+        "mnemonic",
+    ]
     names = [name for name, _ in summary_rows({"methods": {n: {} for n in order}})]
     assert names == [
         "original",
