@@ -325,3 +325,22 @@ def test_sweep_bands_read_each_request_against_its_band_and_flag_an_attack_witho
         }
     )
     assert "- linear probe: **no signal here**" in md and "| m | 2/3 |" in md
+
+
+def test_sweep_tables_list_methods_grouped_by_what_they_see():
+    """sweep.md: the references first, then the methods by what they see (the least data first),
+    whatever order the rows came in."""
+    names = ("ssd", "retrain", "finetune", "mnemonic_paper", "original", "jit", "mnemonic")
+    rows = [_band_row(name, 0, 0, 90.0, {"entropy-LR": 0.1}) | {"reference": name in S.REFERENCES} for name in names]
+    md = S.markdown_tables(
+        {
+            "summary": S.summarise(rows, [0]),
+            "settings": Settings().to_dict(),
+            "seeds": [0],
+            "classes": [0],
+            "rows": rows,
+        }
+    )
+    table = md.split("\n\n")[1].splitlines()[2:]
+    names = [line.split(" | ")[0].lstrip("| ") for line in table]
+    assert names == ["*original*", "*retrain*", "mnemonic", "mnemonic_paper", "jit", "finetune", "ssd"]

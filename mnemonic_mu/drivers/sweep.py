@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import bands, pipeline
 from ..algorithms.attacks import ATTACKS, distance_attacks
-from ..algorithms.methods import SEES, UnlearnData, row_sees
+from ..algorithms.methods import SEES, UnlearnData, by_sees, row_sees
 from ..algorithms.metrics import MIA_ATTACK, check_forget_classes, mean_t_interval
 from ..algorithms.train import TrainConfig
 from ..bands import metric_values
@@ -420,7 +420,7 @@ def _fmt(x: float, digits: int) -> str:
 def markdown_tables(result: dict) -> str:
     """Two markdown tables (mean +- std; worst class) plus the direction of every column."""
     summary, cfg = result["summary"], result["settings"]
-    order = [m for m in REFERENCES if m in summary] + [m for m in summary if m not in REFERENCES]
+    order = by_sees(summary, lambda m: m in REFERENCES)  # the references, then by what a method sees
     columns = [c for c in _columns() if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
     head = "| method | sees | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
     sep = "|" + "---|" * (len(columns) + 3)
