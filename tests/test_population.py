@@ -261,3 +261,28 @@ def test_notebook_09_runs_and_writes_its_scores(tmp_path):
         assert (tmp_path / "run" / "figures" / f"09_per_example_attack_{fig}.png").stat().st_size > 1000
     text = "".join(o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs)
     assert "digits, 10 epochs" in text and "forget examples (training split), N = 6" in text
+
+
+def test_the_reading_names_the_methods_near_retrains_klom():
+    """The generated reading: a method within one std of retrain-vs-retrain's KLoM is named, the
+    lowest is named with its value, and a result without KLoM gets no KLoM sentence."""
+    floor = {"forget_score": 0.3, "std": 0.05, "n_per_half": 8, "klom": {"mean": 9.0, "std": 0.5}}
+    methods = {
+        P.ORIGINAL: {"half": {"forget_score": 0.0, "klom": {"mean": 11.5}}, "confidence": {"median": 3.0}},
+        "near": {"half": {"forget_score": 0.1, "klom": {"mean": 9.4}}, "confidence": {"median": -9.0}},
+        "far": {"half": {"forget_score": 0.2, "klom": {"mean": 10.2}}, "confidence": {"median": -20.0}},
+    }
+    result = {
+        "floor": floor,
+        "methods": methods,
+        "retrain": {"confidence": {"median": -13.0}},
+        "forget_examples": {"classes": [0]},
+    }
+    text = P.reading(result)
+    assert "within one std of retrain vs retrain's (9.000 + 0.500): near; lowest: near (9.400)." in text
+    assert "closest: far (0.200)" in text  # the forget score's reading is unchanged
+    methods["near"]["half"]["klom"]["mean"] = 9.6
+    assert "within one std of retrain vs retrain's (9.000 + 0.500): none; lowest: near (9.600)." in P.reading(result)
+    for m in methods.values():
+        m["half"].pop("klom")
+    assert "KLoM" not in P.reading(result | {"floor": floor | {"klom": {"mean": None, "std": None}}})

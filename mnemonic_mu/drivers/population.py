@@ -617,8 +617,20 @@ def reading(result: dict) -> str:
         f". Median phi above retrain's ({_f(r_med, 2)}; the forget examples still look more like "
         f"class {', '.join(map(str, result['forget_examples']['classes']))} than under retrain): "
         f"{', '.join(above) or 'none'}; at or below it (pushed as far or further): "
-        f"{', '.join(below) or 'none'}.\n"
+        f"{', '.join(below) or 'none'}."
     )
+    k_floor = (fl.get("klom") or {}).get("mean")
+    kloms = {m: (v["half"].get("klom") or {}).get("mean") for m, v in rows.items()}
+    kloms = {m: k for m, k in kloms.items() if k is not None}
+    if k_floor is not None and kloms:
+        near = [m for m, k in kloms.items() if k <= k_floor + fl["klom"]["std"]]
+        lowest = min(kloms, key=kloms.__getitem__)
+        words.append(
+            f" KLoM p95 (lower is closer to retrain) within one std of retrain vs retrain's "
+            f"({_f(k_floor)} + {_f(fl['klom']['std'])}): {', '.join(near) or 'none'}; "
+            f"lowest: {lowest} ({_f(kloms[lowest])})."
+        )
+    words.append("\n")
     return "".join(words)
 
 
