@@ -620,8 +620,11 @@ def reading(result: dict) -> str:
         f"{', '.join(below) or 'none'}."
     )
     k_floor = (fl.get("klom") or {}).get("mean")
-    kloms = {m: (v["half"].get("klom") or {}).get("mean") for m, v in rows.items()}
-    kloms = {m: k for m, k in kloms.items() if k is not None}
+    kloms: dict[str, float] = {}
+    for m, v in rows.items():
+        k = (v["half"].get("klom") or {}).get("mean")
+        if k is not None:
+            kloms[m] = float(k)
     if k_floor is not None and kloms:
         near = [m for m, k in kloms.items() if k <= k_floor + fl["klom"]["std"]]
         lowest = min(kloms, key=kloms.__getitem__)
