@@ -450,18 +450,17 @@ def row_sees(row: str) -> str:
     return "nothing" if row == "mnemonic" else "-"
 
 
-def by_sees(rows: Iterable[str], reference: Callable[[str], bool] = lambda row: False) -> list[str]:
-    """``rows`` in the order every table lists them: the references (``reference(row)``) first,
-    then the methods grouped by what they see (:func:`row_sees`, in :data:`SEES` order, the least
-    data first; the kit's step ``mnemonic`` first among those that see nothing), the given order
-    within a group.  The trained models ``original`` and ``no_codes`` (sees "-") come before the
-    methods."""
+def by_sees(rows: Iterable[str]) -> list[str]:
+    """``rows`` in the order every table lists them: the trained models (:data:`INPUT_MODELS`)
+    and the registry's reference (retrain) first, then the methods grouped by what they see
+    (:func:`row_sees`, in :data:`SEES` order, the least data first; the kit's step ``mnemonic``
+    first among those that see nothing); the given order within a group (the sort is stable)."""
     rank = {sees: i for i, sees in enumerate(SEES)}
-    names = list(rows)
-    return sorted(
-        names,
-        key=lambda n: (not reference(n), rank.get(row_sees(n), -1), n != "mnemonic", names.index(n)),
-    )
+
+    def reference(row: str) -> bool:
+        return row in INPUT_MODELS or (row in METHODS and METHODS[row].reference)
+
+    return sorted(rows, key=lambda n: (not reference(n), rank.get(row_sees(n), -1), n != "mnemonic"))
 
 
 def uses_selection(row: str) -> bool:

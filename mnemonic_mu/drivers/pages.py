@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import bands
 from ..algorithms.attacks import ATTACKS, distance_attacks
-from ..algorithms.methods import INPUT_MODELS, by_sees, row_sees
+from ..algorithms.methods import by_sees, row_sees
 from ..defaults import RUNTIME
 from ..errors import MnemonicError
 from ..io.artifacts import atomic_write_text, file_lock
@@ -132,8 +132,7 @@ def summary_rows(summary: dict) -> list[tuple[str, dict]]:
     the methods grouped by what they see, the least data first (:func:`by_sees`), so the
     data-free rows read together."""
     methods = summary.get("methods") or {}
-    references = (*INPUT_MODELS, REFERENCE)
-    return [(name, methods[name]) for name in by_sees(methods, lambda n: n in references)]
+    return [(name, methods[name]) for name in by_sees(methods)]
 
 
 def _digits(name: str) -> int:

@@ -170,7 +170,7 @@ def _f(x, digits: int = 2) -> str:
 def method_order(methods: dict) -> list[str]:
     """The rows of a table: the references first, then the methods grouped by what they see
     (:func:`~mnemonic_mu.algorithms.methods.by_sees`)."""
-    return by_sees(methods, lambda n: bool(methods[n]["reference"]))
+    return by_sees(methods)
 
 
 def fallback_cell(method: str, m: dict) -> str:

@@ -420,7 +420,7 @@ def _fmt(x: float, digits: int) -> str:
 def markdown_tables(result: dict) -> str:
     """Two markdown tables (mean +- std; worst class) plus the direction of every column."""
     summary, cfg = result["summary"], result["settings"]
-    order = by_sees(summary, lambda m: m in REFERENCES)  # the references, then by what a method sees
+    order = by_sees(summary)  # the references, then by what a method sees
     columns = [c for c in _columns() if all(c[0] in summary[m] for m in order)]  # attacks not scored: left out
     head = "| method | sees | " + " | ".join(label for _, label, _ in columns) + " | backward passes |"
     sep = "|" + "---|" * (len(columns) + 3)
