@@ -49,7 +49,7 @@ class Defaults:
     channels_last: bool = False  # channels_last memory format for convolutional models (a GPU option)
     # -- the request and the one-shot step (Eq. 5-7)
     forget_classes: tuple[int, ...] = (0,)  # the classes to forget, C_F (paper: class 0)
-    step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5 with fixed lambdas)
+    step: str = "calibrated"  # calibrated (the kit's, codes only) | paper (Eq. 5, fixed lambdas) | matched (docs/matched.md)
     multi: str = "sequential"  # several classes, calibrated step: sequential (one step per class) | joint
     lambda1: float = 1e-3  # Eq. 5 gain cap (paper MNIST: 1e-3)
     lambda2: float = 10.0  # Eq. 5 largest change per layer (paper MNIST: 10)

@@ -25,7 +25,7 @@ from .algorithms.attacks import run_attacks
 from .algorithms.codes import generate_codes
 from .algorithms.dataset import Dataset
 from .algorithms.fisher import Fisher, code_fisher
-from .algorithms.forget import Calibration, ForgetRecord, forget
+from .algorithms.forget import Calibration, ForgetRecord, Matching, forget
 from .algorithms.indistinguishability import divergence_from_retrain
 from .algorithms.methods import MethodResult, UnlearnData, get_method, unlearn
 from .algorithms.metrics import (
@@ -148,7 +148,9 @@ def forget_step(
     warm-up as the median of ``repeats`` runs (the step is deterministic: every run gives the
     same weights)."""
     lambda1, lambda2 = lambdas or (s.lambda1, s.lambda2)
-    kwargs: dict[str, Any] = dict(step=s.step, calibration=Calibration(multi=s.multi), per_class_fisher=per_class)
+    kwargs: dict[str, Any] = dict(
+        step=s.step, calibration=Calibration(multi=s.multi), per_class_fisher=per_class, matching=Matching(seed=s.seed)
+    )
     forget(model, codes, forget_classes, lambda1, lambda2, **kwargs)  # warm-up
     runs = [forget(model, codes, forget_classes, lambda1, lambda2, **kwargs) for _ in range(repeats)]
     seconds = sorted(r.seconds for _, r in runs)[len(runs) // 2]

@@ -43,7 +43,21 @@ Calibrated step (``step="calibrated"``, this kit's extension, docs/calibration.m
     forgot 29 with A_R 1.79 points under retrain's on average, the sequential
     step 30; that study, README at commit a88a9ef, is no longer in the docs).
 
-Both return a *new* model (the input is left untouched) and a :class:`ForgetRecord`.
+Matched step (``step="matched"``, this kit's, docs/matched.md)
+    Aimed at retrain's outputs on the forget class, example by example, not at a margin.
+    Retrain never has class c as a target, so its logit of c ends up at one level on every
+    input (its spread over examples is a few hundredths of a nat, docs/matched.md); the
+    step sets each forget class's output row to ``slope * (w_c, b_c)`` and adds ``level``
+    to its bias, so the forget logit becomes ``level + slope * z_c``: nearly that constant,
+    slightly lower where the original was most sure of c (where retrain's other classes
+    score higher than the original's).  ``level`` and ``slope`` (:class:`Matching`) were
+    chosen on validation splits with the per-example attack
+    (``python benchmarks/matched_study.py``).  Nothing else moves: the remaining classes'
+    rows and the layers below keep their weights to the bit.  It reads no data and needs
+    no Fisher (0 backward passes); the codes check the result (every forget code
+    misclassified, every remaining code kept), as for the other steps.
+
+All return a *new* model (the input is left untouched) and a :class:`ForgetRecord`.
 """
 
 from __future__ import annotations
@@ -65,20 +79,22 @@ from .metrics import check_forget_classes
 
 VERSION = 2  # bump when a change to this module changes the step's numbers
 
-STEPS = ("paper", "calibrated")
+STEPS = ("paper", "calibrated", "matched")
 # The paper's (lambda1, lambda2) grids (Yamashita et al. searched them on the test split; the kit
 # scores them on validation): written once, as the defaults of the settings lambda1_grid /
 # lambda2_grid (mnemonic_mu/defaults.py); the grid of the methods that search them (algorithms/methods.py).
 PAPER_LAMBDA1_GRID: tuple[float, ...] = default("lambda1_grid")
 PAPER_LAMBDA2_GRID: tuple[float, ...] = default("lambda2_grid")
 MULTI_MODES = ("sequential", "joint")
+# the matched step's defaults (Matching): the choice of benchmarks/matched_study.py on validation splits
+LEVEL, SLOPE, NOISE = -8.25, -0.1, 0.5
 
 
 @dataclass
 class ForgetRecord:
     """What one forgetting step did; everything a reader needs to trust or doubt it."""
 
-    step: str  # "paper" or "calibrated"
+    step: str  # "paper", "calibrated" or "matched"
     forget_classes: list[int]
     sign: str  # "+" or "-"
     sign_tie: bool  # both signs scored the same A_R + E_F on the codes
@@ -92,7 +108,7 @@ class ForgetRecord:
     backward_passes: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
-    multi: str = "single"  # "single" (one forget class), "joint" or "sequential"
+    multi: str = "single"  # "single" (one forget class), "joint", "sequential" or "rows" (matched)
     # sequential: per class its sign, sign_tie, scale, alpha, code_scores and guard
     parts: list[dict] = field(default_factory=list)
     guard: dict = field(default_factory=dict)  # calibrated: the criterion's numbers (targets, margins reached, scales)
@@ -295,6 +311,36 @@ class Calibration:
         )
 
 
+@dataclass(frozen=True)
+class Matching:
+    """Settings of the matched step: the forget row becomes ``slope * (w_c, b_c)`` plus ``level``
+    on its bias.  Chosen on validation splits with the per-example attack (docs/matched.md, made
+    by ``python benchmarks/matched_study.py``; a test checks these defaults are its choice)."""
+
+    level: float = LEVEL  # the forget logit's level (nats) on every input ...
+    slope: float = SLOPE  # ... plus this multiple of the original's forget logit ...
+    noise: float = NOISE  # ... plus a draw of this sd per forget row (retrain's level varies over seeds)
+    seed: int = 0  # the draw's seed (the request's seed: each model of a population draws its own)
+
+    def __post_init__(self) -> None:
+        for name in ("level", "slope", "noise"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"Matching.{name} must be a finite number, got {v!r}")
+        if self.noise < 0:
+            raise ConfigError(f"Matching.noise is a standard deviation and cannot be negative, got {self.noise!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"Matching.seed must be a non-negative integer, got {self.seed!r}")
+
+    def draw(self, n: int) -> list[float]:
+        """The ``n`` level offsets of a request (one per forget row): ``noise`` times standard normal
+        draws from ``seed``; all 0 without noise."""
+        if self.noise == 0:
+            return [0.0] * n
+        gen = torch.Generator().manual_seed(int(self.seed))
+        return [self.noise * float(v) for v in torch.randn(n, generator=gen, dtype=torch.float64)]
+
+
 def forget(
     model: nn.Module,
     codes: torch.Tensor,
@@ -305,6 +351,7 @@ def forget(
     calibration: Calibration | None = None,
     fisher_method: str = "batched",
     per_class_fisher: list[Fisher] | None = None,
+    matching: Matching | None = None,
 ) -> tuple[nn.Module, ForgetRecord]:
     """Forget ``forget_classes`` in one shot from the codes alone.
 
@@ -312,14 +359,15 @@ def forget(
     skip step 1; ``fisher_method`` chooses the loop, the vectorised or the
     batched path (see :func:`~mnemonic_mu.algorithms.fisher.code_fisher_means`).
     ``lambda1``, ``lambda2`` and ``step`` left at None take the kit's defaults
-    (:mod:`mnemonic_mu.defaults`: the paper's MNIST lambdas and the calibrated step).
+    (:mod:`mnemonic_mu.defaults`: the paper's MNIST lambdas and the calibrated step);
+    ``matching`` sets the matched step's rules (default: :class:`Matching`).
     Returns ``(new_model, record)``; ``model`` is not modified.
     """
     lambda1 = default("lambda1") if lambda1 is None else lambda1
     lambda2 = default("lambda2") if lambda2 is None else lambda2
     step = default("step") if step is None else step
     if step not in STEPS:
-        raise ConfigError(f"unknown step {step!r}; choose 'paper' or 'calibrated'")
+        raise ConfigError(f"unknown step {step!r}; choose {', '.join(repr(s) for s in STEPS)}")
     cal = calibration or Calibration()
     if cal.multi not in MULTI_MODES:
         raise ConfigError(f"unknown Calibration.multi {cal.multi!r}; choose 'sequential' or 'joint'")
@@ -333,6 +381,8 @@ def forget(
 
     start = time.perf_counter()
     retain_classes = [c for c in range(num_classes) if c not in forget_classes]
+    if step == "matched":
+        return _forget_matched(model, codes, forget_classes, lambda1, lambda2, matching or Matching(), start)
     multi = "single" if len(forget_classes) == 1 else ("joint" if step == "paper" else cal.multi)
     if multi == "sequential":
         return _forget_sequential(
@@ -401,6 +451,62 @@ def forget(
     return new, _finish_record(record)
 
 
+def _forget_matched(model, codes, forget_classes, lambda1, lambda2, match: Matching, start: float):
+    """The matched step (module doc): every forget row becomes ``slope * row`` with ``level`` added
+    to its bias; nothing else moves."""
+    head = output_layer(model)
+    if not head:
+        raise ConfigError(
+            "step='matched' sets the forget classes' rows of the output layer, and this model has no "
+            "nn.Linear layer; use step='calibrated'"
+        )
+    if not any(n.endswith("bias") for n in head):
+        raise ConfigError(
+            "step='matched' needs an output layer with a bias (the bias holds the level); use step='calibrated'"
+        )
+    new = copy.deepcopy(model)
+    params = trainable(new)
+    rows = torch.tensor(list(forget_classes), device=params[head[0]].device)
+    offsets = torch.tensor(match.draw(len(forget_classes)), dtype=params[head[0]].dtype, device=rows.device)
+    with torch.no_grad():
+        for n in head:
+            p = params[n]
+            p[rows] = p[rows] * match.slope
+            if n.endswith("bias"):
+                p[rows] += match.level + offsets
+    labels = torch.arange(len(codes))
+    before = code_report(model, codes, labels, forget_classes)
+    final = code_report(new, codes, labels, forget_classes)
+    guard = {
+        "level": float(match.level),
+        "slope": float(match.slope),
+        "noise": float(match.noise),
+        "offsets": [float(v) for v in offsets],
+        "forget_margin": float(final["forget_margin"]),
+        "retain_margin": float(final["retain_margin"]),
+        "forget_margin_before": float(before["forget_margin"]),
+    }
+    record = ForgetRecord(
+        step="matched",
+        forget_classes=list(forget_classes),
+        sign="-",
+        sign_tie=False,
+        lambda1=float(lambda1),
+        lambda2=float(lambda2),
+        scale=1.0,
+        alpha={},
+        code_scores={"final": final},
+        forget_code_predicted=final["forget_margin"] > 0,
+        retain_codes_kept=_kept_codes_kept(model, new, codes, forget_classes),
+        backward_passes=0,
+        seconds=time.perf_counter() - start,
+        warnings=[],
+        multi="single" if len(forget_classes) == 1 else "rows",
+        guard=guard,
+    )
+    return new, _finish_record(record)
+
+
 def _group_fishers(model, codes, groups, per_class_fisher, fisher_method) -> list[Fisher]:
     """Mean code Fisher of each group of classes, from ``per_class_fisher`` when given
     (else :func:`~mnemonic_mu.algorithms.fisher.code_fisher_means`; "batched" never stores the per-class Fishers)."""
@@ -431,11 +537,10 @@ def _finish_record(record: ForgetRecord) -> ForgetRecord:
             "the sign was chosen by the log-probability gap"
         )
     if record.forget_code_predicted:
-        hint = (
-            "try step='calibrated'"
-            if record.step == "paper"
-            else "no safe scale misclassifies it: this request may not be forgettable from the codes"
-        )
+        hint = {
+            "paper": "try step='calibrated'",
+            "matched": "another class scores below the level on that code: lower Matching.level",
+        }.get(record.step, "no safe scale misclassifies it: this request may not be forgettable from the codes")
         record.warnings.append(
             f"a forget code is still predicted as its own class: the step was too small for this request ({hint})"
         )
@@ -648,6 +753,7 @@ __all__ = [
     "Calibration",
     "ForgetRecord",
     "MULTI_MODES",
+    "Matching",
     "PAPER_LAMBDA1_GRID",
     "PAPER_LAMBDA2_GRID",
     "STEPS",

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from .baselines import finetune, fisher_forgetting, neggrad, ours_with_data, random_label, retrain, ssd
 from .fisher import code_fisher
-from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, forget
+from .forget import PAPER_LAMBDA1_GRID, PAPER_LAMBDA2_GRID, Calibration, Matching, forget
 from .jit import jit
 from .lfssd import lfssd
 from .method_api import MethodResult, Timer, UnlearnData, model_device, need_data, val_score
@@ -56,7 +56,8 @@ def mnemonic(
     (lambda1, lambda2) are chosen over ``lambda1_grid`` x ``lambda2_grid`` by ``A_R + E_F`` on
     the validation split (the per-class code Fishers are computed once; the search costs forward
     passes only and counts in the time).  ``calibration`` sets the calibrated step's rules
-    (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`).
+    (default: :class:`~mnemonic_mu.algorithms.forget.Calibration`); the matched step draws its
+    level offset from ``seed`` (:class:`~mnemonic_mu.algorithms.forget.Matching`).
     """
     with Timer() as t:
         forget_classes = check_forget_classes(forget_classes, len(codes))
@@ -71,6 +72,7 @@ def mnemonic(
                 step=step,
                 calibration=calibration,
                 fisher_method="batched",
+                matching=Matching(seed=seed),
             )
         else:
             data = need_data("mnemonic_tuned", data)
@@ -92,6 +94,7 @@ def mnemonic(
                         step=step,
                         calibration=calibration,
                         per_class_fisher=fishers,
+                        matching=Matching(seed=seed),
                     )
                     score = val_score(cand, data, forget_classes)
                     search.append({"lambda1": l1, "lambda2": l2, "val_score": score})
@@ -253,6 +256,17 @@ METHODS: dict[str, Method] = {
             version=3,
             fixed={"step": "calibrated"} | _PAPER_LAMBDAS,
             backward_passes="|C|",
+        ),
+        Method(
+            "mnemonic_matched",
+            mnemonic,
+            "nothing",
+            "this kit's matched step (docs/matched.md): each forget class's output row set to retrain's level, "
+            "chosen on validation with the per-example attack; nothing else moves",
+            source="this kit",
+            version=1,
+            fixed={"step": "matched"} | _PAPER_LAMBDAS,
+            backward_passes="0",
         ),
         Method(
             "mnemonic_calibrated_v1",
