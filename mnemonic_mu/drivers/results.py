@@ -40,7 +40,9 @@ STEPS = (
     ("mnemonic_paper", "paper step"),
     ("mnemonic_calibrated_v1", "calibrated step before the retain guard (v1)"),
     ("mnemonic", "calibrated step (the default)"),
+    ("mnemonic_matched", "matched step (docs/matched.md)"),
 )
+OPTIONAL_STEPS = ("mnemonic_matched",)  # shown where the sweep scored it (sweeps made before it existed did not)
 HEADLINE = ("A_R", "E_F", "gap", "seconds")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 HEADLINE_RESULT = "mnist5k-laptop"  # the summary the README shows (else the first by name)
@@ -335,7 +337,8 @@ def render_results(summaries: list[dict]) -> str:
             "## The calibrated step on every setting",
             "",
             "Every sweep below that scored the three steps: the paper's, the calibrated step before the "
-            "retain guard (`mnemonic_calibrated_v1`) and the default calibrated step (row `mnemonic`). "
+            "retain guard (`mnemonic_calibrated_v1`) and the default calibrated step (row `mnemonic`), and "
+            "where the sweep scored it the matched step (`mnemonic_matched`, [matched.md](matched.md)). "
             f"A request is inside retrain's band when its A_R is at least the lowest A_R of the band's "
             f"retrain references of its class (their own seeds; a sweep without band seeds: its own "
             f"retrain references over its seeds), minus {BAND_SLACK:g} point; the target is "
@@ -344,6 +347,11 @@ def render_results(summaries: list[dict]) -> str:
             "starts from: a request it already misses (an original far below retrain) no data-free step "
             "can be expected to bring inside; *pushed outside the band* counts the requests a step took "
             "outside although the original was inside, with no warning: the damage the step itself did. "
+            "*JS-forget inside retrain's seed band*: on how many requests the Jensen-Shannon divergence of the "
+            "step's outputs from retrain's on the forget class's test examples is inside the band of retrain "
+            "references of other seeds ([evaluation.md](evaluation.md#retrains-seed-band-and-attacks-without-signal); "
+            "n/a: a sweep without band seeds): whether the forget class's outputs look like retrain's, not "
+            "only its argmax. "
             "Why the step changed and how its constants were chosen (validation splits only): "
             "[calibration.md](calibration.md).",
             "",
@@ -374,8 +382,17 @@ def render_results(summaries: list[dict]) -> str:
 
 
 def _scores_every_step(summary: dict) -> bool:
-    """The summary has retrain's band and a row for every step of :data:`STEPS`."""
-    return bool(summary.get("retrain_band_A_R")) and all(name in summary["methods"] for name, _ in STEPS)
+    """The summary has retrain's band and a row for every step of :data:`STEPS` (but the optional ones)."""
+    return bool(summary.get("retrain_band_A_R")) and all(
+        name in summary["methods"] for name, _ in STEPS if name not in OPTIONAL_STEPS
+    )
+
+
+def _js_inside(m: dict) -> str:
+    """Requests whose JS divergence to retrain on the forget class is inside retrain's seed band
+    (n/a: a sweep without band seeds)."""
+    js = m.get("inside", {}).get("js_forget")
+    return f"{js['inside']}/{js['n']}" if js else "n/a"
 
 
 def steps_table(summaries: list[dict]) -> str:
@@ -383,13 +400,15 @@ def steps_table(summaries: list[dict]) -> str:
     head = (
         "| setting | step | forgotten (E_F >= 99) | A_R inside retrain's band + 1 | warned | target met "
         "| pushed outside the band | A_R - retrain, mean | A_R - retrain, worst request "
-        "| retrain's A_R band (spread, mean / max) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| retrain's A_R band (spread, mean / max) | JS-forget inside retrain's seed band |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for summary in filter(_scores_every_step, summaries):
         methods, band = summary["methods"], summary["retrain_band_A_R"]
         for name, what in STEPS:
+            if name not in methods:
+                continue
             m = methods[name]
             d = m["A_R_minus_retrain"]
             lines.append(
@@ -397,7 +416,7 @@ def steps_table(summaries: list[dict]) -> str:
                 f"| {m['warned']} | {m['target_met']}/{m['n']} | {m.get('pushed_outside', 0)} "
                 f"| {_f(d['mean'])} | {_f(d['worst'])} "
                 f"(seed {d['worst_request']['seed']}, class {d['worst_request']['class']}) "
-                f"| {_f(band['spread_mean'])} / {_f(band['spread_max'])} |"
+                f"| {_f(band['spread_mean'])} / {_f(band['spread_max'])} | {_js_inside(m)} |"
             )
     return "\n".join(lines) + "\n"
 
