@@ -261,6 +261,15 @@ def test_notebook_09_runs_and_writes_its_scores(tmp_path):
         assert (tmp_path / "run" / "figures" / f"09_per_example_attack_{fig}.png").stat().st_size > 1000
     text = "".join(o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs)
     assert "digits, 10 epochs" in text and "forget examples (training split), N = 6" in text
+    # section 6: the target and the matched step, measured on the same populations
+    tgt = m["target"]
+    assert tgt["retrain_forget_logit"] < 0 and tgt["sd_over_examples"] >= 0 and tgt["sd_over_seeds"] > 0
+    assert tgt["retrain_top_class"] != 0 and 0 < tgt["retrain_top_share"] <= 1
+    assert tgt["median_phi"]["retrain"] < tgt["median_phi"]["original"]  # retrain does not predict the class
+    assert tgt["median_phi"]["matched"] < tgt["median_phi"]["original"]
+    assert "retrain's forget logit:" in text and "matched step's median phi" in text
+    assert m["methods"]["mnemonic_matched"] == pytest.approx(pop["methods"]["mnemonic_matched"]["full"]["forget_score"])
+    assert (tmp_path / "run" / "figures" / "09_per_example_attack_target.png").stat().st_size > 1000
 
 
 def test_the_reading_names_the_methods_near_retrains_klom():

@@ -72,7 +72,7 @@ from .common import settings_from_args
 
 ORIGINAL = "original"  # the untouched original: no unlearning, always scored
 STEP = "mnemonic"  # the settings' own step (pipeline.forget_step)
-DEFAULT_METHODS = (STEP, "mnemonic_paper", "finetune", "ssd")
+DEFAULT_METHODS = (STEP, "mnemonic_paper", "mnemonic_matched", "finetune", "ssd")
 DEFAULT_MODELS = 16  # models per population (the competition used 512)
 MIN_MODELS = 6  # the floor splits the retrain population into halves of at least 3
 REPEATS = 5  # seeded half splits of the floor and of the half-size scores
@@ -308,15 +308,22 @@ def _g(x: float) -> str:
 
 
 def _summary(xs) -> dict:
-    xs = np.asarray(xs, dtype=np.float64).ravel()
-    return {
-        "mean": float(xs.mean()),
-        "median": float(np.median(xs)),
-        "p05": float(np.quantile(xs, 0.05)),
-        "p95": float(np.quantile(xs, 0.95)),
-        "min": float(xs.min()),
-        "max": float(xs.max()),
+    """Pooled statistics of a confidence array; for a ``(models, examples)`` array also the spread
+    over models of each model's median (``median_sd_models``: how far one model's median moves
+    from seed to seed)."""
+    arr = np.asarray(xs, dtype=np.float64)
+    flat = arr.ravel()
+    out = {
+        "mean": float(flat.mean()),
+        "median": float(np.median(flat)),
+        "p05": float(np.quantile(flat, 0.05)),
+        "p95": float(np.quantile(flat, 0.95)),
+        "min": float(flat.min()),
+        "max": float(flat.max()),
     }
+    if arr.ndim == 2 and len(arr) > 1:
+        out["median_sd_models"] = float(np.median(arr, 1).std())
+    return out
 
 
 def _mean_std(xs) -> dict:
@@ -696,6 +703,50 @@ def load_results(folder: Path) -> list[tuple[Path, dict]]:
     return [(p, json.loads(p.read_text())) for p in sorted(Path(folder).glob("*.json"))]
 
 
+def summary_table(results: Sequence[dict], names: Sequence[str] | None = None) -> str:
+    """Every committed population in one table: per result (dataset, forget classes) the floor and,
+    for every method scored in any of them, its forget score at half size and its median phi; a
+    score within one std of the floor is marked, and so is a median phi within retrain's spread
+    over seeds of its median (the issue's two criteria, read from the files)."""
+    methods: list[str] = []
+    for r in results:
+        methods += [m for m in r["methods"] if m != ORIGINAL and m not in methods]
+    head = (
+        "| population | floor at half size (retrain vs retrain) | median phi, retrain | " + " | ".join(methods) + " |"
+    )
+    lines = [head, "|---|---|---|" + "---|" * len(methods)]
+    counts = {m: [0, 0, 0] for m in methods}  # within the floor, median within retrain's spread, scored
+    for i, r in enumerate(results):
+        fl, conf = r["floor"], r["retrain"]["confidence"]
+        low = fl["forget_score"] - fl["std"]
+        spread = conf.get("median_sd_models")
+        cells = []
+        for m in methods:
+            v = r["methods"].get(m)
+            if v is None:
+                cells.append("-")
+                continue
+            score, med = v["half"]["forget_score"], v["confidence"]["median"]
+            near = spread is not None and abs(med - conf["median"]) <= spread
+            counts[m][0] += score >= low
+            counts[m][1] += bool(near)
+            counts[m][2] += 1
+            cells.append(f"{_f(score)}{' (within)' if score >= low else ''}; {_f(med, 2)}{' (within)' if near else ''}")
+        sd = f" +- {_f(spread, 2)}" if spread is not None else ""
+        lines.append(
+            f"| {r['settings']['dataset']}, class {', '.join(map(str, r['forget_examples']['classes']))} "
+            f"(N={r['plan']['n_models']}{'; ' + names[i] if names else ''}) | "
+            f"{_f(fl['forget_score'])} +- {_f(fl['std'])} | "
+            f"{_f(conf['median'], 2)}{sd} | " + " | ".join(cells) + " |"
+        )
+    lines.append(
+        "| within, of the populations that scored it | | | "
+        + " | ".join(f"{a}/{n} (score), {b}/{n} (median phi)" for a, b, n in counts.values())
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def render_block(root: Path | None = None) -> str:
     """The docs block (markers included) from every ``docs/results/population/*.json`` under ``root``."""
     root = Path(root) if root is not None else project_root()
@@ -707,6 +758,16 @@ def render_block(root: Path | None = None) -> str:
     ]
     if not results:
         body.append("(no results yet: run `mnemonic-mu population --out docs/results/population/NAME.json`)")
+    else:
+        body += [
+            "**Every committed population at a glance.** Each cell: the method's forget score at half size "
+            "(mean over the seeded splits) and its median phi on the forget examples; *(within)*: the score "
+            "is within one standard deviation of the floor, or the median phi within retrain's spread over "
+            "its models (the standard deviation of each retrain model's median phi). Each file's own section "
+            "follows.",
+            "",
+            summary_table([r for _, r in results], [p.name for p, _ in results]),
+        ]
     for path, result in results:
         body.append(render_result(result, path.relative_to(root).as_posix()))
     return f"{DOCS_START}\n" + "\n".join(body).rstrip() + f"\n{DOCS_END}"
