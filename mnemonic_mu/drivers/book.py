@@ -60,6 +60,7 @@ REFERENCE = (
     "indistinguishability",
     "baselines",
     "calibration",
+    "matched",
     "results",
     "settings",
     "report",
