@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import write_between  # noqa: E402
+
 OUT = ROOT / "docs" / "results" / "calibration" / "validation.json"
 DOC = ROOT / "docs" / "calibration.md"
 START, END = "<!-- study:start -->", "<!-- study:end -->"
@@ -187,9 +189,7 @@ def markdown(doc: dict) -> str:
 
 
 def write_doc(doc: dict) -> None:
-    text = DOC.read_text()
-    a, b = text.index(START) + len(START), text.index(END)
-    DOC.write_text(text[:a] + "\n" + markdown(doc) + "\n" + text[b:])
+    write_between(DOC, START, END, markdown(doc))
 
 
 def main(argv=None) -> int:

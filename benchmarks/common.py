@@ -117,3 +117,14 @@ def hardware(threads: int) -> dict:
     if torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(0)
     return hw
+
+
+def write_between(page, start: str, end: str, text: str) -> None:
+    """Rewrite the part of the page ``page`` (a path) between the markers ``start`` and ``end``
+    with ``text`` (the markers stay): how the studies put their generated tables into the docs."""
+    from pathlib import Path
+
+    page = Path(page)
+    old = page.read_text()
+    a, b = old.index(start) + len(start), old.index(end)
+    page.write_text(old[:a] + "\n" + text + "\n" + old[b:])
