@@ -295,3 +295,29 @@ def test_the_reading_names_the_methods_near_retrains_klom():
     for m in methods.values():
         m["half"].pop("klom")
     assert "KLoM" not in P.reading(result | {"floor": floor | {"klom": {"mean": None, "std": None}}})
+
+
+def test_the_full_size_floor_scores_n_more_retrains_against_the_population(tmp_path):
+    """--full-floor: N more retrain models (the seeds after the population's), N vs N against the
+    population's retrains, scored by the same function as a method; the cost and the command say so."""
+    from mnemonic_mu import pipeline
+
+    s = _settings(tmp_path)
+    res = P.run_population(s, 6, ("mnemonic",), keep_confidences=True, full_floor=True)
+    full = res["floor"]["full"]
+    assert P.floor_seeds(range(6)) == (6, 7, 8, 9, 10, 11) and full["seeds"] == [6, 7, 8, 9, 10, 11]
+    dataset = pipeline.load_data(s)
+    x, y = P.forget_examples(dataset, [0])
+    extra = [
+        pipeline.train_models(P.seed_settings(s, seed), dataset, ("retrain",))["retrain"][0].model
+        for seed in full["seeds"]
+    ]  # from the cache the run filled
+    other = I.population_confidences(extra, x, y)
+    assert full["forget_score"] == pytest.approx(I.forget_score(other, res["confidences"]["retrain"])["score"])
+    assert full["n_per_side"] == 6 and full["cap"] == I.epsilon_cap(6, 6)
+    assert 0 < full["forget_score"] <= 1 and res["methods"]["original"]["full"]["forget_score"] < full["forget_score"]
+    assert res["cost"]["floor_models"] == 6 and res["cost"]["models_trained"] == 18
+    assert res["command"].endswith("--full-floor")
+    assert f"| **floor: retrain vs retrain** | **{full['forget_score']:.3f}** (12 retrains) |" in P.table(res)
+    plain = P.run_population(s, 6, ("mnemonic",))
+    assert "full" not in plain["floor"] and "n/a (needs 12 retrain models: --full-floor)" in P.table(plain)

@@ -410,6 +410,7 @@ def run_population(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     keep_confidences: bool = False,
+    full_floor: bool = False,
 ) -> dict:
     """The experiment of the module doc for the request of ``s`` (its ``forget_classes``).
 
@@ -418,6 +419,9 @@ def run_population(
     splits for the floor and the half-size scores; ``out`` only names the output in the
     recorded command.  Returns the JSON-ready result (see docs/indistinguishability.md);
     ``keep_confidences`` adds the ``(N, examples)`` arrays under ``"confidences"`` (not JSON).
+    ``full_floor`` trains N more retrain models (:func:`floor_seeds`) and scores the floor at the
+    full size too, N retrains against the other N (``floor["full"]``): the number to read the
+    methods' N-vs-N scores against.
     """
     start = time.perf_counter()
     methods = check_methods(methods)
@@ -439,11 +443,14 @@ def run_population(
             "seconds_per_model": _mean_std(pop["seconds"][name]),
         } | score_method(pop["confidences"][name], r, repeats=repeats)
     fl = floor(r, repeats=repeats)
+    extra: dict = {"models": 0, "train_seconds": 0.0, "wall": 0.0}
+    if full_floor:
+        fl["full"], extra = full_size_floor(s, dataset, seeds, r, device, progress, log)
     score_seconds = time.perf_counter() - t0
     env = environment(device)
     trained = pop["trained"]
     result = {
-        "command": population_command(s, len(seeds), methods, repeats, out, seeds),
+        "command": population_command(s, len(seeds), methods, repeats, out, seeds, full_floor),
         "settings": s.results_dict(),
         "plan": {
             "n_models": len(seeds),
@@ -466,12 +473,15 @@ def run_population(
         "methods": rows,
         "floor": fl,
         "cost": {
-            "models_trained": len(trained),
-            "models_from_cache": sum(t["from_cache"] for t in trained),
+            "models_trained": len(trained) + extra["models"],
+            "models_from_cache": sum(t["from_cache"] for t in trained) + extra.get("from_cache", 0),
+            # the extra retrains of the full-size floor (0 without --full-floor), included above
+            "floor_models": extra["models"],
+            "floor_train_seconds": extra["train_seconds"],
             # each model's own training time, as recorded when it was trained (possibly by an earlier run)
-            "train_seconds": float(sum(t["train_seconds"] for t in trained)),
+            "train_seconds": float(sum(t["train_seconds"] for t in trained)) + extra["train_seconds"],
             "train_seconds_per_model": float(np.mean([t["train_seconds"] for t in trained])),
-            "train_wall_seconds": pop["wall"]["train"],  # this run: training, or loading from the cache
+            "train_wall_seconds": pop["wall"]["train"] + extra["wall"],  # this run: training, or loading from the cache
             "unlearn_seconds": {m: float(sum(pop["seconds"][m])) for m in methods},  # each method's own time
             "unlearn_wall_seconds": pop["wall"]["unlearn"],
             "score_seconds": pop["wall"]["confidences"] + score_seconds,  # forward passes + the attacks
@@ -488,6 +498,45 @@ def run_population(
     return result
 
 
+def floor_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """The seeds of the extra retrain models of the full-size floor: the N seeds after the
+    population's largest (``max(seeds) + 1 .. max(seeds) + N``), so no model is shared."""
+    top = max(seeds)
+    return tuple(top + 1 + i for i in range(len(seeds)))
+
+
+def full_size_floor(s: Settings, dataset: Dataset, seeds: Sequence[int], retrain: np.ndarray, device, progress, log):
+    """``(floor, cost)``: N more retrain models (:func:`floor_seeds`, trained or loaded from the
+    cache) against the population's N retrains, scored like a method at N vs N."""
+    fc = check_forget_classes(s.forget_classes, dataset.num_classes)
+    x_forget, y_forget = forget_examples(dataset, fc)
+    t0 = time.perf_counter()
+    phi, cost = [], {"models": 0, "from_cache": 0, "train_seconds": 0.0}
+    for seed in floor_seeds(seeds):
+        ck, cached = pipeline.train_models(
+            seed_settings(s, seed), dataset, ("retrain",), device=device, progress=progress
+        )["retrain"]
+        phi.append(_scores(ck.model, x_forget, y_forget, *dataset.split("test"), fc)[0])
+        cost["models"] += 1
+        cost["from_cache"] += int(cached)
+        cost["train_seconds"] += float(ck.config["train_seconds"])
+        if log:
+            log(f"floor retrain seed {seed}: {'from the cache' if cached else 'trained'}")
+    other = np.stack(phi)
+    fs = I.forget_score(other, retrain)
+    out = {
+        "n_per_side": int(len(retrain)),
+        "seeds": list(floor_seeds(seeds)),
+        "cap": fs["cap"],
+        "forget_score": fs["score"],
+        "epsilon": _summary(fs["epsilons"]),
+        "ulira_accuracy": I.ulira_accuracy(other, retrain)["accuracy"],
+        "klom": I.klom(other, retrain)["value"],
+    }
+    cost["wall"] = time.perf_counter() - t0
+    return out, cost
+
+
 def population_command(
     s: Settings,
     n_models: int,
@@ -495,6 +544,7 @@ def population_command(
     repeats: int = REPEATS,
     out: str | Path | None = None,
     seeds: Sequence[int] | None = None,
+    full_floor: bool = False,
 ) -> str:
     """The ``mnemonic-mu population`` command that reproduces a run: the dataset, epochs and forget
     classes always, every other setting that differs from the laptop profile, the plan."""
@@ -518,6 +568,8 @@ def population_command(
         words += ["--methods", *listed] if listed else ["--methods", "none"]
     if int(repeats) != REPEATS:
         words += ["--repeats", str(int(repeats))]
+    if full_floor:
+        words.append("--full-floor")
     if out is not None:
         path = Path(out).expanduser().resolve()
         try:
@@ -568,8 +620,13 @@ def table(result: dict) -> str:
             f"{_f(m['seconds_per_model']['mean'])} |"
         )
     fl, rt = result["floor"], result["retrain"]
+    full = (
+        f"**{_f(fl['full']['forget_score'])}** ({2 * n} retrains)"
+        if fl.get("full")
+        else f"n/a (needs {2 * n} retrain models: --full-floor)"
+    )
     lines.append(
-        f"| **floor: retrain vs retrain** | n/a (needs {2 * n} retrain models) | **{_f(fl['forget_score'])} +- "
+        f"| **floor: retrain vs retrain** | {full} | **{_f(fl['forget_score'])} +- "
         f"{_f(fl['std'])}** | {_f(fl['epsilon']['median'], 2)} ({h} vs {h}) | n/a | {_f(fl['ulira_accuracy']['mean'])} "
         f"| **{_klom(fl)}** | {_f(rt['confidence']['median'], 2)} | {_f(rt['accuracy']['test_A_R']['mean'], 2)} | "
         f"{_f(rt['accuracy']['test_E_F']['mean'], 2)} | n/a |"
@@ -684,7 +741,9 @@ def render_result(result: dict, source: str) -> str:
             buckets_table(result),
             f"Resolution at this N: {_resolution(result)}",
             "",
-            f"Cost: {cost['models_trained']} models, {_f(cost['train_seconds'], 0)} s of training as recorded "
+            f"Cost: {cost['models_trained']} models"
+            + (f" ({cost['floor_models']} of them the full-size floor's retrains)" if cost.get("floor_models") else "")
+            + f", {_f(cost['train_seconds'], 0)} s of training as recorded "
             f"when each was trained ({_f(cost['train_seconds_per_model'], 1)} s per model; "
             f"{cost['models_from_cache']} of them "
             f"loaded from the cache in the run that wrote the file, whose training-or-loading took "
@@ -830,6 +889,11 @@ def add_subcommand(sub) -> None:
     p.add_argument(
         "--out", default=None, help="JSON output path (default reports/population/<dataset>-forget<C>-N<N>.json)"
     )
+    p.add_argument(
+        "--full-floor",
+        action="store_true",
+        help="train N more retrain models (the seeds after the population's) and score the floor at N vs N too",
+    )
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.add_argument(
         "--render-docs",
@@ -864,6 +928,7 @@ def _cmd_population(args) -> int:
         out=out,
         progress=args.progress,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        full_floor=args.full_floor,
     )
     write_result(result, out)
     print(table(result), end="")
@@ -888,7 +953,9 @@ __all__ = [
     "check_methods",
     "collect_population",
     "floor",
+    "floor_seeds",
     "forget_examples",
+    "full_size_floor",
     "population_command",
     "population_seeds",
     "render_block",
