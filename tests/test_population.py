@@ -317,7 +317,34 @@ def test_the_full_size_floor_scores_n_more_retrains_against_the_population(tmp_p
     assert full["n_per_side"] == 6 and full["cap"] == I.epsilon_cap(6, 6)
     assert 0 < full["forget_score"] <= 1 and res["methods"]["original"]["full"]["forget_score"] < full["forget_score"]
     assert res["cost"]["floor_models"] == 6 and res["cost"]["models_trained"] == 18
+    c = res["cost"]  # the extra retrains count once, as training: the parts never add up past the whole
+    assert c["train_wall_seconds"] + c["unlearn_wall_seconds"] + c["score_seconds"] <= c["total_seconds"] + 1e-6
     assert res["command"].endswith("--full-floor")
     assert f"| **floor: retrain vs retrain** | **{full['forget_score']:.3f}** (12 retrains) |" in P.table(res)
     plain = P.run_population(s, 6, ("mnemonic",))
     assert "full" not in plain["floor"] and "n/a (needs 12 retrain models: --full-floor)" in P.table(plain)
+
+
+def test_the_glance_table_marks_and_counts_from_hand_made_results():
+    """summary_table: a score within one std of the floor, a median phi within retrain's spread
+    and a KLoM at most one std above the floor's are marked; the last row counts the marks."""
+
+    def result(dataset, score, med, klom):
+        return {
+            "settings": {"dataset": dataset},
+            "forget_examples": {"classes": [0]},
+            "plan": {"n_models": 16},
+            "floor": {"forget_score": 0.3, "std": 0.1, "klom": {"mean": 9.0, "std": 0.5}},
+            "retrain": {"confidence": {"median": -13.0, "median_sd_models": 0.4}},
+            "methods": {
+                P.ORIGINAL: {"half": {"forget_score": 0.0}, "confidence": {"median": 3.0}},
+                "m": {"half": {"forget_score": score, "klom": {"mean": klom}}, "confidence": {"median": med}},
+            },
+        }
+
+    # inside on all three | outside on all three (0.19 < 0.2, 0.41 from the median, 9.51 > 9.5)
+    text = P.summary_table([result("a", 0.2, -13.39, 9.5), result("b", 0.19, -12.59, 9.51)], ["a.json", "b.json"])
+    assert "| a, class 0 (N=16; a.json) | 0.300 +- 0.100; 9.00 +- 0.50 | -13.00 +- 0.40 |" in text
+    assert "0.200 (within); -13.39 (within); 9.50 (within) |" in text
+    assert "0.190; -12.59; 9.51 |" in text
+    assert text.rstrip().endswith("| score 1/2, median phi 1/2, KLoM 1/2 |")
