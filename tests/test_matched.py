@@ -208,3 +208,17 @@ def test_what_docs_matched_says_holds_in_the_committed_study():
         for r in s["classes"]:
             t = r["target"]
             assert abs(r["scores"][chosen]["median_phi"] - t["retrain_median_phi"]) > t["retrain_median_phi_sd_seeds"]
+
+
+def test_js_forget_of_the_matched_step_lands_where_the_calibrated_steps_does():
+    """docs/matched.md, limit 3: editing the forget row leaves how the probability spreads over the
+    other classes as the original had it, so on every committed sweep that scored both steps their
+    counts of requests with JS-forget inside retrain's band differ by at most a tenth of the requests."""
+    scored = []
+    for path in sorted((ROOT / "docs" / "results").glob("*.json")):
+        methods = json.loads(path.read_text()).get("methods", {})
+        if "mnemonic_matched" in methods and "js_forget" in methods["mnemonic"].get("inside", {}):
+            a, b = (methods[m]["inside"]["js_forget"] for m in ("mnemonic_matched", "mnemonic"))
+            assert abs(a["inside"] - b["inside"]) <= 0.1 * a["n"], path.name
+            scored.append(path.name)
+    assert "mnist-20-epochs.json" in scored  # the committed full-MNIST sweep scored both
