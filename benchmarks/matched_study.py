@@ -77,13 +77,6 @@ def candidates() -> dict[str, dict]:
     }
 
 
-def _parts(z, c):
-    import torch
-
-    others = torch.cat([z[:, :c], z[:, c + 1 :]], 1)
-    return z[:, c], others.logsumexp(1), others.argmax(1)
-
-
 def _setting_job(name: str, profile: str, overrides: dict, n_models: int, classes=CLASSES, only=None) -> dict:
     import numpy as np
     import torch
@@ -108,23 +101,20 @@ def _setting_job(name: str, profile: str, overrides: dict, n_models: int, classe
             trained = pipeline.train_models(s, dataset, ("original", "retrain"))
             o, r = trained["original"][0], trained["retrain"][0]
             models[seed] = o
-            a, b, ro = _parts(o.model.eval()(xf).double(), c)
-            d, e, rr = _parts(r.model.eval()(xf).double(), c)
-            zo.append(a.numpy()), lo.append(b.numpy()), zr.append(d.numpy()), lr.append(e.numpy())
-            calibrated, _ = forget(
-                o.model, o.codes, [c], step="calibrated"
-            )  # what the code-Fisher step does to the others
-            lc.append(_parts(calibrated.eval()(xf).double(), c)[1].numpy())
-            runner_o.append(ro.numpy()), runner_r.append(rr.numpy())
+            a, b, ro = I.forget_logit_parts(o.model.eval()(xf), c)
+            d, e, rr = I.forget_logit_parts(r.model.eval()(xf), c)
+            zo.append(a), lo.append(b), zr.append(d), lr.append(e), runner_o.append(ro), runner_r.append(rr)
+            # what the code-Fisher step does to the others
+            calibrated, _ = forget(o.model, o.codes, [c], step="calibrated")
+            lc.append(I.forget_logit_parts(calibrated.eval()(xf), c)[1])
         zo, lo, zr, lr = map(np.array, (zo, lo, zr, lr))
         runner_r, runner_o = np.array(runner_r), np.array(runner_o)
         phi_r, phi_o = zr - lr, zo - lo
         splits = [I.retrain_halves(n_models, i) for i in range(REPEATS)]
         floor = [I.forget_score(phi_r[a], phi_r[b])["score"] for a, b in splits]
         # where retrain sends the forget examples (its argmax among the other classes), pooled over seeds
-        labels = [k for k in range(dataset.num_classes) if k != c]
-        share = np.bincount(runner_r.ravel(), minlength=len(labels)) / runner_r.size
-        top = int(np.argmax(share))
+        share = np.bincount(runner_r.ravel(), minlength=dataset.num_classes) / runner_r.size
+        top = int(np.argmax(share))  # a class label: the forget class itself is never a runner-up
         row = {
             "class": c,
             "n_examples": int(xf.shape[0]),
@@ -139,7 +129,7 @@ def _setting_job(name: str, profile: str, overrides: dict, n_models: int, classe
                 "retrain_median_phi": float(np.median(phi_r)),
                 "retrain_median_phi_sd_seeds": float(np.median(phi_r, 1).std()),
                 "original_median_phi": float(np.median(phi_o)),
-                "retrain_top_class": labels[top],
+                "retrain_top_class": top,
                 "retrain_top_share": float(share[top]),
                 "runner_up_agreement": float((runner_r == runner_o).mean()),
                 # the per-example shape no forget-row rule reads: how much higher retrain's other classes score
@@ -165,12 +155,13 @@ def _setting_job(name: str, profile: str, overrides: dict, n_models: int, classe
             phi_u = f["level"] + f["noise"] * draws + f["slope"] * zo - lo
             scores = [I.forget_score(phi_u[a], phi_r[b])["score"] for a, b in splits]
             row["scores"][cand] = {"mean": float(np.mean(scores)), "median_phi": float(np.median(phi_u))}
-        # the identity the scores rest on, checked against the step itself (seed 0, one candidate)
+        # the identity the scores rest on, checked against the step itself (seed 1, one candidate with noise
+        # and slope, so both terms are exercised)
         f = cands[next(c for c in cands if cands[c]["noise"] > 0 and cands[c]["slope"] != 0)]
         new, _ = forget(models[1].model, models[1].codes, [c], step="matched", matching=Matching(**f, seed=1))
-        z, lse, _ = _parts(new.eval()(xf).double(), c)
+        z, lse, _ = I.forget_logit_parts(new.eval()(xf), c)
         want = f["level"] + f["noise"] * draws[1, 0] + f["slope"] * zo[1] - lo[1]
-        gap = float(np.abs((z - lse).numpy() - want).max())
+        gap = float(np.abs(z - lse - want).max())
         assert gap < 1e-4, f"the matched step's confidences differ from the identity by {gap}"
         row["identity_gap"] = gap
         out["classes"].append(row)

@@ -353,3 +353,17 @@ def test_klom_is_a_percentile_of_per_example_divergences():
     assert out["value"] == np.percentile(per, 95) and out["median"] == 0.0 and out["percentile"] == 95.0
     with pytest.raises(ConfigError, match="same examples"):
         I.klom(unlearned[:, :5], retrain)
+
+
+def test_forget_logit_parts_split_the_confidence_and_name_the_runner_up():
+    """z_c - others is logit_scaled_confidence with every target c, to the bit; others is the
+    log-sum-exp of the other logits; the runner-up is the other class with the largest logit."""
+    logits = torch.tensor([[2.0, 0.5, 1.0, -1.0], [-3.0, 4.0, 0.0, 4.5]], dtype=torch.float32)
+    zc, others, runner = I.forget_logit_parts(logits, 1)
+    assert zc.tolist() == [0.5, 4.0]
+    want = torch.logsumexp(logits.double()[:, [0, 2, 3]], 1).numpy()
+    np.testing.assert_allclose(others, want, rtol=0, atol=1e-12)
+    assert np.array_equal(zc - others, I.logit_scaled_confidence(logits, torch.tensor([1, 1])))
+    assert runner.tolist() == [0, 3]  # never the forget class itself, even where it leads
+    with pytest.raises(ConfigError, match="forget class 4 is not one of the logits' 4 classes"):
+        I.forget_logit_parts(logits, 4)

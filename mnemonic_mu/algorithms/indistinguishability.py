@@ -238,6 +238,21 @@ def logit_scaled_confidence(logits, targets) -> np.ndarray:
     return (z_true - z_rest).numpy()
 
 
+def forget_logit_parts(logits, forget_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two parts of the forget class's :func:`logit_scaled_confidence`, ``phi = z_c - others``,
+    and where the rest of the mass goes: ``(z_c, others, runner_up)`` for logits ``(..., classes)``,
+    with ``others`` the log-sum-exp of every other class's logit (the same masking as
+    :func:`logit_scaled_confidence`, so ``z_c - others`` is its value to the bit) and ``runner_up``
+    the other class with the largest logit.  Float64 / int64 numpy, shape ``logits.shape[:-1]``."""
+    z = logits.detach().cpu().double() if isinstance(logits, torch.Tensor) else torch.as_tensor(logits).double()
+    c = int(forget_class)
+    if not 0 <= c < z.shape[-1]:
+        raise ConfigError(f"forget class {c} is not one of the logits' {z.shape[-1]} classes")
+    rest = z.clone()
+    rest[..., c] = float("-inf")
+    return z[..., c].numpy(), rest.logsumexp(-1).numpy(), rest.argmax(-1).numpy()
+
+
 @torch.no_grad()
 def population_confidences(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """``(models, examples)`` array of :func:`logit_scaled_confidence` of every
@@ -544,6 +559,7 @@ __all__ = [
     "bucket_points",
     "divergence_from_retrain",
     "epsilon_cap",
+    "forget_logit_parts",
     "forget_score",
     "forget_score_floor",
     "forget_score_from_epsilons",
