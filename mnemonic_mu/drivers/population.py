@@ -443,7 +443,7 @@ def run_population(
             "seconds_per_model": _mean_std(pop["seconds"][name]),
         } | score_method(pop["confidences"][name], r, repeats=repeats)
     fl = floor(r, repeats=repeats)
-    extra: dict = {"models": 0, "train_seconds": 0.0, "wall": 0.0}
+    extra: dict = {"models": 0, "from_cache": 0, "train_seconds": 0.0, "wall": 0.0}
     if full_floor:
         fl["full"], extra = full_size_floor(s, dataset, seeds, r, device, progress, log)
     score_seconds = time.perf_counter() - t0 - extra["wall"]  # the extra retrains count as training
@@ -474,7 +474,7 @@ def run_population(
         "floor": fl,
         "cost": {
             "models_trained": len(trained) + extra["models"],
-            "models_from_cache": sum(t["from_cache"] for t in trained) + extra.get("from_cache", 0),
+            "models_from_cache": sum(t["from_cache"] for t in trained) + extra["from_cache"],
             # the extra retrains of the full-size floor (0 without --full-floor), included above
             "floor_models": extra["models"],
             "floor_train_seconds": extra["train_seconds"],
@@ -511,12 +511,13 @@ def full_size_floor(s: Settings, dataset: Dataset, seeds: Sequence[int], retrain
     fc = check_forget_classes(s.forget_classes, dataset.num_classes)
     x_forget, y_forget = forget_examples(dataset, fc)
     t0 = time.perf_counter()
+    extra_seeds = floor_seeds(seeds)
     phi, cost = [], {"models": 0, "from_cache": 0, "train_seconds": 0.0}
-    for seed in floor_seeds(seeds):
+    for seed in extra_seeds:
         ck, cached = pipeline.train_models(
             seed_settings(s, seed), dataset, ("retrain",), device=device, progress=progress
         )["retrain"]
-        phi.append(_scores(ck.model, x_forget, y_forget, *dataset.split("test"), fc)[0])
+        phi.append(I.population_confidences([ck.model], x_forget, y_forget)[0])
         cost["models"] += 1
         cost["from_cache"] += int(cached)
         cost["train_seconds"] += float(ck.config["train_seconds"])
@@ -526,7 +527,7 @@ def full_size_floor(s: Settings, dataset: Dataset, seeds: Sequence[int], retrain
     fs = I.forget_score(other, retrain)
     out = {
         "n_per_side": int(len(retrain)),
-        "seeds": list(floor_seeds(seeds)),
+        "seeds": list(extra_seeds),
         "cap": fs["cap"],
         "forget_score": fs["score"],
         "epsilon": _summary(fs["epsilons"]),
